@@ -1,0 +1,37 @@
+/* metrics.h - guardd's Prometheus metrics registry and HTTP endpoint.
+ *
+ * Recording functions are thread-safe and cheap (atomic adds or a short lock);
+ * the HTTP server (libmicrohttpd) renders the text exposition format on
+ * /metrics and answers /healthz and /readyz.
+ */
+#ifndef GUARDD_METRICS_H
+#define GUARDD_METRICS_H
+#include <stdint.h>
+
+void metrics_init(const char *model_name, const char *model_revision);
+/* listen "HOST:PORT" (default host 127.0.0.1); returns 0 or -1 with err. */
+int metrics_http_start(const char *listen, char *err, unsigned long errlen);
+int metrics_http_port(void);        /* actual port (for listen ":0") */
+void metrics_http_stop(void);
+
+void metrics_event_consumed(const char *topic);
+void metrics_verdict(int unsafe);
+void metrics_category(const char *code);
+void metrics_dlq(const char *reason);
+void metrics_tokens(long prefill, long cached_prefix, long decode);
+void metrics_kafka_error(const char *kind);
+void metrics_batch(int size, double inference_seconds);
+void metrics_end_to_end(double seconds);
+void metrics_queue_wait(double seconds);
+void metrics_queue_depth(int depth);
+void metrics_paused_partitions(int n);
+/* librdkafka statistics JSON (stats_cb): consumer lag per partition */
+void metrics_kafka_stats(const char *json);
+void metrics_set_model_loaded(int loaded);
+void metrics_set_group_joined(int joined);
+int metrics_ready(void);
+
+/* the exposition text (malloc'd), for tests and STATUS= lines */
+char *metrics_render(void);
+
+#endif

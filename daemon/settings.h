@@ -1,0 +1,68 @@
+/* settings.h - guardd's configuration (libconfig file, etc/guardd.conf).
+ *
+ * settings_load() validates everything and reports the first problem as
+ * "FILE:LINE: SETTING: message". Secrets (any kafka property whose name ends in
+ * "password", "secret" or is "sasl.oauthbearer.config") are kept for the client
+ * but never printed: settings_redacted() is what logs may show.
+ */
+#ifndef GUARDD_SETTINGS_H
+#define GUARDD_SETTINGS_H
+#include <stddef.h>
+#include "conversation.h"
+
+typedef enum { DELIVERY_AT_LEAST_ONCE = 0 } DeliveryMode;
+typedef enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG } LogLevel;
+
+typedef struct { char *key; char *value; } KafkaProp;
+
+typedef struct {
+    /* kafka */
+    char *brokers;              /* "embedded" = in-process mock cluster */
+    char *group_id;
+    char **input_topics; int n_input_topics;
+    char *allow_topic, *deny_topic, *dlq_topic;
+    DeliveryMode delivery;
+    KafkaProp *props; int n_props;  /* librdkafka passthrough (SASL/TLS, timeouts) */
+    int embedded_partitions;        /* topics created on the embedded broker */
+    char **keep_headers; int n_keep_headers; /* header names copied to verdicts ("*" = all) */
+
+    /* model */
+    char *model_path;
+    char *tokenizer_path;       /* NULL: model_path/tokenizer.json */
+    int threads;                /* <= 0: all cores */
+    char *blis_arch;            /* NULL/"auto" */
+
+    /* policy (reloadable) */
+    CategoryList categories;    /* n == 0: default S1..S13 */
+    char **exclude; int n_exclude;
+    float threshold;            /* < 0: greedy */
+    int category_scores;
+
+    /* batching (reloadable) */
+    int batch_max_events;
+    int batch_max_tokens;
+    int batch_max_wait_ms;
+    int queue_capacity;         /* events between consumer and inference */
+
+    /* limits on input (DLQ beyond) */
+    size_t max_event_bytes;
+    int max_messages;
+    size_t max_message_bytes;
+    int max_prompt_tokens;
+
+    /* operations */
+    char *metrics_listen;       /* "127.0.0.1:9464"; "" disables */
+    LogLevel log_level;         /* reloadable */
+    int shutdown_timeout_ms;
+    int watchdog;               /* send WATCHDOG=1 when WATCHDOG_USEC is set */
+} Settings;
+
+void settings_defaults(Settings *s);
+/* Returns 0, or -1 with err = "FILE:LINE: SETTING: what is wrong". */
+int settings_load(const char *path, Settings *s, char *err, size_t errlen);
+void settings_free(Settings *s);
+/* value of a kafka property safe to log ("***" for secrets) */
+const char *settings_redacted(const KafkaProp *p);
+int settings_is_secret(const char *key);
+
+#endif

@@ -1,0 +1,79 @@
+/* classifier.h - Llama Guard 3 on top of the tokenizer and the transformer.
+ *
+ * Two steps so the daemon can size micro-batches before running them:
+ * classifier_prepare() renders the exact Llama Guard prompt, tokenizes it (the
+ * template's own special tokens as special, conversation text never) and
+ * appends the forced first output token "\n\n" (271); classifier_run() runs
+ * many prepared jobs as one batched forward pass. The prompt part before the
+ * conversation depends only on (role word, category list): its K/V is computed
+ * once per distinct prefix and shared. P(unsafe) is the softmax over the full
+ * vocabulary at token "unsafe" (39257); safe verdicts need no decoding, unsafe
+ * ones decode their category list greedily, batched.
+ *
+ * prepare() may be called from any thread concurrently with run(); run() calls
+ * must not overlap each other.
+ */
+#ifndef GUARDD_CLASSIFIER_H
+#define GUARDD_CLASSIFIER_H
+#include "conversation.h"
+#include "model.h"
+#include "tokenizer.h"
+
+typedef struct {
+    const char *model_dir;      /* config.json + safetensors (+ tokenizer.json) */
+    const char *tokenizer_path; /* NULL: model_dir/tokenizer.json */
+    int threads;                /* BLIS threads, <= 0: all cores */
+    const char *blis_arch;      /* NULL/"auto" */
+    float threshold;            /* < 0: greedy verdict; else unsafe iff score >= threshold */
+    int max_decode_tokens;      /* limit for the category list (default 16) */
+    int category_scores;        /* also report per-category probabilities */
+} ClassifierOptions;
+
+typedef enum { FORCE_ROLE_AUTO = 0, FORCE_ROLE_USER, FORCE_ROLE_AGENT } ForceRole;
+
+typedef struct {
+    const Conversation *conv;
+    const CategoryList *categories; /* NULL: default S1..S13 */
+    const char *const *exclude;     /* codes to leave out, without renumbering */
+    int n_exclude;
+    ForceRole role;                 /* AUTO: by message-count parity, as the template */
+} ClassifyRequest;
+
+typedef struct {
+    int unsafe;             /* 1 unsafe, 0 safe */
+    float score;            /* P(unsafe) */
+    int parse_error;        /* output did not parse: reported unsafe with raw */
+    int agent;              /* role word was Agent */
+    int n_categories;
+    char **codes;           /* violated codes, as generated ("S1") */
+    char **names;           /* their names in the active list (NULL if unknown code) */
+    float *category_scores; /* when asked: per active category, in list order */
+    int n_category_scores;
+    char *raw;              /* generated text after "\n\n", e.g. "unsafe\nS1,S10" */
+    int prompt_tokens;      /* whole prompt incl. prefix and forced 271 */
+    int cached_tokens;      /* prefix tokens served from the shared cache */
+    int decode_tokens;
+} ClassifyResult;
+
+typedef struct Classifier Classifier;
+typedef struct ClassifyJob ClassifyJob;
+
+Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errlen);
+void classifier_close(Classifier *c);
+const Model *classifier_model(const Classifier *c);
+const Tokenizer *classifier_tokenizer(const Classifier *c);
+void classifier_set_threshold(Classifier *c, float threshold); /* for reloads between runs */
+
+/* Renders and tokenizes. NULL with err set for an invalid conversation
+ * (empty, roles not alternating from user, unknown excluded code, too long). */
+ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char *err, size_t errlen);
+int classify_job_new_tokens(const ClassifyJob *j);  /* tokens to prefill beyond the shared prefix */
+void classify_job_free(ClassifyJob *j);
+
+/* Runs jobs as one batch; results[i] belongs to jobs[i]. Returns 0, or -1 with
+ * err set if the engine failed (then no result is valid). */
+int classifier_run(Classifier *c, ClassifyJob **jobs, int n, ClassifyResult *results,
+                   char *err, size_t errlen);
+void classify_result_free(ClassifyResult *r);
+
+#endif

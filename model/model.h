@@ -1,0 +1,71 @@
+/* model.h - a Llama checkpoint in memory: its config and its f32 weights.
+ *
+ * model_load() reads a Hugging Face checkpoint directory: config.json plus
+ * model.safetensors or model.safetensors.index.json (+ shards). Every shape
+ * number comes from config.json. bf16/f16/f32 tensors are converted to f32 and
+ * laid out for the batched forward pass: Q/K/V fused into one [qkv, dim]
+ * matrix and gate/up into one [2*hidden, dim] matrix per layer, so each costs
+ * one GEMM. Row-major, [out_features, in_features] as in the checkpoint.
+ */
+#ifndef GUARDD_MODEL_H
+#define GUARDD_MODEL_H
+#include <stddef.h>
+
+#define MODEL_MAX_EOS 8
+
+typedef struct {
+    int n_layers;       /* num_hidden_layers */
+    int dim;            /* hidden_size */
+    int n_heads;        /* num_attention_heads */
+    int n_kv_heads;     /* num_key_value_heads (default n_heads) */
+    int head_dim;       /* head_dim (default dim / n_heads) */
+    int hidden_dim;     /* intermediate_size */
+    int vocab_size;
+    int max_pos;        /* max_position_embeddings */
+    float norm_eps;     /* rms_norm_eps */
+    float rope_theta;
+    int rope_llama3;    /* rope_scaling.rope_type == "llama3" */
+    float rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_orig_max_pos;
+    int tied;           /* tie_word_embeddings */
+    int bos_id;
+    int eos_ids[MODEL_MAX_EOS];
+    int n_eos;
+} ModelConfig;
+
+typedef struct {
+    float *attn_norm;   /* [dim] input_layernorm */
+    float *wqkv;        /* [(n_heads + 2*n_kv_heads) * head_dim, dim]: q rows, k rows, v rows */
+    float *wo;          /* [dim, n_heads * head_dim] */
+    float *mlp_norm;    /* [dim] post_attention_layernorm */
+    float *w13;         /* [2 * hidden_dim, dim]: gate rows then up rows */
+    float *w2;          /* [dim, hidden_dim] down_proj */
+} LayerWeights;
+
+typedef struct {
+    float *embed;       /* [vocab, dim] */
+    LayerWeights *layers;
+    float *final_norm;  /* [dim] */
+    float *lm_head;     /* [vocab, dim]; points at embed when tied */
+} Weights;
+
+typedef struct {
+    ModelConfig cfg;
+    Weights w;
+    char name[128];     /* directory base name unless config says otherwise */
+    char revision[80];  /* sha256 prefix of config.json + weight headers */
+    size_t weight_bytes;      /* f32 bytes held */
+    double load_seconds;
+    long peak_rss_kb;         /* process peak RSS after the load (VmHWM) */
+    void *priv;               /* loader-owned allocations */
+} Model;
+
+/* Parses config.json at path. Returns 0, or -1 with a message naming the file
+ * and field in err. Refuses unknown architectures and rope types. */
+int model_config_load(const char *path, ModelConfig *cfg, char *err, size_t errlen);
+
+/* Loads a checkpoint directory. Returns NULL with err set on any problem. */
+Model *model_load(const char *dir, char *err, size_t errlen);
+void model_free(Model *m);
+
+#endif

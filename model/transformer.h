@@ -1,0 +1,46 @@
+/* transformer.h - the batched Llama 3 decoder forward pass on BLIS.
+ *
+ * One call runs many sequences of different lengths: all their new tokens are
+ * stacked into one [T, dim] activation matrix, so every weight matrix is one
+ * GEMM with M = T rows. Attention is per sequence against its own KV cache,
+ * which may sit on top of a shared, read-only prefix cache (the Llama Guard
+ * instructions + category list, computed once and read by many sequences).
+ * Matches Hugging Face LlamaForCausalLM numerics (f32).
+ */
+#ifndef GUARDD_TRANSFORMER_H
+#define GUARDD_TRANSFORMER_H
+#include "model.h"
+
+typedef struct KVCache KVCache;
+
+/* A cache for up to `capacity` positions of its own, placed after `prefix`
+ * (may be NULL). The prefix must outlive this cache and must not grow while
+ * caches use it. Returns NULL if the allocation fails. */
+KVCache *kv_new(const ModelConfig *cfg, int capacity, const KVCache *prefix);
+void kv_free(KVCache *kv);
+int kv_len(const KVCache *kv);          /* prefix positions + own positions */
+int kv_own_len(const KVCache *kv);      /* own positions only */
+void kv_truncate(KVCache *kv, int own_len); /* forget own positions past own_len */
+
+typedef struct {
+    const int *tokens;  /* new tokens, appended after kv's current length */
+    int n_tokens;
+    KVCache *kv;        /* must have room for n_tokens more */
+    int n_logits;       /* logits wanted for the last n_logits new tokens (0 = none) */
+    float *logits;      /* out: n_logits * vocab_size floats, caller-owned */
+} SeqInput;
+
+typedef struct Transformer Transformer;
+
+/* Once per process, before any BLIS call: picks the BLIS kernel set (arch
+ * NULL/"auto" = BLIS's detection, upgraded from "generic" to the best set the
+ * CPU supports) and the thread count (<= 0: all cores). */
+void blis_setup(int threads, const char *arch);
+
+Transformer *transformer_new(const Model *m, int threads);
+void transformer_free(Transformer *t);
+
+/* Runs the batch. Returns 0, or -1 with err set (bad token id, cache full). */
+int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, size_t errlen);
+
+#endif

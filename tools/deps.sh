@@ -1,0 +1,32 @@
+#!/bin/sh
+# Installs everything guardd's build, tests and demo need on Debian 12, as root:
+# the Debian packages, then the pinned npm test tools and the genuine Llama 3.2
+# tokenizer.json (checksum-verified) into DEPS_DIR (default ./.deps).
+# Idempotent: a second run checks and returns quickly.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+deps_dir=${1:-$here/../.deps}
+mkdir -p "$deps_dir"
+
+PKGS="build-essential pkg-config git ca-certificates curl
+librdkafka-dev libmsgpack-dev libconfig-dev libblis-dev libblis-openmp-dev libsystemd-dev
+check libpcre2-dev libjansson-dev libmicrohttpd-dev
+python3 python3-numpy python3-jinja2 python3-msgpack
+nodejs npm prometheus systemd procps netcat-openbsd"
+
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "deps: installing Debian packages:$missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing
+fi
+
+for step in "$here"/deps.d/*.sh; do
+    [ -e "$step" ] || continue
+    sh "$step" "$deps_dir"
+done
