@@ -8,6 +8,7 @@
 #ifndef GUARDD_SETTINGS_H
 #define GUARDD_SETTINGS_H
 #include <stddef.h>
+#include <stdio.h>
 #include "conversation.h"
 
 typedef enum { DELIVERY_AT_LEAST_ONCE = 0 } DeliveryMode;
@@ -64,5 +65,12 @@ void settings_free(Settings *s);
 /* value of a kafka property safe to log ("***" for secrets) */
 const char *settings_redacted(const KafkaProp *p);
 int settings_is_secret(const char *key);
+
+/* Every setting as "name = value" lines with secrets shown as "***" (for the
+ * startup log and --check-config -v). */
+void settings_dump(const Settings *s, FILE *f);
+/* `guardd --check-config FILE`: loads FILE, prints "FILE: OK" or the error on
+ * stderr, returns the process exit code (0 valid, 1 invalid). */
+int settings_check_main(const char *path);
 
 #endif
