@@ -433,7 +433,36 @@ START_TEST(http_start_errors) {
 }
 END_TEST
 
-int main(void) {
+/* --serve: record a fixed set of values, serve them on 127.0.0.1:0, print
+ * "port N" and keep serving until stdin reaches EOF. t_metrics_prometheus.sh
+ * scrapes this with promtool and a real Prometheus and checks the values it
+ * sets here: 7 safe and 3 unsafe verdicts, category codes S1 x2 and a label
+ * needing escapes (a"b\c) x1, 5 events on topic "conv", one DLQ "bad_msgpack". */
+static int serve(void) {
+    char err[256], line[64];
+    metrics_init("tiny-fixture", "rev\"1");
+    for (int i = 0; i < 7; i++) metrics_verdict(0);
+    for (int i = 0; i < 3; i++) metrics_verdict(1);
+    metrics_category("S1"); metrics_category("S1"); metrics_category("a\"b\\c");
+    for (int i = 0; i < 5; i++) metrics_event_consumed("conv");
+    metrics_dlq("bad_msgpack");
+    metrics_batch(4, 0.05); metrics_batch(6, 0.5);
+    metrics_kafka_stats(STATS);
+    metrics_set_model_loaded(1);
+    metrics_set_group_joined(1);
+    if (metrics_http_start("127.0.0.1:0", err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    printf("port %d\n", metrics_http_port());
+    fflush(stdout);
+    while (fgets(line, sizeof line, stdin)) {}
+    metrics_http_stop();
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "--serve")) return serve();
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("registry");
     tcase_add_test(tc, counters_render_with_help_and_type);
