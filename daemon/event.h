@@ -35,23 +35,61 @@ typedef struct {
     const char *topic; int32_t partition; int64_t offset;
 } EventSource;
 
-/* Returns 0, or -1 with *reason set to a static code such as "bad_msgpack",
- * "not_a_map", "missing_field", "wrong_type", "too_large", "too_many_messages",
- * "message_too_large", "bad_role", "roles_not_alternating", "empty_conversation",
- * "bad_categories" and msg to a human explanation. */
+/* Returns 0, or -1 with *reason set to a static code and msg to a human
+ * explanation (ev is then empty; event_free on it is harmless). Codes:
+ *   too_large            more than max_event_bytes
+ *   bad_msgpack          malformed or truncated msgpack
+ *   trailing_bytes       bytes after the event's map
+ *   not_a_map            the event is not a msgpack map
+ *   missing_field        no "id" / "messages", message without role/content,
+ *                        content part without "text"
+ *   duplicate_field      the same key twice in one map
+ *   wrong_type           a field of the wrong msgpack type
+ *   bad_id               id empty or longer than EVENT_MAX_ID_BYTES
+ *   bad_text             text that is not UTF-8 or contains a NUL byte
+ *   too_many_messages    more than max_messages
+ *   message_too_large    a message's text above max_message_bytes
+ *   bad_role             role not "user"/"assistant" (message) or "user"/"agent" (event)
+ *   roles_not_alternating  roles must go user, assistant, user, ...
+ *   empty_conversation   no messages
+ *   unsupported_content  a content part whose type is not "text" (e.g. image:
+ *                        Llama Guard 3 1B is text only)
+ *   bad_categories       categories not a non-empty map of code -> name, bad code
+ *   bad_exclude          exclude not an array of codes, or a code not in categories
+ *   unsupported_schema   "schema" newer than EVENT_SCHEMA_VERSION
+ *   bad_json             (event_decode_json) not one JSON object
+ * Allocation is bounded by the limits and by len, whatever sizes the input declares. */
 int event_decode(const void *buf, size_t len, const EventLimits *lim,
                  ConversationEvent *ev, const char **reason, char *msg, size_t msglen);
 void event_free(ConversationEvent *ev);
 
+#define EVENT_MAX_ID_BYTES 256
+
+/* The same schema written as JSON (one object; content-type application/json).
+ * Converted to msgpack and checked by event_decode, so the rules are identical;
+ * max_event_bytes applies to the JSON text. */
+int event_decode_json(const void *buf, size_t len, const EventLimits *lim,
+                      ConversationEvent *ev, const char **reason, char *msg, size_t msglen);
+/* JSON text -> msgpack bytes of the same value (malloc'd, length in *outlen),
+ * or NULL with err set. For tools that let people write events as JSON. */
+void *event_json_to_msgpack(const void *json, size_t len, size_t *outlen, char *err, size_t errlen);
+/* A decoded (or hand-built) event back to msgpack: one-part messages as plain
+ * string content, metadata spliced raw. malloc'd, length in *len. */
+void *event_encode(const ConversationEvent *ev, size_t *len);
+
 /* Deterministic id of everything produced for one input record: the same
  * (topic, partition, offset) always gives the same id, so consumers can drop
- * repeats after a crash. */
+ * repeats after a crash. Format "TOPIC/PARTITION/OFFSET" (Kafka topic names
+ * cannot contain '/', so it is unambiguous), e.g. "conversations/2/1234". */
 void event_source_id(const EventSource *src, char *out, size_t outlen);
 
 typedef struct {
     const char *model_name, *model_revision;
     double queued_s, inference_s;  /* time waiting, time in the engine */
     int batch_size;
+    /* codes of r->category_scores, in the same order (the active category
+     * list without excluded ones); NULL: category_scores is left out */
+    const char *const *score_codes;
 } VerdictTiming;
 
 /* Encodes the verdict event; returns malloc'd bytes (length in *len). */
@@ -61,7 +99,10 @@ void *verdict_encode(const ConversationEvent *ev, const EventSource *src,
 void *dlq_encode(const EventSource *src, const char *reason, const char *message,
                  const void *payload, size_t payload_len, size_t *len);
 
-/* Any of our three record kinds as one line of JSON (for guardctl tail). */
+/* Any of our three record kinds as one line of JSON (for guardctl tail):
+ * maps become objects, bin (the DLQ payload) a base64 string, invalid UTF-8
+ * is replaced by U+FFFD. malloc'd, no trailing newline; NULL if buf is not
+ * exactly one msgpack value (or nests deeper than 64). */
 char *record_to_json(const void *buf, size_t len);
 
 #endif
