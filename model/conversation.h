@@ -34,6 +34,10 @@ typedef struct {
 const CategoryList *categories_default(void);
 
 void conversation_add(Conversation *c, MessageRole role, const char *text); /* one-part message */
+/* Multi-part content: a message with no parts yet, then its text parts in
+ * order. The returned pointer is valid until the next conversation_add*. */
+Message *conversation_add_message(Conversation *c, MessageRole role);
+void message_add_part(Message *m, const char *text);
 void conversation_free(Conversation *c);
 void categories_add(CategoryList *l, const char *code, const char *name);
 void categories_free(CategoryList *l);

@@ -1,0 +1,292 @@
+/* prompt.c - renders the Llama Guard 3 prompt exactly as its chat template
+ * does (see prompt.h for the layout and the two deliberate differences) and
+ * tokenizes it with the template's special tokens kept apart from the text.
+ *
+ * The template text below is copied piece by piece from chat_template.jinja;
+ * tests compare the output byte for byte with the reference renders and with
+ * jinja2 running the real template on hundreds of random conversations.
+ * Pure text: prompt_tokenize() lives in classifier.c with the rest of the
+ * tokenizer glue, so this file (and guardctl prompt) needs no tokenizer.
+ */
+#include "prompt.h"
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- UTF-8 ---------------------------------------------------------------- */
+
+/* Decodes one code point at s[i] (i < len). Returns its byte length, 0 if the
+ * sequence is invalid. */
+static size_t utf8_decode(const unsigned char *s, size_t len, size_t i, unsigned *cp) {
+    unsigned c = s[i];
+    size_t n;
+    unsigned min;
+    if (c < 0x80) { *cp = c; return 1; }
+    if (c >= 0xC2 && c <= 0xDF) { n = 2; min = 0x80; *cp = c & 0x1F; }
+    else if (c >= 0xE0 && c <= 0xEF) { n = 3; min = 0x800; *cp = c & 0x0F; }
+    else if (c >= 0xF0 && c <= 0xF4) { n = 4; min = 0x10000; *cp = c & 0x07; }
+    else return 0;
+    if (len - i < n) return 0;
+    for (size_t k = 1; k < n; k++) {
+        if ((s[i + k] & 0xC0) != 0x80) return 0;
+        *cp = (*cp << 6) | (s[i + k] & 0x3F);
+    }
+    if (*cp < min || *cp > 0x10FFFF || (*cp >= 0xD800 && *cp <= 0xDFFF)) return 0;
+    return n;
+}
+
+int utf8_valid(const char *s, size_t len) {
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned cp;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_decode(u, len, i, &cp);
+        if (!n) return 0;
+        i += n;
+    }
+    return 1;
+}
+
+/* Python's str.isspace() (Unicode White_Space minus nothing, plus the four
+ * ASCII information separators \x1c-\x1f that Python counts as whitespace). */
+static int py_isspace(unsigned cp) {
+    if ((cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20)) return 1;
+    switch (cp) {
+    case 0x85: case 0xA0: case 0x1680: case 0x2028: case 0x2029:
+    case 0x202F: case 0x205F: case 0x3000:
+        return 1;
+    }
+    return cp >= 0x2000 && cp <= 0x200A;
+}
+
+/* Start of the code point that ends at s[end-1] (valid UTF-8 assumed). */
+static size_t utf8_prev(const unsigned char *s, size_t end) {
+    size_t i = end - 1;
+    while (i > 0 && (s[i] & 0xC0) == 0x80 && end - i < 4) i--;
+    return i;
+}
+
+size_t prompt_strip(const char *s, size_t len, size_t *start) {
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned cp;
+    size_t a = 0, b = len;
+    while (a < b) {
+        size_t n = utf8_decode(u, b, a, &cp);
+        if (!n || !py_isspace(cp)) break;
+        a += n;
+    }
+    while (b > a) {
+        size_t p = utf8_prev(u, b);
+        if (p < a || utf8_decode(u, b, p, &cp) != b - p || !py_isspace(cp)) break;
+        b = p;
+    }
+    *start = a;
+    return b - a;
+}
+
+/* ---- growable output -------------------------------------------------------- */
+
+typedef struct { char *p; size_t n, cap; int overflow; } Buf;
+
+static void buf_put(Buf *b, const char *s, size_t n) {
+    if (b->overflow) return;
+    if (b->n + n + 1 > PROMPT_MAX_BYTES) { b->overflow = 1; return; }
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n + 1) cap *= 2;
+        char *q = realloc(b->p, cap);
+        if (!q) { b->overflow = 1; return; }
+        b->p = q;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void buf_str(Buf *b, const char *s) { buf_put(b, s, strlen(s)); }
+
+/* ---- validation ------------------------------------------------------------- */
+
+static int code_ok(const char *code) {
+    size_t n = strlen(code);
+    if (n == 0 || n > PROMPT_MAX_CODE_LEN) return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = code[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int check_conversation(const Conversation *conv, char *err, size_t errlen) {
+    if (!conv || conv->n_msgs <= 0) {
+        seterr(err, errlen, "conversation has no messages");
+        return -1;
+    }
+    if (conv->n_msgs > PROMPT_MAX_MESSAGES) {
+        seterr(err, errlen, "conversation has %d messages (max %d)", conv->n_msgs, PROMPT_MAX_MESSAGES);
+        return -1;
+    }
+    for (int i = 0; i < conv->n_msgs; i++) {
+        const Message *m = &conv->msgs[i];
+        MessageRole want = (i % 2 == 0) ? ROLE_USER : ROLE_ASSISTANT;
+        if (m->role != want) {
+            seterr(err, errlen, "message %d is from the %s: roles must alternate "
+                   "user/assistant/user/... starting with user", i + 1,
+                   m->role == ROLE_USER ? "user" : "assistant");
+            return -1;
+        }
+        if (m->n_parts < 0 || m->n_parts > PROMPT_MAX_PARTS) {
+            seterr(err, errlen, "message %d has %d content parts (max %d)", i + 1, m->n_parts, PROMPT_MAX_PARTS);
+            return -1;
+        }
+        for (int j = 0; j < m->n_parts; j++) {
+            const char *t = m->parts[j] ? m->parts[j] : "";
+            if (!utf8_valid(t, strlen(t))) {
+                seterr(err, errlen, "message %d part %d is not valid UTF-8", i + 1, j + 1);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int excluded(const char *code, const char *const *exclude, int n_exclude) {
+    for (int i = 0; i < n_exclude; i++)
+        if (exclude[i] && !strcmp(exclude[i], code)) return 1;
+    return 0;
+}
+
+/* Copies the categories that stay after exclusion into out, checking codes,
+ * names and the excluded codes on the way. */
+static int active_categories(const CategoryList *cats, const char *const *exclude, int n_exclude,
+                             CategoryList *out, char *err, size_t errlen) {
+    if (cats->n <= 0 || cats->n > PROMPT_MAX_CATEGORIES) {
+        seterr(err, errlen, "category list has %d entries (need 1..%d)", cats->n, PROMPT_MAX_CATEGORIES);
+        return -1;
+    }
+    for (int i = 0; i < cats->n; i++) {
+        const Category *c = &cats->items[i];
+        if (!c->code || !code_ok(c->code)) {
+            seterr(err, errlen, "category %d: code '%.40s' must be 1..%d characters of A-Z a-z 0-9 _ . -",
+                   i + 1, c->code ? c->code : "", PROMPT_MAX_CODE_LEN);
+            return -1;
+        }
+        if (!c->name || !utf8_valid(c->name, strlen(c->name))) {
+            seterr(err, errlen, "category %s: name missing or not valid UTF-8", c->code);
+            return -1;
+        }
+        for (int k = 0; k < i; k++)
+            if (!strcmp(cats->items[k].code, c->code)) {
+                seterr(err, errlen, "category code %s appears twice", c->code);
+                return -1;
+            }
+    }
+    for (int e = 0; e < n_exclude; e++) {
+        int found = 0;
+        for (int i = 0; exclude[e] && i < cats->n && !found; i++)
+            found = !strcmp(cats->items[i].code, exclude[e]);
+        if (!found) {
+            seterr(err, errlen, "excluded category '%.40s' is not in the category list",
+                   exclude[e] ? exclude[e] : "(null)");
+            return -1;
+        }
+    }
+    for (int i = 0; i < cats->n; i++)
+        if (!excluded(cats->items[i].code, exclude, n_exclude))
+            categories_add(out, cats->items[i].code, cats->items[i].name);
+    if (out->n == 0) {
+        seterr(err, errlen, "every category is excluded");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- render ----------------------------------------------------------------- */
+
+static void render_conversation(Buf *b, const Conversation *conv) {
+    for (int i = 0; i < conv->n_msgs; i++) {
+        const Message *m = &conv->msgs[i];
+        const char *word = m->role == ROLE_USER ? "User: " : "Agent: ";
+        for (int j = 0; j < m->n_parts; j++) {
+            const char *t = m->parts[j] ? m->parts[j] : "";
+            size_t start, n = prompt_strip(t, strlen(t), &start);
+            buf_str(b, word);
+            buf_put(b, t + start, n);
+            buf_str(b, "\n\n");
+        }
+    }
+}
+
+int prompt_render(const Conversation *conv, const CategoryList *categories,
+                  const char *const *exclude, int n_exclude, PromptRole role,
+                  Prompt *out, char *err, size_t errlen) {
+    memset(out, 0, sizeof *out);
+    if (n_exclude < 0 || (n_exclude > 0 && !exclude)) {
+        seterr(err, errlen, "bad exclude list");
+        return -1;
+    }
+    if (check_conversation(conv, err, errlen) < 0) return -1;
+    if (active_categories(categories ? categories : categories_default(), exclude, n_exclude,
+                          &out->active, err, errlen) < 0) {
+        categories_free(&out->active);
+        return -1;
+    }
+    out->agent = role == PROMPT_ROLE_AGENT ||
+                 (role == PROMPT_ROLE_AUTO && conv->n_msgs % 2 == 0);
+    const char *word = out->agent ? "Agent" : "User";
+
+    Buf b = {0};
+    buf_str(&b, PROMPT_HEAD_SPECIAL);
+    out->body_start = b.n;
+    buf_str(&b, "\n\nTask: Check if there is unsafe content in '");
+    buf_str(&b, word);
+    buf_str(&b, "' messages in conversations according our safety policy with the below categories.\n\n");
+    buf_str(&b, "<BEGIN UNSAFE CONTENT CATEGORIES>\n");
+    for (int i = 0; i < out->active.n; i++) {
+        buf_str(&b, out->active.items[i].code);
+        buf_str(&b, ": ");
+        buf_str(&b, out->active.items[i].name);
+        buf_str(&b, "\n");
+    }
+    buf_str(&b, "<END UNSAFE CONTENT CATEGORIES>\n\n");
+    buf_str(&b, "<BEGIN CONVERSATION>\n\n");
+    out->prefix_len = b.n;
+    render_conversation(&b, conv);
+    buf_str(&b, "<END CONVERSATION>\n\n");
+    buf_str(&b, "Provide your safety assessment for ONLY THE LAST ");
+    buf_str(&b, word);
+    buf_str(&b, " message in the above conversation:\n");
+    buf_str(&b, " - First line must read 'safe' or 'unsafe'.\n");
+    buf_str(&b, " - If unsafe, a second line must include a comma-separated list of violated categories. ");
+    out->tail_start = b.n;
+    buf_str(&b, PROMPT_TAIL_SPECIAL);
+    if (b.overflow) {
+        free(b.p);
+        categories_free(&out->active);
+        memset(out, 0, sizeof *out);
+        seterr(err, errlen, "prompt would exceed %u bytes", PROMPT_MAX_BYTES);
+        return -1;
+    }
+    out->text = b.p;
+    out->len = b.n;
+    return 0;
+}
+
+void prompt_free(Prompt *p) {
+    if (!p) return;
+    free(p->text);
+    categories_free(&p->active);
+    memset(p, 0, sizeof *p);
+}
