@@ -1,13 +1,12 @@
 /* procstats.c - process_* metrics (CPU time, memory, file descriptors, start
  * time) from procfs, the same set the official Prometheus clients export so
- * that standard dashboards work on guardd.
+ * that standard dashboards work on guardd. Only /proc/self is read, which stays
+ * visible under systemd's ProcSubset=pid / ProtectProc=invisible.
  *
  * /proc/self/stat's second field is the command name in parentheses and may
  * itself contain spaces or ')', so the numeric fields are located after the
  * LAST ')' (proc(5)). Files are read into fixed buffers: procfs texts we need
- * are a few hundred bytes (limits ~1.5 KiB; /proc/stat only needs its btime
- * line, which on big machines can come after many cpu lines, so that file is
- * scanned line by line).
+ * are a few hundred bytes (limits ~1.5 KiB).
  */
 #include "procstats.h"
 
@@ -15,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
@@ -71,29 +71,17 @@ int procstats_parse_limits(const char *text, double *max_fds) {
     return 0;
 }
 
-int procstats_parse_btime(const char *text, double *btime) {
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
-        if (!strncmp(p, "btime ", 6)) {
-            char *end;
-            unsigned long long v = strtoull(p + 6, &end, 10);
-            if (end == p + 6) return -1;
-            *btime = (double)v;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* btime from /proc/stat, read line by line (the file can be large). */
-static int read_btime(double *btime) {
-    FILE *f = fopen("/proc/stat", "re");
-    if (!f) return -1;
-    char line[512];
-    int rc = -1;
-    while (fgets(line, sizeof line, f))
-        if (procstats_parse_btime(line, btime) == 0) { rc = 0; break; }
-    fclose(f);
-    return rc;
+/* Boot time (epoch seconds) = wall clock minus time since boot: the same
+ * arithmetic the kernel uses for /proc/stat's btime, so there is no need to
+ * read /proc/stat, which systemd's ProcSubset=pid hides. Truncated to whole
+ * seconds like btime, so the start time does not jitter between scrapes. */
+static int boot_time(double *btime) {
+    struct timespec real, boot;
+    if (clock_gettime(CLOCK_REALTIME, &real) != 0 || clock_gettime(CLOCK_BOOTTIME, &boot) != 0)
+        return -1;
+    time_t b = real.tv_sec - boot.tv_sec - (real.tv_nsec < boot.tv_nsec ? 1 : 0);
+    *btime = (double)b;
+    return 0;
 }
 
 static double count_fds(void) {
@@ -119,7 +107,7 @@ int procstats_read(ProcStats *ps) {
         procstats_parse_stat(buf, hz, page, &ps->cpu_seconds, &ps->virtual_bytes,
                              &ps->resident_bytes, &start_ticks) != 0)
         rc = -1;
-    if (start_ticks >= 0 && read_btime(&btime) == 0)
+    if (start_ticks >= 0 && boot_time(&btime) == 0)
         ps->start_time_seconds = btime + start_ticks / (double)hz;
     else
         rc = -1;

@@ -1,5 +1,5 @@
 /* procstats.h - the standard Prometheus process_* metrics for this process,
- * read from /proc/self (stat, fd/, limits) and /proc/stat (boot time). */
+ * read from /proc/self (stat, fd/, limits) and the boot-time clock. */
 #ifndef GUARDD_PROCSTATS_H
 #define GUARDD_PROCSTATS_H
 
@@ -16,11 +16,10 @@ typedef struct {
  * field was read, -1 when any was not (the rest are still valid). */
 int procstats_read(ProcStats *ps);
 
-/* Parsers, exposed for tests: text of /proc/self/stat, /proc/self/limits,
- * /proc/stat. Return 0 or -1 on malformed input. */
+/* Parsers, exposed for tests: text of /proc/self/stat and /proc/self/limits.
+ * Return 0 or -1 on malformed input. */
 int procstats_parse_stat(const char *text, long ticks_per_s, long page_size,
                          double *cpu_s, double *vsize, double *rss, double *start_ticks);
 int procstats_parse_limits(const char *text, double *max_fds);
-int procstats_parse_btime(const char *text, double *btime);
 
 #endif

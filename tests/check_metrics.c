@@ -9,6 +9,8 @@
  */
 #include <check.h>
 #include <arpa/inet.h>
+#include <math.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -277,7 +279,7 @@ START_TEST(format_double_exact) {
 END_TEST
 
 START_TEST(procstats_parsers) {
-    double cpu, vs, rss, st, mf, bt;
+    double cpu, vs, rss, st, mf;
     /* comm with spaces and ')' inside: fields start after the LAST ')' */
     const char *stat = "1234 (a) b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 "
                        "250 50 0 0 20 0 3 0 9000 123456789 300 18446744073709551615";
@@ -295,9 +297,6 @@ START_TEST(procstats_parsers) {
     ck_assert_int_eq(procstats_parse_limits(limits, &mf), 0);
     ck_assert(mf == 1024.0);
     ck_assert_int_eq(procstats_parse_limits("nothing", &mf), -1);
-    ck_assert_int_eq(procstats_parse_btime("cpu  1 2 3\nintr 5\nbtime 1700000000\nprocesses 9\n", &bt), 0);
-    ck_assert(bt == 1700000000.0);
-    ck_assert_int_eq(procstats_parse_btime("cpu 1\n", &bt), -1);
 }
 END_TEST
 
@@ -310,6 +309,27 @@ START_TEST(procstats_live) {
     ck_assert(ps.max_fds >= ps.open_fds);
     ck_assert(ps.cpu_seconds >= 0);
     ck_assert(ps.start_time_seconds > 1.5e9); /* after 2017: a real epoch time */
+    ck_assert(ps.start_time_seconds <= (double)time(NULL) + 1);
+    /* The kernel's own btime (when /proc/stat is readable) must agree with the
+     * clock arithmetic within a second. */
+    FILE *f = fopen("/proc/stat", "r");
+    char line[512];
+    double kbt = -1;
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "btime %lf", &kbt) == 1) break;
+    if (f) fclose(f);
+    if (kbt > 0) {
+        FILE *sf = fopen("/proc/self/stat", "r");
+        char sb[4096] = "";
+        size_t n = sf ? fread(sb, 1, sizeof sb - 1, sf) : 0;
+        if (sf) fclose(sf);
+        sb[n] = 0;
+        double c, v, r, st;
+        ck_assert_int_eq(procstats_parse_stat(sb, sysconf(_SC_CLK_TCK), 4096, &c, &v, &r, &st), 0);
+        double want = kbt + st / (double)sysconf(_SC_CLK_TCK);
+        ck_assert_msg(fabs(ps.start_time_seconds - want) <= 1.0, "start %f vs kernel %f",
+                      ps.start_time_seconds, want);
+    }
     char *t = metrics_render();
     for (const char *n = "process_cpu_seconds_total\0process_resident_memory_bytes\0"
                          "process_virtual_memory_bytes\0process_open_fds\0process_max_fds\0"
