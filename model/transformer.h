@@ -34,8 +34,12 @@ typedef struct Transformer Transformer;
 
 /* Once per process, before any BLIS call: picks the BLIS kernel set (arch
  * NULL/"auto" = BLIS's detection, upgraded from "generic" to the best set the
- * CPU supports) and the thread count (<= 0: all cores). */
+ * CPU supports) and the thread count (<= 0: all cores). Called again, or
+ * after BLIS has initialised, the kernel set can no longer change: a warning
+ * is printed and blis_arch_name() reports the set really in use. */
 void blis_setup(int threads, const char *arch);
+/* The BLIS kernel set in use ("skx", "zen3", "haswell", "generic", ...). */
+const char *blis_arch_name(void);
 
 Transformer *transformer_new(const Model *m, int threads);
 void transformer_free(Transformer *t);
