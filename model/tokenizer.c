@@ -388,11 +388,66 @@ static int load_merges(Tokenizer *t, json_t *merges, const int inv[324], char *e
     return 0;
 }
 
-static int compile_regex(Tokenizer *t, const char *re, char *err, size_t errlen)
+/* Unicode White_Space, the meaning of \s in Rust's regex and Oniguruma (which
+ * Hugging Face and tiktoken use). PCRE2's \s under UCP also matches U+180E,
+ * which stopped being a space in Unicode 6.3, so \s and \S are spelled out. */
+#define WHITE_SPACE "\\t-\\r \\x{85}\\x{a0}\\x{1680}\\x{2000}-\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}"
+#define MAX_REGEX_LEN 65536
+
+/* Copies re with \s and \S replaced by the White_Space set; NULL (and err) if
+ * the pattern uses \S inside a class or \Q..\E, which this does not rewrite. */
+static char *rewrite_whitespace(const char *re, char *err, size_t errlen)
+{
+    size_t n = strlen(re), o = 0;
+    int in_class = 0;
+    char *out = n <= MAX_REGEX_LEN ? malloc(n * (sizeof WHITE_SPACE + 3) + 1) : NULL;
+    if (!out) {
+        seterr(err, errlen, "tokenizer: pre-tokenizer regex too long (max %d bytes)", MAX_REGEX_LEN);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = re[i], d = i + 1 < n ? re[i + 1] : 0;
+        if (c == '\\' && (d == 'Q' || (d == 'S' && in_class))) {
+            seterr(err, errlen, "tokenizer: regex uses \\%c %s, which is not supported", d, d == 'Q' ? "" : "in a class");
+            free(out);
+            return NULL;
+        }
+        if (c == '\\' && (d == 's' || d == 'S')) {
+            o += (size_t)sprintf(out + o, in_class ? "%s" : d == 's' ? "[%s]" : "[^%s]", WHITE_SPACE);
+            i++;
+            continue;
+        }
+        out[o++] = c;
+        if (c == '\\' && d) {
+            out[o++] = re[++i];   /* an escaped character never opens or closes a class */
+        } else if (c == '[' && !in_class) {
+            in_class = 1;
+            if (re[i + 1] == '^')
+                out[o++] = re[++i];
+            if (re[i + 1] == ']')   /* a leading ] is a literal */
+                out[o++] = re[++i];
+        } else if (c == '[' && in_class && d == ':') {   /* POSIX class [:name:] */
+            const char *end = strstr(re + i, ":]");
+            size_t k = end ? (size_t)(end - re) + 2 : i + 1;
+            while (i + 1 < k)
+                out[o++] = re[++i];
+        } else if (c == ']' && in_class) {
+            in_class = 0;
+        }
+    }
+    out[o] = 0;
+    return out;
+}
+
+static int compile_regex(Tokenizer *t, const char *file_re, char *err, size_t errlen)
 {
     int code;
     PCRE2_SIZE off;
+    char *re = rewrite_whitespace(file_re, err, errlen);
+    if (!re)
+        return -1;
     t->re = pcre2_compile((PCRE2_SPTR)re, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &code, &off, NULL);
+    free(re);
     if (!t->re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(code, msg, sizeof msg);
