@@ -1,0 +1,48 @@
+#!/bin/sh
+# t_numerics.sh - the C forward pass (guardctl logits) against an independent
+# float64 numpy implementation (tests/reference/llama_ref.py) reading the same
+# safetensors files.
+#
+# Random-weight fixtures from `guardctl fixture` cover: tied and untied
+# lm_head, GQA ratios 1, 2 and 4, llama3 rope scaling on (with a frequency in
+# the smoothed band: theta 10000, head_dim 16, original max positions 32) and
+# off, sequences of 40+ tokens (past original_max_position_embeddings), a
+# sharded checkpoint and an f32 one. Each run puts several sequences of
+# different lengths in ONE batch. Pass: for every sequence
+# max|C - numpy| < 1e-3 * (max - min of the numpy logits).
+set -eu
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+CTL=$BUILD/guardctl
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+if ! "$PY" -c 'import numpy' 2>/dev/null; then echo "numpy not installed"; exit 77; fi
+[ -x "$CTL" ] || { echo "no $CTL"; exit 1; }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+# n random token ids below 512, comma-separated (seeded: reproducible)
+ids() { awk -v n="$1" -v s="$2" 'BEGIN { srand(s); for (i = 0; i < n; i++) printf "%s%d", (i ? "," : ""), int(rand() * 512) }'; }
+SEQS="$(ids 1 1) $(ids 7 2) $(ids 33 3) $(ids 47 4) $(ids 40 5)"
+
+fails=0
+check() { # name, fixture overrides...
+    name=$1; shift
+    dir=$tmp/$name
+    "$CTL" fixture --preset tiny --seed 7 --out "$dir" --vocab 512 --layers 2 --dim 64 \
+        --head-dim 16 --hidden 96 --rope-orig-max-pos 32 "$@" >/dev/null
+    # shellcheck disable=SC2086
+    "$CTL" logits --model "$dir" --out "$dir/c.bin" --threads 2 $SEQS
+    echo "== $name ($*)"
+    # shellcheck disable=SC2086
+    if ! "$PY" tests/reference/llama_ref.py --model "$dir" --compare "$dir/c.bin" --tol 1e-3 $SEQS; then
+        fails=$((fails + 1))
+    fi
+}
+check untied_gqa1_rope3        --heads 4 --kv-heads 4 --rope-theta 10000
+check tied_gqa2_norope         --heads 8 --kv-heads 4 --no-rope-scaling --tied
+check untied_gqa4_rope3_theta  --heads 8 --kv-heads 2
+check tied_gqa4_rope3_sharded  --heads 8 --kv-heads 2 --rope-theta 10000 --tied --shards 2
+check untied_gqa2_f32          --heads 4 --kv-heads 2 --rope-theta 10000 --dtype f32
+[ "$fails" -eq 0 ] || { echo "$fails fixture(s) disagree with the numpy reference"; exit 1; }
+echo "all fixtures agree with the numpy reference"
