@@ -1,3 +1,214 @@
-/* guardd - placeholder main until the daemon lands. */
+/* guardd - the Llama Guard 3 Kafka classifier daemon.
+ *
+ *   guardd [--config FILE]      run (default /etc/guardd/guardd.conf)
+ *   guardd --check-config FILE  validate a configuration file and exit
+ *   guardd --version
+ *
+ * Start-up: settings -> metrics endpoint -> model -> Kafka (an in-process
+ * mock cluster when kafka.brokers = "embedded") -> pipeline (pipeline.h).
+ * READY=1 is sent once the model is loaded and the group has assigned
+ * partitions. The main thread then only waits for signals (they are blocked
+ * in every other thread): SIGTERM/SIGINT stop gracefully within
+ * shutdown_timeout_ms, SIGHUP re-reads the file and applies the reloadable
+ * settings (a bad file keeps the old ones). Once a second it refreshes the
+ * systemd STATUS line and notices a fatal Kafka error (exit 1, so systemd
+ * restarts the service; uncommitted input is simply re-read).
+ */
+#include <signal.h>
 #include <stdio.h>
-int main(void) { fprintf(stderr, "guardd: not built yet\n"); return 1; }
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "classifier.h"
+#include "log.h"
+#include "metrics.h"
+#include "mockbroker.h"
+#include "notify.h"
+#include "pipeline.h"
+#include "settings.h"
+
+#ifndef GUARDD_VERSION
+#define GUARDD_VERSION "0.1.0"
+#endif
+#define DEFAULT_CONFIG "/etc/guardd/guardd.conf"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: guardd [--config FILE] | --check-config FILE | --version\n"
+               "  --config FILE        configuration (default " DEFAULT_CONFIG ")\n"
+               "  --check-config FILE  validate FILE and exit (0 = valid)\n"
+               "  --version            print the version and exit\n");
+}
+
+static Classifier *open_model(const Settings *s) {
+    ClassifierOptions o = {
+        .model_dir = s->model_path, .tokenizer_path = s->tokenizer_path,
+        .threads = s->threads, .blis_arch = s->blis_arch, .threshold = s->threshold,
+        .max_decode_tokens = 16, .category_scores = s->category_scores,
+    };
+    char err[512], q[600];
+    notify_status("loading model %s", s->model_path);
+    log_msg(LOG_INFO, "event=model_loading path=%s", log_quote(s->model_path, q, sizeof q));
+    Classifier *c = classifier_open(&o, err, sizeof err);
+    if (!c) {
+        log_msg(LOG_ERROR, "event=model_failed error=%s", log_quote(err, q, sizeof q));
+        return NULL;
+    }
+    const Model *m = classifier_model(c);
+    metrics_init(m->name, m->revision);
+    metrics_set_model_loaded(1);
+    log_msg(LOG_INFO, "event=model_loaded name=%s revision=%s layers=%d seconds=%.2f", m->name,
+            m->revision, m->cfg.n_layers, m->load_seconds);
+    return c;
+}
+
+/* The embedded cluster gets every topic guardd uses, so nothing depends on
+ * auto-creation (which always makes 4 partitions). */
+static MockBroker *start_embedded(const Settings *s) {
+    char err[256];
+    MockBroker *mb = mockbroker_start(1, err, sizeof err);
+    if (!mb) {
+        log_msg(LOG_ERROR, "event=embedded_broker_failed error=\"%s\"", err);
+        return NULL;
+    }
+    int parts = s->embedded_partitions > 0 ? s->embedded_partitions : 3;
+    for (int i = 0; i < s->n_input_topics; i++)
+        mockbroker_create_topic(mb, s->input_topics[i], parts, err, sizeof err);
+    const char *out[] = {s->allow_topic, s->deny_topic, s->dlq_topic};
+    for (int i = 0; i < 3; i++) mockbroker_create_topic(mb, out[i], parts, err, sizeof err);
+    log_msg(LOG_INFO, "event=embedded_broker bootstrap=%s partitions=%d",
+            mockbroker_bootstraps(mb), parts);
+    return mb;
+}
+
+static void reload(const char *path, Settings *cur, Pipeline *p) {
+    notify_reloading();
+    Settings next;
+    char err[1024], q[1100];
+    if (settings_load(path, &next, err, sizeof err) < 0) {
+        log_msg(LOG_ERROR, "event=reload_failed error=%s action=kept_old_settings",
+                log_quote(err, q, sizeof q));
+    } else {
+        /* only the reloadable settings change; the rest needs a restart */
+        log_set_level(next.log_level);
+        pipeline_reload(p, &next);
+        settings_free(cur);
+        *cur = next;
+        log_msg(LOG_INFO, "event=reloaded threshold=%g batch_max_events=%d batch_max_tokens=%d "
+                "batch_max_wait_ms=%d log_level=%s", cur->threshold, cur->batch_max_events,
+                cur->batch_max_tokens, cur->batch_max_wait_ms, log_level_name(cur->log_level));
+    }
+    notify_ready();
+}
+
+/* Once a second: READY the first time the group assigned partitions, STATUS. */
+static void tick(Pipeline *p, int *ready) {
+    PipelineStats st;
+    pipeline_stats(p, &st);
+    if (!*ready && st.joined) {
+        *ready = 1;
+        notify_ready();
+        log_msg(LOG_INFO, "event=ready partitions=%d", st.assigned);
+    }
+    notify_status("%s: %d partitions%s, consumed %ld, verdicts %ld, dlq %ld, queue %d, "
+                  "awaiting ack %ld", st.joined ? "running" : "waiting for partitions",
+                  st.assigned, st.paused ? " (paused: backpressure)" : "", st.consumed,
+                  st.verdicts, st.dlq, st.queue_depth, st.outstanding);
+}
+
+/* Waits for signals; returns 0 on SIGTERM/SIGINT, 1 on a fatal Kafka error. */
+static int serve(const char *path, Settings *s, Pipeline *p, const sigset_t *sigs) {
+    int ready = 0;
+    for (;;) {
+        struct timespec ts = {1, 0};
+        int sig = sigtimedwait(sigs, NULL, &ts);
+        if (sig == SIGTERM || sig == SIGINT) {
+            log_msg(LOG_INFO, "event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
+            return 0;
+        }
+        if (sig == SIGHUP) reload(path, s, p);
+        tick(p, &ready);
+        PipelineStats st;
+        pipeline_stats(p, &st);
+        if (st.fatal) return 1;
+    }
+}
+
+static int run(const char *path) {
+    Settings s;
+    char err[1024], q[1100];
+    if (settings_load(path, &s, err, sizeof err) < 0) {
+        fprintf(stderr, "guardd: %s\n", err);
+        return 2;
+    }
+    log_set_level(s.log_level);
+    /* signals go to the main thread only: block them before any thread starts */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    log_msg(LOG_INFO, "event=starting version=" GUARDD_VERSION " config=%s",
+            log_quote(path, q, sizeof q));
+
+    int rc = 1;
+    MockBroker *mb = NULL;
+    Pipeline *p = NULL;
+    metrics_init("", "");
+    if (s.metrics_listen && *s.metrics_listen &&
+        metrics_http_start(s.metrics_listen, err, sizeof err) < 0) {
+        log_msg(LOG_ERROR, "event=metrics_failed error=%s", log_quote(err, q, sizeof q));
+        goto out;
+    }
+    Classifier *clf = open_model(&s);
+    if (!clf) goto out;
+    const char *brokers = s.brokers;
+    if (!strcmp(s.brokers, "embedded")) {
+        if (!(mb = start_embedded(&s))) goto out_model;
+        brokers = mockbroker_bootstraps(mb);
+    }
+    notify_status("joining group %s", s.group_id);
+    p = pipeline_start(&s, brokers, clf, err, sizeof err);
+    if (!p) {
+        log_msg(LOG_ERROR, "event=kafka_failed error=%s", log_quote(err, q, sizeof q));
+        goto out_broker;
+    }
+    int fatal = serve(path, &s, p, &sigs);
+    notify_stopping();
+    notify_status("stopping");
+    int unclean = pipeline_stop(p, s.shutdown_timeout_ms);
+    rc = fatal ? 1 : 0;
+    if (unclean) log_msg(LOG_WARN, "event=stop_incomplete note=\"uncommitted input is re-read on restart\"");
+out_broker:
+    mockbroker_stop(mb);
+out_model:
+    classifier_close(clf);
+out:
+    metrics_http_stop();
+    log_msg(LOG_INFO, "event=exit code=%d", rc);
+    settings_free(&s);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    const char *config = DEFAULT_CONFIG;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--version")) {
+            printf("guardd " GUARDD_VERSION "\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--check-config") && i + 1 < argc) {
+            return settings_check_main(argv[i + 1]);
+        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            config = argv[++i];
+        } else {
+            fprintf(stderr, "guardd: unknown or incomplete argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return run(config);
+}

@@ -1,0 +1,105 @@
+/* batcher.c - guardd's inference thread: micro-batches from the queue, one
+ * classifier_run per batch, one verdict record per event.
+ *
+ * The batch limits and the threshold come from the current policy, read
+ * before each batch, so a reload applies from the next batch on. Items whose
+ * partition was revoked while they waited are dropped unprocessed (the new
+ * owner re-reads them). If the engine fails on a batch, its events go to the
+ * DLQ with reason "inference_error": never dropped, never allowed.
+ * The systemd watchdog is fed from here, so a hung engine stops the pings.
+ */
+#include "pipeline_int.h"
+#include <stdlib.h>
+#include "log.h"
+#include "metrics.h"
+#include "notify.h"
+
+#define IDLE_MS 200
+
+/* Drops revoked items in place; returns the number kept. */
+static int keep_current(Pipeline *p, Item **items, int n) {
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (offsets_is_current(p->offsets, items[i]->topic, items[i]->partition, items[i]->gen))
+            items[k++] = items[i];
+        else
+            item_free(items[i]);
+    }
+    return k;
+}
+
+static void engine_failed(Pipeline *p, Item **items, int n, const char *err) {
+    log_msg(LOG_ERROR, "event=inference_failed batch=%d error=\"%s\"", n, err);
+    for (int i = 0; i < n; i++) {
+        Item *it = items[i];
+        EventSource src = {it->topic, it->partition, it->offset};
+        /* the original bytes are not kept after decoding (memory): the DLQ
+         * record names the source, which the operator can re-read */
+        out_dlq(p, &src, it->gen, it->ts_ms, it->key, it->keylen, it->hdrs,
+                "inference_error", err, NULL, 0);
+    }
+}
+
+static void record_result(const ClassifyResult *r) {
+    metrics_verdict(r->unsafe);
+    for (int c = 0; c < r->n_categories; c++) metrics_category(r->codes[c]);
+    metrics_tokens(r->prompt_tokens - r->cached_tokens, r->cached_tokens, r->decode_tokens);
+}
+
+static void run_batch(Pipeline *p, Item **items, int n, const Policy *pol) {
+    double t0 = queue_now();
+    for (int i = 0; i < n; i++) metrics_queue_wait(t0 - items[i]->node.enqueued);
+    if (pol->threshold != p->applied_threshold) {
+        classifier_set_threshold(p->clf, pol->threshold);
+        p->applied_threshold = pol->threshold;
+    }
+    ClassifyJob **jobs = malloc((size_t)n * sizeof *jobs);
+    ClassifyResult *res = calloc((size_t)n, sizeof *res);
+    char err[512] = "out of memory";
+    int rc = -1;
+    if (jobs && res) {
+        for (int i = 0; i < n; i++) jobs[i] = items[i]->job;
+        rc = classifier_run(p->clf, jobs, n, res, err, sizeof err);
+    }
+    double t1 = queue_now();
+    if (rc < 0) {
+        engine_failed(p, items, n, err);
+    } else {
+        metrics_batch(n, t1 - t0);
+        for (int i = 0; i < n; i++) {
+            VerdictTiming t = {p->model_name, p->model_revision,
+                               t0 - items[i]->node.enqueued, t1 - t0, n};
+            out_verdict(p, items[i], &res[i], &t);
+            record_result(&res[i]);
+            classify_result_free(&res[i]);
+        }
+        log_msg(LOG_DEBUG, "event=batch size=%d inference_s=%.3f", n, t1 - t0);
+    }
+    free(jobs);
+    free(res);
+}
+
+void *batcher_main(void *arg) {
+    Pipeline *p = arg;
+    int cap = 0;
+    QueueNode **nodes = NULL;
+    while (!atomic_load(&p->stop_infer)) {
+        notify_watchdog();
+        Policy *pol = policy_get(p);
+        if (pol->max_events > cap) {
+            QueueNode **nn = realloc(nodes, (size_t)pol->max_events * sizeof *nn);
+            if (nn) { nodes = nn; cap = pol->max_events; }
+        }
+        int max = pol->max_events < cap ? pol->max_events : cap;
+        int n = cap ? queue_take_batch(&p->queue, nodes, max, pol->max_tokens,
+                                       pol->max_wait_ms, IDLE_MS) : 0;
+        metrics_queue_depth(queue_depth(&p->queue));
+        if (n == 0 && atomic_load(&p->drain)) atomic_store(&p->stop_infer, 1);
+        n = keep_current(p, (Item **)nodes, n);
+        if (n > 0) run_batch(p, (Item **)nodes, n, pol);
+        for (int i = 0; i < n; i++) item_free((Item *)nodes[i]);
+        policy_put(pol);
+    }
+    free(nodes);
+    return NULL;
+}

@@ -1,0 +1,287 @@
+/* consumer.c - guardd's consumer thread: Kafka records in, prepared jobs (or
+ * DLQ records) out, plus the housekeeping that must happen on one thread
+ * with the consumer handle: delivery reports, retries, backpressure and
+ * commits.
+ *
+ * Per record: track its offset (outstanding until its output is acked),
+ * decode with the configured limits, render + tokenize; any failure becomes a
+ * DLQ record with a reason code, never a silent drop. Prepared jobs go to the
+ * bounded queue; when it is full (or too many records wait for acks) every
+ * assigned partition is paused, and resumed once the queue drained to its
+ * low-water mark. Pausing keeps the consumer's position, so nothing is
+ * skipped. Commits are asynchronous (a synchronous commit can block for
+ * minutes while the group coordinator is away) and cover only the contiguous
+ * acknowledged prefix of each partition (offsets.h).
+ *
+ * Rebalances (eager or cooperative): on revocation the finished prefix is
+ * committed, the partitions are forgotten by the tracker (late acks for them
+ * are ignored) and their queued items are dropped unprocessed; the next owner
+ * re-reads everything after the committed offset.
+ */
+#include "pipeline_int.h"
+#include <stdlib.h>
+#include <string.h>
+#include "log.h"
+#include "metrics.h"
+
+#define POLL_MS 100
+#define COMMIT_INTERVAL_S 0.25
+
+/* ---- commits ---- */
+
+static void add_commit(void *ud, const char *topic, int32_t partition, int64_t next) {
+    rd_kafka_topic_partition_list_add(ud, topic, partition)->offset = next;
+}
+
+static void commit_list(Pipeline *p, rd_kafka_topic_partition_list_t *l) {
+    if (l->cnt == 0) return;
+    rd_kafka_resp_err_t err = rd_kafka_commit(p->consumer, l, 1);
+    if (err) {
+        log_msg(LOG_WARN, "event=commit_failed error=%s", rd_kafka_err2name(err));
+        metrics_kafka_error("commit");
+        return;
+    }
+    atomic_fetch_add(&p->commits_inflight, 1);
+}
+
+void consumer_commit_progress(Pipeline *p) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    offsets_take_commits(p->offsets, add_commit, l);
+    commit_list(p, l);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+void consumer_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                        rd_kafka_topic_partition_list_t *offsets, void *opaque) {
+    (void)rk;
+    Pipeline *p = opaque;
+    atomic_fetch_sub(&p->commits_inflight, 1);
+    if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
+    if (err) {
+        /* the offsets stay uncommitted; the next progress commit (or the
+         * next owner re-reading) covers them: duplicates, never loss */
+        log_msg(LOG_WARN, "event=commit_failed error=%s", rd_kafka_err2name(err));
+        metrics_kafka_error("commit");
+        return;
+    }
+    atomic_fetch_add(&p->commits, 1);
+    for (int i = 0; log_enabled(LOG_DEBUG) && i < offsets->cnt; i++)
+        log_msg(LOG_DEBUG, "event=committed topic=%s partition=%d offset=%lld",
+                offsets->elems[i].topic, (int)offsets->elems[i].partition,
+                (long long)offsets->elems[i].offset);
+}
+
+/* ---- backpressure ---- */
+
+static void set_paused(Pipeline *p, int pause) {
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(p->consumer, &parts) || !parts) return;
+    rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, parts)
+                                    : rd_kafka_resume_partitions(p->consumer, parts);
+    if (err) log_msg(LOG_WARN, "event=%s_failed error=%s", pause ? "pause" : "resume",
+                     rd_kafka_err2name(err));
+    log_msg(LOG_INFO, "event=%s partitions=%d queue_depth=%d outstanding=%ld",
+            pause ? "backpressure_pause" : "backpressure_resume", parts->cnt,
+            queue_depth(&p->queue), offsets_outstanding(p->offsets));
+    metrics_paused_partitions(pause ? parts->cnt : 0);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
+static void flow_control(Pipeline *p) {
+    FlowAction a = queue_flow(&p->queue, offsets_outstanding(p->offsets));
+    if (a != FLOW_NONE) set_paused(p, a == FLOW_PAUSE);
+}
+
+/* ---- rebalances ---- */
+
+static int item_revoked(QueueNode *n, void *ud) {
+    Item *it = (Item *)n;
+    return !offsets_is_current(ud, it->topic, it->partition, it->gen);
+}
+
+static void log_parts(const char *what, const rd_kafka_topic_partition_list_t *parts) {
+    char buf[512];
+    size_t o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < parts->cnt && o + 64 < sizeof buf; i++)
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "%s%s/%d", i ? "," : "",
+                              parts->elems[i].topic, (int)parts->elems[i].partition);
+    log_msg(LOG_INFO, "event=%s count=%d partitions=%s", what, parts->cnt, o ? buf : "-");
+}
+
+static void on_assign(Pipeline *p, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                      int cooperative) {
+    for (int i = 0; i < parts->cnt; i++)
+        offsets_assign(p->offsets, parts->elems[i].topic, parts->elems[i].partition);
+    rd_kafka_resp_err_t err = 0;
+    if (cooperative) {
+        rd_kafka_error_t *e = rd_kafka_incremental_assign(rk, parts);
+        if (e) { err = rd_kafka_error_code(e); rd_kafka_error_destroy(e); }
+    } else {
+        err = rd_kafka_assign(rk, parts);
+    }
+    if (err) log_msg(LOG_ERROR, "event=assign_failed error=%s", rd_kafka_err2name(err));
+    if (queue_paused(&p->queue) && parts->cnt) rd_kafka_pause_partitions(rk, parts);
+    atomic_fetch_add(&p->assigned, parts->cnt);
+    atomic_store(&p->joined, 1);
+    metrics_set_group_joined(1);
+    log_parts("partitions_assigned", parts);
+}
+
+static void on_revoke(Pipeline *p, rd_kafka_t *rk, rd_kafka_topic_partition_list_t *parts,
+                      int cooperative) {
+    /* commit what is finished while we still own it, then forget the rest */
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts->cnt + 1);
+    for (int i = 0; i < parts->cnt; i++)
+        offsets_take_partition(p->offsets, parts->elems[i].topic, parts->elems[i].partition,
+                               add_commit, l);
+    commit_list(p, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    for (int i = 0; i < parts->cnt; i++)
+        offsets_revoke(p->offsets, parts->elems[i].topic, parts->elems[i].partition);
+    QueueNode *gone = queue_remove_if(&p->queue, item_revoked, p->offsets);
+    int dropped = 0;
+    while (gone) {
+        QueueNode *n = gone;
+        gone = n->next;
+        item_free((Item *)n);
+        dropped++;
+    }
+    if (cooperative) {
+        rd_kafka_error_t *e = rd_kafka_incremental_unassign(rk, parts);
+        if (e) rd_kafka_error_destroy(e);
+        atomic_fetch_sub(&p->assigned, parts->cnt);
+    } else {
+        rd_kafka_assign(rk, NULL);
+        atomic_store(&p->assigned, 0);
+    }
+    if (atomic_load(&p->assigned) == 0) {
+        atomic_store(&p->joined, 0);
+        metrics_set_group_joined(0);
+    }
+    log_parts("partitions_revoked", parts);
+    if (dropped) log_msg(LOG_INFO, "event=revoked_items_dropped count=%d", dropped);
+}
+
+void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    Pipeline *p = opaque;
+    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        on_assign(p, rk, parts, coop);
+    } else if (err == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
+        on_revoke(p, rk, parts, coop);
+    } else {
+        log_msg(LOG_ERROR, "event=rebalance_error error=%s", rd_kafka_err2name(err));
+        on_revoke(p, rk, parts, coop);
+    }
+}
+
+/* ---- records ---- */
+
+static void to_dlq(Pipeline *p, const rd_kafka_message_t *m, const EventSource *src,
+                   uint32_t gen, const char *reason, const char *msg) {
+    rd_kafka_headers_t *h = headers_select(p, m);
+    rd_kafka_timestamp_type_t tt;
+    out_dlq(p, src, gen, rd_kafka_message_timestamp(m, &tt), m->key, m->key_len, h,
+            reason, msg, m->payload, m->len);
+    if (h) rd_kafka_headers_destroy(h);
+}
+
+/* Builds the classifier request from the event, falling back to the policy. */
+static ClassifyJob *prepare(Pipeline *p, ConversationEvent *ev, Policy *pol,
+                            char *err, size_t errlen) {
+    ClassifyRequest req = {
+        .conv = &ev->conv,
+        .categories = ev->categories.n ? &ev->categories
+                      : pol->categories.n ? &pol->categories : NULL,
+        .exclude = (const char *const *)(ev->has_exclude ? ev->exclude : pol->exclude),
+        .n_exclude = ev->has_exclude ? ev->n_exclude : pol->n_exclude,
+        .role = ev->role,
+    };
+    return classifier_prepare(p->clf, &req, err, errlen);
+}
+
+static void handle_record(Pipeline *p, const rd_kafka_message_t *m) {
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    uint32_t gen;
+    int tr = offsets_track(p->offsets, topic, m->partition, m->offset, &gen);
+    if (tr <= 0) {  /* a repeat of an offset in hand, or not ours (any more) */
+        log_msg(LOG_DEBUG, "event=record_skipped topic=%s partition=%d offset=%lld why=%s",
+                topic, (int)m->partition, (long long)m->offset, tr ? "not_assigned" : "repeat");
+        return;
+    }
+    atomic_fetch_add(&p->consumed, 1);
+    metrics_event_consumed(topic);
+    EventSource src = {topic, m->partition, m->offset};
+    const char *reason = NULL;
+    char msg[512];
+    Item *it = calloc(1, sizeof *it);
+    if (!it || !(it->topic = strdup(topic))) {
+        free(it);
+        to_dlq(p, m, &src, gen, "internal_error", "out of memory");
+        return;
+    }
+    if (event_decode(m->payload ? m->payload : "", m->len, &p->limits, &it->ev, &reason,
+                     msg, sizeof msg) < 0) {
+        free(it->topic);
+        free(it);
+        to_dlq(p, m, &src, gen, reason ? reason : "invalid", msg);
+        return;
+    }
+    it->policy = policy_get(p);
+    it->job = prepare(p, &it->ev, it->policy, msg, sizeof msg);
+    if (!it->job) reason = "invalid_conversation";
+    else if (p->max_prompt_tokens > 0 && classify_job_new_tokens(it->job) > p->max_prompt_tokens) {
+        reason = "prompt_too_long";
+        snprintf(msg, sizeof msg, "prompt needs %d tokens, limits.max_prompt_tokens is %d",
+                 classify_job_new_tokens(it->job), p->max_prompt_tokens);
+    }
+    if (reason) {
+        item_free(it);
+        to_dlq(p, m, &src, gen, reason, msg);
+        return;
+    }
+    it->partition = m->partition;
+    it->offset = m->offset;
+    it->gen = gen;
+    rd_kafka_timestamp_type_t tt;
+    it->ts_ms = rd_kafka_message_timestamp(m, &tt);
+    if (m->key_len && (it->key = malloc(m->key_len))) {
+        memcpy(it->key, m->key, m->key_len);
+        it->keylen = m->key_len;
+    }
+    it->hdrs = headers_select(p, m);
+    it->node.tokens = classify_job_new_tokens(it->job);
+    queue_push(&p->queue, &it->node);
+    metrics_queue_depth(queue_depth(&p->queue));
+}
+
+static void handle_message(Pipeline *p, rd_kafka_message_t *m) {
+    if (!m->err) {
+        handle_record(p, m);
+    } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+        log_msg(LOG_WARN, "event=consume_error error=%s detail=%s", rd_kafka_err2name(m->err),
+                rd_kafka_message_errstr(m));
+        metrics_kafka_error("consume");
+    }
+    rd_kafka_message_destroy(m);
+}
+
+void *consumer_main(void *arg) {
+    Pipeline *p = arg;
+    while (!atomic_load(&p->stop_consume)) {
+        /* while paused there is nothing to read: just keep serving callbacks */
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, POLL_MS);
+        if (m) handle_message(p, m);
+        rd_kafka_poll(p->producer, 0);      /* delivery reports -> tracker */
+        out_retry_due(p, 0);
+        flow_control(p);
+        double now = queue_now();
+        if (now - p->last_commit >= COMMIT_INTERVAL_S) {
+            consumer_commit_progress(p);
+            p->last_commit = now;
+        }
+    }
+    return NULL;
+}

@@ -1,0 +1,125 @@
+/* pipeline_int.h - state shared by the pipeline's parts (pipeline.c,
+ * consumer.c, batcher.c, producer.c). Not for use outside them.
+ */
+#ifndef GUARDD_PIPELINE_INT_H
+#define GUARDD_PIPELINE_INT_H
+#include <pthread.h>
+#include <stdatomic.h>
+#include <librdkafka/rdkafka.h>
+#include "pipeline.h"
+#include "event.h"
+#include "offsets.h"
+#include "queue.h"
+
+/* The reloadable part of the settings, immutable once built and shared by
+ * reference count: a queued item keeps the policy it was prepared with. */
+typedef struct Policy {
+    atomic_int refs;
+    CategoryList categories;    /* n == 0: default list */
+    char **exclude;
+    int n_exclude;
+    float threshold;
+    int max_events, max_tokens, max_wait_ms;
+} Policy;
+
+/* One decoded, tokenized input record on its way to the engine. */
+typedef struct Item {
+    QueueNode node;             /* first: QueueNode* <-> Item* */
+    char *topic;
+    int32_t partition;
+    int64_t offset;
+    uint32_t gen;               /* tracker generation of the assignment */
+    int64_t ts_ms;              /* record timestamp (epoch ms) or -1 */
+    void *key;
+    size_t keylen;
+    rd_kafka_headers_t *hdrs;   /* kept headers, or NULL */
+    ConversationEvent ev;
+    ClassifyJob *job;
+    Policy *policy;
+} Item;
+
+/* One record we produce (verdict or DLQ), kept until the broker acks it so a
+ * failed delivery can be produced again. */
+typedef struct Outbound {
+    struct Outbound *next;      /* retry list */
+    const char *dest;           /* pipeline-owned topic name */
+    void *payload;
+    size_t len;
+    void *key;
+    size_t keylen;
+    rd_kafka_headers_t *hdrs;   /* master copy; each attempt sends a copy */
+    char *src_topic;
+    int32_t partition;
+    int64_t offset;
+    uint32_t gen;
+    int64_t ts_ms;
+    int attempts;
+    double retry_at;
+} Outbound;
+
+struct Pipeline {
+    rd_kafka_t *consumer, *producer;
+    Classifier *clf;
+    OffsetTracker *offsets;
+    EventQueue queue;
+
+    /* fixed settings, copied */
+    char *allow_topic, *deny_topic, *dlq_topic;
+    char **keep_headers;
+    int n_keep_headers, keep_all_headers;
+    EventLimits limits;
+    int max_prompt_tokens;
+    char model_name[128], model_revision[80];
+
+    pthread_mutex_t policy_mu;
+    Policy *policy;
+    float applied_threshold;    /* inference thread only */
+
+    pthread_mutex_t retry_mu;
+    Outbound *retry_head;
+
+    pthread_t consumer_th, batcher_th;
+    atomic_int stop_consume;    /* consumer thread: leave the poll loop */
+    atomic_int stop_infer;      /* inference thread: stop after this batch */
+    atomic_int drain;           /* inference thread: finish the queue first */
+    double last_commit;
+
+    atomic_int joined, assigned, fatal, commits_inflight;
+    atomic_long consumed, verdicts, dlq, delivered, delivery_failures, commits;
+};
+
+/* pipeline.c */
+Policy *policy_get(Pipeline *p);
+void policy_put(Policy *pol);
+void item_free(Item *it);
+rd_kafka_headers_t *headers_select(Pipeline *p, const rd_kafka_message_t *m);
+
+/* producer.c */
+/* Produces ob (takes ownership); on a local failure it joins the retry list. */
+void out_send(Pipeline *p, Outbound *ob);
+/* Sends the retry list's due records again (consumer thread). */
+void out_retry_due(Pipeline *p, int all);
+/* Drops what is still waiting for a retry (shutdown). Returns the count. */
+int out_abandon_retries(Pipeline *p);
+void out_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
+void out_free(Outbound *ob);
+/* DLQ record for input (src, payload) with reason; gen from the tracker. */
+void out_dlq(Pipeline *p, const EventSource *src, uint32_t gen, int64_t ts_ms,
+             const void *key, size_t keylen, rd_kafka_headers_t *hdrs,
+             const char *reason, const char *message, const void *payload, size_t len);
+/* Verdict for it (to deny when unsafe, else allow). */
+void out_verdict(Pipeline *p, const Item *it, const ClassifyResult *r, const VerdictTiming *t);
+
+/* consumer.c */
+void *consumer_main(void *arg);
+void consumer_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                           rd_kafka_topic_partition_list_t *parts, void *opaque);
+void consumer_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                        rd_kafka_topic_partition_list_t *offsets, void *opaque);
+/* Commits every partition whose commit point moved (asynchronously). */
+void consumer_commit_progress(Pipeline *p);
+
+/* batcher.c */
+void *batcher_main(void *arg);
+
+#endif
