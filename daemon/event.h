@@ -1,4 +1,4 @@
-/* event.h - the wire formats (schemas/*.schema.json): conversation events in,
+/* event.h - the wire formats (schemas/NAME.schema.json): conversation events in,
  * verdict events and DLQ records out, all msgpack maps.
  *
  * event_decode() is the schema's enforcement: any violation returns a reason
@@ -87,14 +87,17 @@ typedef struct {
     const char *model_name, *model_revision;
     double queued_s, inference_s;  /* time waiting, time in the engine */
     int batch_size;
-    /* codes of r->category_scores, in the same order (the active category
-     * list without excluded ones); NULL: category_scores is left out */
-    const char *const *score_codes;
 } VerdictTiming;
 
 /* Encodes the verdict event; returns malloc'd bytes (length in *len). */
 void *verdict_encode(const ConversationEvent *ev, const EventSource *src,
                      const ClassifyResult *r, const VerdictTiming *t, size_t *len);
+/* The same, with "category_scores": score_codes[i] is the code of
+ * r->category_scores[i] (the active category list without excluded codes, in
+ * order). NULL score_codes (or no scores in r) leaves the field out. */
+void *verdict_encode_ex(const ConversationEvent *ev, const EventSource *src,
+                        const ClassifyResult *r, const VerdictTiming *t,
+                        const char *const *score_codes, size_t *len);
 /* Encodes a DLQ record carrying the original payload. */
 void *dlq_encode(const EventSource *src, const char *reason, const char *message,
                  const void *payload, size_t payload_len, size_t *len);
