@@ -142,7 +142,8 @@ char *record_to_json(const void *buf, size_t len) {
     MpCur c = {buf, (const uint8_t *)buf + len};
     json_t *j = to_json(&c, 0);
     if (!j || c.p != c.end) { json_decref(j); return NULL; }
-    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17));
+    /* 16 digits: 0.9 prints as 0.9, not 0.90000000000000002 */
+    char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(16));
     json_decref(j);
     return s;
 }

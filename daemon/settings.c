@@ -74,6 +74,10 @@ void settings_defaults(Settings *s) {
     s->dlq_topic = xstrdup("conversations.dlq");
     s->delivery = DELIVERY_AT_LEAST_ONCE;
     s->embedded_partitions = 3;
+    static const char *const hdrs[] = {"traceparent", "tracestate", "b3"};   /* W3C + Zipkin tracing */
+    s->keep_headers = xcalloc(3, sizeof(char *));
+    for (int i = 0; i < 3; i++) s->keep_headers[i] = xstrdup(hdrs[i]);
+    s->n_keep_headers = 3;
     s->model_path = xstrdup("/var/lib/guardd/llama-guard-3-1b");
     s->threads = 0;
     s->threshold = -1.0f;
@@ -216,7 +220,7 @@ static int get_ll(Ctx *c, const config_setting_t *g, const char *name, long long
 
 static int get_int(Ctx *c, const config_setting_t *g, const char *name, long long lo,
                    long long hi, int *dst) {
-    long long v;
+    long long v = 0;
     int r = get_ll(c, g, name, lo, hi, &v, NULL);
     if (r == 0) *dst = (int)v;
     return r < 0 ? -1 : 0;
@@ -224,7 +228,7 @@ static int get_int(Ctx *c, const config_setting_t *g, const char *name, long lon
 
 static int get_size(Ctx *c, const config_setting_t *g, const char *name, long long lo,
                     long long hi, size_t *dst) {
-    long long v;
+    long long v = 0;
     int r = get_ll(c, g, name, lo, hi, &v, NULL);
     if (r == 0) *dst = (size_t)v;
     return r < 0 ? -1 : 0;
@@ -583,7 +587,7 @@ static int read_policy(Ctx *c, const config_t *cfg, Settings *s) {
     const config_setting_t *g, *where;
     if (section(c, cfg, "policy", known, &g) < 0) return -1;
     if (!g) return 0;
-    double t;
+    double t = 0;
     int r = get_number(c, g, "threshold", &t, &where);
     if (r < 0) return -1;
     if (r == 0 && !(t >= -1.0 && t < 1.0))
