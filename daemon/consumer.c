@@ -84,6 +84,7 @@ static void set_paused(Pipeline *p, int pause) {
             pause ? "backpressure_pause" : "backpressure_resume", parts->cnt,
             queue_depth(&p->queue), offsets_outstanding(p->offsets));
     metrics_paused_partitions(pause ? parts->cnt : 0);
+    if (pause) atomic_fetch_add(&p->pauses, 1);
     rd_kafka_topic_partition_list_destroy(parts);
 }
 
@@ -231,15 +232,11 @@ static void handle_record(Pipeline *p, const rd_kafka_message_t *m) {
     }
     it->policy = policy_get(p);
     it->job = prepare(p, &it->ev, it->policy, msg, sizeof msg);
-    if (!it->job) reason = "invalid_conversation";
-    else if (p->max_prompt_tokens > 0 && classify_job_new_tokens(it->job) > p->max_prompt_tokens) {
-        reason = "prompt_too_long";
-        snprintf(msg, sizeof msg, "prompt needs %d tokens, limits.max_prompt_tokens is %d",
-                 classify_job_new_tokens(it->job), p->max_prompt_tokens);
-    }
-    if (reason) {
+    if (!it->job) {
+        /* the classifier enforces limits.max_prompt_tokens ("prompt is N tokens...") */
         item_free(it);
-        to_dlq(p, m, &src, gen, reason, msg);
+        to_dlq(p, m, &src, gen, strncmp(msg, "prompt is ", 10) ? "invalid_conversation"
+                                                               : "prompt_too_long", msg);
         return;
     }
     it->partition = m->partition;

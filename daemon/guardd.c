@@ -44,6 +44,7 @@ static Classifier *open_model(const Settings *s) {
         .model_dir = s->model_path, .tokenizer_path = s->tokenizer_path,
         .threads = s->threads, .blis_arch = s->blis_arch, .threshold = s->threshold,
         .max_decode_tokens = 16, .category_scores = s->category_scores,
+        .max_prompt_tokens = s->max_prompt_tokens,
     };
     char err[512], q[600];
     notify_status("loading model %s", s->model_path);
@@ -161,6 +162,8 @@ static int run(const char *path) {
         log_msg(LOG_ERROR, "event=metrics_failed error=%s", log_quote(err, q, sizeof q));
         goto out;
     }
+    if (s.metrics_listen && *s.metrics_listen)
+        log_msg(LOG_INFO, "event=metrics_listening port=%d", metrics_http_port());
     Classifier *clf = open_model(&s);
     if (!clf) goto out;
     const char *brokers = s.brokers;

@@ -97,6 +97,9 @@ rd_kafka_headers_t *headers_select(Pipeline *p, const rd_kafka_message_t *m) {
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     (void)rk;
     LogLevel l = level <= 3 ? LOG_ERROR : level <= 4 ? LOG_WARN : level <= 6 ? LOG_INFO : LOG_DEBUG;
+    /* one property list feeds both clients, so "X is a consumer property,
+     * ignored by this producer" (and vice versa) is expected, not a problem */
+    if (!strcmp(fac, "CONFWARN") && strstr(buf, "will be ignored by this")) l = LOG_DEBUG;
     char q[512];
     log_msg(l, "event=kafka facility=%s message=%s", fac, log_quote(buf, q, sizeof q));
 }
@@ -207,7 +210,6 @@ static void copy_settings(Pipeline *p, const Settings *s) {
         p->keep_headers[p->n_keep_headers++] = strdup(s->keep_headers[i]);
     }
     p->limits = (EventLimits){s->max_event_bytes, s->max_messages, s->max_message_bytes};
-    p->max_prompt_tokens = s->max_prompt_tokens;
     const Model *m = classifier_model(p->clf);
     snprintf(p->model_name, sizeof p->model_name, "%s", m ? m->name : "unknown");
     snprintf(p->model_revision, sizeof p->model_revision, "%s", m ? m->revision : "");
@@ -278,6 +280,7 @@ void pipeline_stats(Pipeline *p, PipelineStats *st) {
     st->delivered = atomic_load(&p->delivered);
     st->delivery_failures = atomic_load(&p->delivery_failures);
     st->commits = atomic_load(&p->commits);
+    st->pauses = atomic_load(&p->pauses);
     st->fatal = atomic_load(&p->fatal);
 }
 

@@ -32,6 +32,7 @@ typedef struct {
     int queue_depth;
     long outstanding;       /* consumed records without an acked output yet */
     long consumed, verdicts, dlq, delivered, delivery_failures, commits;
+    long pauses;            /* backpressure pauses so far */
     int fatal;              /* the Kafka client hit a fatal error: restart needed */
 } PipelineStats;
 

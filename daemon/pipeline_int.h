@@ -68,7 +68,6 @@ struct Pipeline {
     char **keep_headers;
     int n_keep_headers, keep_all_headers;
     EventLimits limits;
-    int max_prompt_tokens;
     char model_name[128], model_revision[80];
 
     pthread_mutex_t policy_mu;
@@ -85,7 +84,7 @@ struct Pipeline {
     double last_commit;
 
     atomic_int joined, assigned, fatal, commits_inflight;
-    atomic_long consumed, verdicts, dlq, delivered, delivery_failures, commits;
+    atomic_long consumed, verdicts, dlq, delivered, delivery_failures, commits, pauses;
 };
 
 /* pipeline.c */

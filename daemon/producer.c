@@ -185,11 +185,36 @@ void out_dlq(Pipeline *p, const EventSource *src, uint32_t gen, int64_t ts_ms,
     send_record(p, p->dlq_topic, src, gen, ts_ms, key, keylen, hdrs, rec, out_len);
 }
 
+/* Codes of the active category list without the excluded ones, in order:
+ * the labels of r->category_scores. NULL when there is nothing to label. */
+static const char **score_codes(const Item *it, const ClassifyResult *r) {
+    if (!r->category_scores || r->n_category_scores <= 0) return NULL;
+    const CategoryList *cats = it->ev.categories.n ? &it->ev.categories
+                               : it->policy->categories.n ? &it->policy->categories
+                               : categories_default();
+    char **excl = it->ev.has_exclude ? it->ev.exclude : it->policy->exclude;
+    int n_excl = it->ev.has_exclude ? it->ev.n_exclude : it->policy->n_exclude;
+    const char **codes = calloc((size_t)cats->n + 1, sizeof *codes);
+    int n = 0;
+    for (int i = 0; codes && i < cats->n; i++) {
+        int skip = 0;
+        for (int j = 0; j < n_excl && !skip; j++) skip = !strcmp(excl[j], cats->items[i].code);
+        if (!skip) codes[n++] = cats->items[i].code;
+    }
+    if (codes && n != r->n_category_scores) {   /* should not happen: leave scores out */
+        free(codes);
+        return NULL;
+    }
+    return codes;
+}
+
 /* Verdict for it from r: to the deny topic when unsafe, else allow. */
 void out_verdict(Pipeline *p, const Item *it, const ClassifyResult *r, const VerdictTiming *t) {
     EventSource src = {it->topic, it->partition, it->offset};
     size_t len = 0;
-    void *rec = verdict_encode(&it->ev, &src, r, t, &len);
+    const char **codes = score_codes(it, r);
+    void *rec = verdict_encode_ex(&it->ev, &src, r, t, codes, &len);
+    free(codes);
     atomic_fetch_add(&p->verdicts, 1);
     send_record(p, r->unsafe ? p->deny_topic : p->allow_topic, &src, it->gen, it->ts_ms,
                 it->key, it->keylen, it->hdrs, rec, len);
