@@ -53,7 +53,8 @@ typedef struct {
     ModelConfig cfg;
     Weights w;
     char name[128];     /* directory base name unless config says otherwise */
-    char revision[80];  /* sha256 prefix of config.json + weight headers */
+    char revision[80];  /* 16 hex digits of sha256 over config.json, the safetensors
+                           headers and the first/last 4 KiB of every tensor */
     size_t weight_bytes;      /* f32 bytes held */
     double load_seconds;
     long peak_rss_kb;         /* process peak RSS after the load (VmHWM) */

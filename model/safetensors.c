@@ -312,11 +312,11 @@ void st_to_f32(const StTensor *t, size_t first, size_t n, float *dst) {
     }
 }
 
-void st_release(const StSet *set, const StTensor *t) {
-    /* whole pages strictly inside the tensor only: neighbours may still be needed */
+void st_release(const StTensor *t, size_t first, size_t n) {
+    /* whole pages strictly inside the range only: neighbours may still be needed */
     long pg = sysconf(_SC_PAGESIZE);
-    uintptr_t b = (uintptr_t)t->data, e = b + t->nbytes;
+    size_t esz = st_dtype_size(t->dtype);
+    uintptr_t b = (uintptr_t)t->data + first * esz, e = b + n * esz;
     uintptr_t pb = (b + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1), pe = e & ~((uintptr_t)pg - 1);
-    (void)set;
     if (pe > pb) madvise((void *)pb, pe - pb, MADV_DONTNEED);
 }

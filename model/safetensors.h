@@ -58,8 +58,9 @@ size_t st_dtype_size(StDtype d);
 const char *st_dtype_name(StDtype d);
 /* Converts elements [first, first+n) of t to f32. */
 void st_to_f32(const StTensor *t, size_t first, size_t n, float *dst);
-/* Drops t's source pages from memory once converted (keeps peak RSS low). */
-void st_release(const StSet *set, const StTensor *t);
+/* Drops the source pages of elements [first, first+n) of t from memory once
+ * converted (keeps peak RSS low); the data stays readable (re-faulted). */
+void st_release(const StTensor *t, size_t first, size_t n);
 /* Formats t's shape as "[a, b]" into buf. */
 void st_shape_str(const StTensor *t, char *buf, size_t len);
 #endif
