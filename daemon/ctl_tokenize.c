@@ -120,18 +120,44 @@ static int tokenize_line(const Tokenizer *t, const Opts *o, const char *line, si
     return rc;
 }
 
+/* Reads one line (without its newline) into *buf; returns its length, -1 at
+ * end of input, -2 if it is longer than MAX_INPUT. */
+static long read_line(FILE *f, char **buf, size_t *cap)
+{
+    size_t n = 0;
+    int c;
+    while ((c = getc_unlocked(f)) != EOF && c != '\n') {
+        if (n + 1 >= *cap) {
+            size_t ncap = *cap ? *cap * 2 : 4096;
+            char *p = ncap > MAX_INPUT + 1u ? NULL : realloc(*buf, ncap);
+            if (!p)
+                return -2;
+            *buf = p;
+            *cap = ncap;
+        }
+        (*buf)[n++] = (char)c;
+    }
+    if (c == EOF && n == 0)
+        return -1;
+    if (!*buf && !(*buf = malloc(*cap = 16)))
+        return -2;
+    (*buf)[n] = 0;
+    return (long)n;
+}
+
 static int tokenize_jsonl(const Tokenizer *t, const Opts *o)
 {
     char *line = NULL;
     size_t cap = 0, lineno = 0;
-    ssize_t n;
+    long n;
     int rc = 0;
-    while (rc == 0 && (n = getline(&line, &cap, stdin)) >= 0) {
+    while (rc == 0 && (n = read_line(stdin, &line, &cap)) != -1) {
         lineno++;
-        if ((size_t)n > MAX_INPUT) {
-            fprintf(stderr, "guardctl tokenize: line %zu longer than %u MB\n", lineno, MAX_INPUT >> 20);
+        if (n == -2) {
+            fprintf(stderr, "guardctl tokenize: line %zu longer than %u MB or out of memory\n", lineno,
+                    MAX_INPUT >> 20);
             rc = -1;
-        } else if (n > 0 && strspn(line, " \t\r\n") != (size_t)n) {
+        } else if (strspn(line, " \t\r") != (size_t)n) {
             rc = tokenize_line(t, o, line, lineno);
         }
     }

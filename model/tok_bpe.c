@@ -16,7 +16,9 @@
 #include <string.h>
 #include "tok_internal.h"
 
-#define SHORT_MAX 128   /* pre-tokens up to this many bytes use the array path */
+#define SHORT_MAX TOK_BPE_SHORT_MAX
+
+size_t tok_bpe_short_max = TOK_BPE_SHORT_MAX;
 
 uint32_t tok_hash_bytes(const char *s, size_t n)
 {
@@ -264,10 +266,10 @@ typedef struct {
 
 static void push_pair(const Tokenizer *t, LongWord *w, int32_t pos)
 {
+    if (pos < 0 || w->next[pos] < 0)
+        return;
     int32_t r = w->next[pos];
     int merged;
-    if (pos < 0 || r < 0)
-        return;
     int rank = pair_rank(t, w->id[pos], w->id[r], &merged);
     if (rank != INT_MAX)
         heap_push(&w->heap, ((uint64_t)(uint32_t)rank << 32) | (uint32_t)pos);
@@ -348,7 +350,7 @@ int tok_bpe(const Tokenizer *t, const char *s, size_t n, TokenVec *out)
         out->ids[out->n++] = id;
         return 0;
     }
-    if (n <= SHORT_MAX)
+    if (n <= tok_bpe_short_max && n <= SHORT_MAX)
         return bpe_short(t, (const unsigned char *)s, n, out);
     return bpe_long(t, (const unsigned char *)s, n, out);
 }

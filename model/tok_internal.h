@@ -78,6 +78,10 @@ void tok_merge_free(TokMergeMap *m);
 void tok_merge_insert(TokMergeMap *m, int left, int right, int rank, int id);
 /* Appends the BPE ids of one pre-token (raw bytes) to out; -1 on allocation failure. */
 int tok_bpe(const Tokenizer *t, const char *s, size_t n, TokenVec *out);
+/* Pre-tokens up to this many bytes use BPE's array path, longer ones its heap
+ * path. Only tests change it (to run everything through the heap path). */
+#define TOK_BPE_SHORT_MAX 128
+extern size_t tok_bpe_short_max;
 /* Grows out so that it holds at least extra more ids; -1 on allocation failure. */
 int tok_reserve(TokenVec *out, size_t extra);
 
