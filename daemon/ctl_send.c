@@ -16,9 +16,9 @@
  *   given get ids "ID-1".."ID-N", generated ids are fresh for every copy.
  * --dump: write the encoded records to stdout instead of Kafka (no broker).
  *
- * Prints each sent event id on stdout (one per line) and a summary on stderr.
- * Waits for every delivery report; exits 1 if any record was not acknowledged,
- * 2 on a usage or input error.
+ * Prints each queued event's id on stdout (one per line) and a summary on
+ * stderr. Waits for every delivery report; exits 1 if any record was not
+ * acknowledged (the summary says how many), 2 on a usage or input error.
  */
 #define _GNU_SOURCE  /* asprintf */
 #include <getopt.h>

@@ -23,15 +23,9 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...) {
     va_end(ap);
 }
 
-static int ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
-}
-
+/* One rule for what is secret, shared with the settings dump (settings.c). */
 int kafka_prop_is_secret(const char *key) {
-    if (!key) return 0;
-    return ends_with(key, "password") || ends_with(key, "secret") ||
-           !strcmp(key, "sasl.oauthbearer.config");
+    return settings_is_secret(key);
 }
 
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,

@@ -7,7 +7,7 @@
  *   bootstrap.servers = brokers, then applies props in order (later ones win,
  *   so a prop may even override bootstrap.servers). Errors read
  *   "kafka property 'sasl.password': invalid value (not shown)" for secrets
- *   (same rule as settings_is_secret) and librdkafka's own message otherwise;
+ *   (settings_is_secret's rule) and librdkafka's own message otherwise;
  *   a secret's VALUE is never written anywhere.
  *
  *     char err[512];
@@ -43,8 +43,8 @@
 
 #define KAFKA_ANY_PARTITION RD_KAFKA_PARTITION_UA
 
-/* 1 if the property's value must never be shown (names ending in "password"
- * or "secret", and "sasl.oauthbearer.config"). */
+/* 1 if the property's value must never be shown: settings_is_secret()'s rule
+ * (names containing "password", "secret", "credential", and a few more). */
 int kafka_prop_is_secret(const char *key);
 
 /* Sets one property; on error err names the key and, for non-secrets, why. */

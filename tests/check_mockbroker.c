@@ -231,7 +231,7 @@ START_TEST(test_conf_errors) {
     ck_assert(kafka_prop_is_secret("sasl.oauthbearer.client.secret"));
     ck_assert(kafka_prop_is_secret("sasl.oauthbearer.config"));
     ck_assert(!kafka_prop_is_secret("sasl.username"));
-    ck_assert(!kafka_prop_is_secret("password.file"));
+    ck_assert(!kafka_prop_is_secret("security.protocol"));
 
     KafkaProp good[] = {{"linger.ms", "7"}, {"sasl.password", "hunter2"}};
     rd_kafka_conf_t *c = kafka_conf_new("127.0.0.1:1", good, 2, err, sizeof err);
