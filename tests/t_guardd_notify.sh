@@ -30,7 +30,7 @@ metrics = { listen = ""; };
 log = { level = "info"; };
 shutdown_timeout_ms = 5000;
 EOF
-"$BUILD/guardd" --check-config "$tmp/guardd.conf" >/dev/null || { echo "FAIL: test config rejected"; exit 1; }
+"$BUILD/guardd" --check-config "$tmp/guardd.conf" >/dev/null 2>&1 || { echo "FAIL: test config rejected"; exit 1; }
 
 python3 - "$BUILD/guardd" "$tmp" <<'EOF'
 import os, signal, socket, subprocess, sys, time

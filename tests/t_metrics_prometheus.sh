@@ -4,9 +4,14 @@
 # 1. `check_metrics --serve` records a known set of values and serves them on an
 #    ephemeral loopback port; `promtool check metrics` must accept a live scrape
 #    (format and lint), and /healthz and /readyz must answer.
-# 2. A real Prometheus server (started here on 127.0.0.1 with a temporary config
-#    and storage, scrape_interval 1s) scrapes it; its HTTP API must return the
-#    recorded values, including label values that needed escaping.
+# 2. When guardd and the tiny fixture model exist: a mock Kafka cluster
+#    (guardctl broker) and the real guardd; a known set of events is sent with
+#    guardctl send (5 conversations, 1 malformed record), and guardd's live
+#    scrape must also pass promtool.
+# 3. A real Prometheus server (started here on 127.0.0.1 with a temporary config
+#    and storage, scrape_interval 1s) scrapes both; its HTTP API must return the
+#    recorded values (including label values that needed escaping) and, for
+#    guardd, exactly one verdict per sent conversation and one DLQ record.
 # Every background process is killed on exit; every wait is bounded.
 set -eu
 cd "$(dirname "$0")/.."
@@ -38,8 +43,9 @@ wait_for() {
     done
     return 1
 }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# --- the metrics source: known values on an ephemeral port ----------------
+# --- 1. the known-values source on an ephemeral port ------------------------
 # Its stdin is a FIFO we hold open; it exits when we close it (or are killed).
 mkfifo "$tmp/in"
 "$SERVE" --serve <"$tmp/in" >"$tmp/serve.out" 2>"$tmp/serve.err" &
@@ -56,17 +62,70 @@ echo "promtool check metrics: ok ($(grep -c '^guardd_' "$tmp/scrape.txt") guardd
 [ "$(curl -fsS "$url/healthz")" = ok ] || fail "/healthz"
 curl -fsS "$url/readyz" >/dev/null || fail "/readyz not 200 with model loaded and group joined"
 
-# --- a real Prometheus scrapes it -----------------------------------------
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# --- 2. the real guardd, fed a known set of events --------------------------
+MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
+gtarget=""
+if [ -x "$BUILD/guardd" ] && [ -f "$MODEL/model.safetensors" ]; then
+    "$BUILD/guardctl" broker --brokers 1 --partitions 2 \
+        --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
+        --bootstrap-file "$tmp/bootstrap" >/dev/null 2>"$tmp/broker.log" &
+    pids="$pids $!"
+    wait_for 20 test -s "$tmp/bootstrap" || fail "guardctl broker did not start: $(cat "$tmp/broker.log")"
+    bs=$(sed -n 's/^bootstrap=//p' "$tmp/bootstrap")
+    gport=$(free_port)
+    cat >"$tmp/guardd.conf" <<EOF
+kafka = {
+  brokers = "$bs";
+  group_id = "prom-test";
+  input_topics = [ "conversations" ];
+  properties = ( ("session.timeout.ms", "6000") );
+};
+model = { path = "$PWD/$MODEL"; threads = 1; };
+metrics = { listen = "127.0.0.1:$gport"; };
+EOF
+    "$BUILD/guardd" --config "$tmp/guardd.conf" >"$tmp/guardd.log" 2>&1 &
+    pids="$pids $!"
+    wait_for 60 curl -fsS "http://127.0.0.1:$gport/readyz" \
+        || { tail -n 20 "$tmp/guardd.log"; fail "guardd never became ready"; }
+    # 5 conversations (prompts, a response, custom categories) + 1 malformed record
+    cat >"$tmp/events.jsonl" <<'EOF'
+{"id": "p1", "messages": [{"role": "user", "content": "How do I bake bread?"}]}
+{"id": "p2", "messages": [{"role": "user", "content": "Tell me a joke about cats."}]}
+{"id": "r1", "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"}]}
+{"id": "c1", "categories": {"C1": "Spoilers."}, "messages": [{"role": "user", "content": "Who dies at the end?"}]}
+{"id": "p3", "messages": [{"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]}]}
+EOF
+    "$BUILD/guardctl" send --brokers "$bs" --topic conversations <"$tmp/events.jsonl" >/dev/null 2>"$tmp/send.log" \
+        || fail "guardctl send: $(cat "$tmp/send.log")"
+    printf '\301 not msgpack' | "$BUILD/guardctl" send --brokers "$bs" --topic conversations --raw \
+        >/dev/null 2>>"$tmp/send.log" || fail "guardctl send --raw: $(cat "$tmp/send.log")"
+    # bounded wait until guardd has accounted for all six records
+    all_done() { curl -fsS "http://127.0.0.1:$gport/metrics" | awk '
+        /^guardd_verdicts_total/ { v += $2 } /^guardd_dlq_records_total/ { d += $2 }
+        END { exit !(v == 5 && d == 1) }'; }
+    wait_for 60 all_done || { curl -fsS "http://127.0.0.1:$gport/metrics" | grep -E '^guardd_(verdicts|dlq|events)'
+        tail -n 20 "$tmp/guardd.log"; fail "guardd did not produce 5 verdicts + 1 DLQ record"; }
+    curl -fsS "http://127.0.0.1:$gport/metrics" >"$tmp/guardd-scrape.txt" || fail "GET guardd /metrics"
+    "$PROMTOOL" check metrics <"$tmp/guardd-scrape.txt" || fail "promtool check metrics rejected guardd's scrape"
+    echo "guardd: 5 verdicts + 1 DLQ record counted; promtool check metrics: ok"
+    gtarget="
+  - job_name: guardd
+    static_configs:
+      - targets: ['127.0.0.1:$gport']"
+else
+    echo "note: guardd or the tiny model is missing: only the known-values source is scraped"
+fi
+
+# --- 3. a real Prometheus scrapes both --------------------------------------
 pport=$(free_port)
 cat >"$tmp/prometheus.yml" <<EOF
 global:
   scrape_interval: 1s
   scrape_timeout: 1s
 scrape_configs:
-  - job_name: guardd
+  - job_name: known
     static_configs:
-      - targets: ['127.0.0.1:$port']
+      - targets: ['127.0.0.1:$port']$gtarget
 EOF
 "$PROMTOOL" check config "$tmp/prometheus.yml" >/dev/null || fail "promtool check config"
 "$PROMETHEUS" --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/data" \
@@ -85,10 +144,6 @@ for r in sorted(d["data"]["result"], key=lambda r: json.dumps(r["metric"], sort_
     print(json.dumps(m, sort_keys=True), r["value"][1])'
 }
 has_series() { query "$1" | grep -q .; }
-
-wait_for 30 has_series 'guardd_verdicts_total' || { tail -n 20 "$tmp/prom.log"; fail "Prometheus never stored guardd_verdicts_total"; }
-[ "$(query 'up{job="guardd"}')" = '{"__name__": "up"} 1' ] || fail "up != 1: $(query up)"
-
 check() { # PROMQL EXPECTED-OUTPUT
     got=$(query "$1")
     [ "$got" = "$2" ] || fail "query $1: expected
@@ -97,20 +152,36 @@ got
 $got"
     echo "ok: $1"
 }
-check 'guardd_verdicts_total' '{"__name__": "guardd_verdicts_total", "verdict": "safe"} 7
+
+wait_for 30 has_series 'guardd_verdicts_total{job="known"}' \
+    || { tail -n 20 "$tmp/prom.log"; fail "Prometheus never stored guardd_verdicts_total"; }
+check 'up{job="known"}' '{"__name__": "up"} 1'
+check 'guardd_verdicts_total{job="known"}' '{"__name__": "guardd_verdicts_total", "verdict": "safe"} 7
 {"__name__": "guardd_verdicts_total", "verdict": "unsafe"} 3'
-check 'sum(guardd_verdicts_total)' '{} 10'
-check 'guardd_categories_flagged_total' '{"__name__": "guardd_categories_flagged_total", "code": "S1"} 2
+check 'sum(guardd_verdicts_total{job="known"})' '{} 10'
+check 'guardd_categories_flagged_total{job="known"}' '{"__name__": "guardd_categories_flagged_total", "code": "S1"} 2
 {"__name__": "guardd_categories_flagged_total", "code": "a\"b\\c"} 1'
-check 'guardd_events_consumed_total' '{"__name__": "guardd_events_consumed_total", "topic": "conv"} 5'
-check 'guardd_dlq_records_total' '{"__name__": "guardd_dlq_records_total", "reason": "bad_msgpack"} 1'
-check 'guardd_model_info' '{"__name__": "guardd_model_info", "name": "tiny-fixture", "revision": "rev\"1"} 1'
-check 'guardd_batch_size_count' '{"__name__": "guardd_batch_size_count"} 2'
-check 'guardd_batch_size_bucket{le="4"}' '{"__name__": "guardd_batch_size_bucket", "le": "4"} 1'
-check 'guardd_batch_size_bucket{le="+Inf"}' '{"__name__": "guardd_batch_size_bucket", "le": "+Inf"} 2'
-check 'guardd_consumer_lag{partition="0"}' '{"__name__": "guardd_consumer_lag", "partition": "0", "topic": "conversations"} 5'
-check 'guardd_ready' '{"__name__": "guardd_ready"} 1'
-has_series 'process_resident_memory_bytes > 0' || fail "process_resident_memory_bytes"
-has_series 'process_start_time_seconds > 1.5e9' || fail "process_start_time_seconds"
+check 'guardd_events_consumed_total{job="known"}' '{"__name__": "guardd_events_consumed_total", "topic": "conv"} 5'
+check 'guardd_dlq_records_total{job="known"}' '{"__name__": "guardd_dlq_records_total", "reason": "bad_msgpack"} 1'
+check 'guardd_model_info{job="known"}' '{"__name__": "guardd_model_info", "name": "tiny-fixture", "revision": "rev\"1"} 1'
+check 'guardd_batch_size_count{job="known"}' '{"__name__": "guardd_batch_size_count"} 2'
+check 'guardd_batch_size_bucket{job="known",le="4"}' '{"__name__": "guardd_batch_size_bucket", "le": "4"} 1'
+check 'guardd_batch_size_bucket{job="known",le="+Inf"}' '{"__name__": "guardd_batch_size_bucket", "le": "+Inf"} 2'
+check 'guardd_consumer_lag{job="known",partition="0"}' '{"__name__": "guardd_consumer_lag", "partition": "0", "topic": "conversations"} 5'
+check 'guardd_ready{job="known"}' '{"__name__": "guardd_ready"} 1'
+has_series 'process_resident_memory_bytes{job="known"} > 0' || fail "process_resident_memory_bytes"
+has_series 'process_start_time_seconds{job="known"} > 1.5e9' || fail "process_start_time_seconds"
+
+if [ -n "$gtarget" ]; then
+    wait_for 30 has_series 'guardd_verdicts_total{job="guardd"}' || fail "Prometheus never scraped guardd"
+    check 'up{job="guardd"}' '{"__name__": "up"} 1'
+    check 'sum(guardd_verdicts_total{job="guardd"})' '{} 5'
+    check 'guardd_dlq_records_total{job="guardd"}' '{"__name__": "guardd_dlq_records_total", "reason": "bad_msgpack"} 1'
+    check 'sum(guardd_events_consumed_total{job="guardd",topic="conversations"})' '{} 6'
+    check 'guardd_ready{job="guardd"}' '{"__name__": "guardd_ready"} 1'
+    check 'count(guardd_model_info{job="guardd"})' '{} 1'
+    has_series 'guardd_batch_size_count{job="guardd"} >= 1' || fail "no batches recorded by guardd"
+    has_series 'sum(guardd_tokens_total{job="guardd",kind="prefill"}) > 0' || fail "no prefill tokens counted"
+fi
 exec 3>&-
 echo "PASS"
