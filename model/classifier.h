@@ -27,6 +27,8 @@ typedef struct {
     float threshold;            /* < 0: greedy verdict; else unsafe iff score >= threshold */
     int max_decode_tokens;      /* limit for the category list (default 16) */
     int category_scores;        /* also report per-category probabilities */
+    int max_prompt_tokens;      /* prepare() refuses longer prompts; <= 0: only the
+                                   model's max_position_embeddings limits */
 } ClassifierOptions;
 
 typedef enum { FORCE_ROLE_AUTO = 0, FORCE_ROLE_USER, FORCE_ROLE_AGENT } ForceRole;
@@ -47,12 +49,13 @@ typedef struct {
     int n_categories;
     char **codes;           /* violated codes, as generated ("S1") */
     char **names;           /* their names in the active list (NULL if unknown code) */
-    float *category_scores; /* when asked: per active category, in list order */
+    float *category_scores; /* when asked: per active category, in list order:
+                               P(code | "unsafe\n" forced), see classifier.c */
     int n_category_scores;
     char *raw;              /* generated text after "\n\n", e.g. "unsafe\nS1,S10" */
     int prompt_tokens;      /* whole prompt incl. prefix and forced 271 */
     int cached_tokens;      /* prefix tokens served from the shared cache */
-    int decode_tokens;
+    int decode_tokens;      /* single-token decode steps run (0 for safe) */
 } ClassifyResult;
 
 typedef struct Classifier Classifier;
@@ -68,6 +71,9 @@ void classifier_set_threshold(Classifier *c, float threshold); /* for reloads be
  * (empty, roles not alternating from user, unknown excluded code, too long). */
 ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char *err, size_t errlen);
 int classify_job_new_tokens(const ClassifyJob *j);  /* tokens to prefill beyond the shared prefix */
+/* The categories the job's prompt lists (after exclusion), in order: the
+ * codes of ClassifyResult.category_scores. Valid until classify_job_free. */
+const CategoryList *classify_job_categories(const ClassifyJob *j);
 void classify_job_free(ClassifyJob *j);
 
 /* Runs jobs as one batch; results[i] belongs to jobs[i]. Returns 0, or -1 with

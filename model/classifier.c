@@ -1,0 +1,628 @@
+/* classifier.c - Llama Guard 3 on the tokenizer and the batched transformer
+ * (contract: classifier.h).
+ *
+ * prepare: render (prompt.c) -> token ids split into the shared prefix
+ *   (instructions + category list, depends on role word + categories only)
+ *   and the job's own tokens (conversation + closing instructions + the
+ *   forced first output token "\n\n").
+ * run, for a batch of jobs:
+ *   1. prefixes: looked up in a small LRU cache keyed by their token ids;
+ *      missing ones are computed together in one forward pass and kept;
+ *   2. one forward over every job's own tokens on top of its prefix, logits
+ *      at the last position only -> softmax over the full vocabulary ->
+ *      score = P("unsafe") (Meta's scoring method, "\n\n" being forced);
+ *   3. first decision (verdict.c): greedy argmax or score >= threshold;
+ *   4. optional per-category scores (see category_pass);
+ *   5. jobs that are not safe decode greedily, all together, one token per
+ *      step, until <|eot_id|> (or another EOS) or max_decode_tokens; the text
+ *      is parsed by verdict_parse (unparseable -> unsafe + parse_error).
+ * Everything a run allocates is freed before it returns, except new prefix
+ * cache entries.
+ */
+#include "classifier.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "prompt.h"
+#include "transformer.h"
+#include "verdict.h"
+
+#define PREFIX_CACHE_MAX 16
+#define CAT_FORCED 3 /* "unsafe" "\n" "S" */
+
+typedef struct {
+    int *ids;
+    int n;
+    KVCache *kv;
+    unsigned long last_used;
+} PrefixEntry;
+
+struct Classifier {
+    ClassifierOptions opt;
+    Model *model;
+    Tokenizer *tok;
+    Transformer *tf;
+    int vocab;
+    int id_safe, id_unsafe, id_nn, id_nl, id_s;
+    int stop_ids[MODEL_MAX_EOS + 1];
+    int n_stop;
+    PrefixEntry **cache; /* LRU; may hold more than PREFIX_CACHE_MAX during a run */
+    int n_cache, cap_cache;
+    unsigned long clock;
+};
+
+struct ClassifyJob {
+    TokenVec prefix;    /* shared part */
+    TokenVec own;       /* conversation + tail + "\n\n" */
+    CategoryList active;
+    int agent;
+    int *cat_tok;       /* per active category: [position (0 after "\n", 1 after "S"), token] */
+};
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+    if (!err || !errlen) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- tokenizer glue (declared in prompt.h) ------------------------------ */
+
+/* Ids of a run of special tokens written back to back, e.g.
+ * "<|eot_id|><|start_header_id|>", and the plain words between them. */
+static int encode_specials(const Tokenizer *t, const char *s, TokenVec *out, char *err, size_t errlen) {
+    while (*s) {
+        const char *end = (s[0] == '<' && s[1] == '|') ? strstr(s, "|>") : NULL;
+        if (end) {
+            char piece[64];
+            size_t n = (size_t)(end + 2 - s);
+            if (n >= sizeof piece) break;
+            memcpy(piece, s, n);
+            piece[n] = 0;
+            int id = tokenizer_token_id(t, piece);
+            if (id < 0) {
+                seterr(err, errlen, "tokenizer has no special token %s", piece);
+                return -1;
+            }
+            tokvec_push(out, id);
+            s += n;
+        } else {
+            const char *next = strstr(s, "<|");
+            size_t n = next ? (size_t)(next - s) : strlen(s);
+            if (tokenizer_encode(t, s, n, 0, out, err, errlen) < 0) return -1;
+            s += n;
+        }
+    }
+    return 0;
+}
+
+int prompt_tokenize(const Tokenizer *t, const Prompt *p, TokenVec *prefix_ids,
+                    TokenVec *rest_ids, char *err, size_t errlen) {
+    if (encode_specials(t, PROMPT_HEAD_SPECIAL, prefix_ids, err, errlen) < 0) return -1;
+    if (tokenizer_encode(t, p->text + p->body_start, p->prefix_len - p->body_start, 0,
+                         prefix_ids, err, errlen) < 0)
+        return -1;
+    if (tokenizer_encode(t, p->text + p->prefix_len, p->tail_start - p->prefix_len, 0,
+                         rest_ids, err, errlen) < 0)
+        return -1;
+    return encode_specials(t, PROMPT_TAIL_SPECIAL, rest_ids, err, errlen);
+}
+
+/* ---- open / close ---------------------------------------------------------- */
+
+/* The id of text when it is exactly one token, else -1. */
+static int single_token(const Tokenizer *t, const char *text) {
+    TokenVec v = {0};
+    char err[64];
+    int id = -1;
+    if (tokenizer_encode(t, text, strlen(text), 0, &v, err, sizeof err) == 0 && v.n == 1) id = v.ids[0];
+    tokvec_free(&v);
+    return id;
+}
+
+static int lookup_ids(Classifier *c, char *err, size_t errlen) {
+    c->id_safe = single_token(c->tok, "safe");
+    c->id_unsafe = single_token(c->tok, "unsafe");
+    c->id_nn = single_token(c->tok, "\n\n");
+    c->id_nl = single_token(c->tok, "\n");
+    c->id_s = single_token(c->tok, "S");
+    int eot = tokenizer_token_id(c->tok, "<|eot_id|>");
+    const int need[] = {c->id_safe, c->id_unsafe, c->id_nn, c->id_nl, c->id_s, eot};
+    for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
+        if (need[i] < 0 || need[i] >= c->vocab) {
+            seterr(err, errlen, "tokenizer lacks a Llama Guard token (safe/unsafe/\\n\\n/\\n/S/<|eot_id|>) "
+                   "or it is outside the model's vocabulary of %d", c->vocab);
+            return -1;
+        }
+    c->stop_ids[c->n_stop++] = eot;
+    for (int i = 0; i < c->model->cfg.n_eos && c->n_stop <= MODEL_MAX_EOS; i++)
+        c->stop_ids[c->n_stop++] = c->model->cfg.eos_ids[i];
+    return 0;
+}
+
+Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errlen) {
+    if (!opt || !opt->model_dir) {
+        seterr(err, errlen, "no model directory given");
+        return NULL;
+    }
+    Classifier *c = calloc(1, sizeof *c);
+    if (!c) {
+        seterr(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->opt = *opt;
+    if (c->opt.max_decode_tokens <= 0) c->opt.max_decode_tokens = 16;
+    char path[4096], sub[512];
+    const char *tp = opt->tokenizer_path;
+    if (!tp) {
+        snprintf(path, sizeof path, "%s/tokenizer.json", opt->model_dir);
+        tp = path;
+    }
+    blis_setup(opt->threads, opt->blis_arch);
+    if (!(c->model = model_load(opt->model_dir, sub, sizeof sub))) {
+        seterr(err, errlen, "%s", sub);
+        goto fail;
+    }
+    c->vocab = c->model->cfg.vocab_size;
+    if (!(c->tok = tokenizer_load(tp, sub, sizeof sub))) {
+        seterr(err, errlen, "%s", sub);
+        goto fail;
+    }
+    if (lookup_ids(c, err, errlen) < 0) goto fail;
+    if (!(c->tf = transformer_new(c->model, opt->threads))) {
+        seterr(err, errlen, "cannot set up the transformer (out of memory?)");
+        goto fail;
+    }
+    return c;
+fail:
+    classifier_close(c);
+    return NULL;
+}
+
+static void prefix_entry_free(PrefixEntry *e) {
+    if (!e) return;
+    kv_free(e->kv);
+    free(e->ids);
+    free(e);
+}
+
+void classifier_close(Classifier *c) {
+    if (!c) return;
+    for (int i = 0; i < c->n_cache; i++) prefix_entry_free(c->cache[i]);
+    free(c->cache);
+    transformer_free(c->tf);
+    tokenizer_free(c->tok);
+    model_free(c->model);
+    free(c);
+}
+
+const Model *classifier_model(const Classifier *c) { return c->model; }
+const Tokenizer *classifier_tokenizer(const Classifier *c) { return c->tok; }
+void classifier_set_threshold(Classifier *c, float threshold) { c->opt.threshold = threshold; }
+
+/* ---- prepare ----------------------------------------------------------------- */
+
+/* For each active code, where its probability is read in the forced
+ * "unsafe\nS" continuation: a code tokenized "S" + N reads token N after "S"
+ * (position 1); any other code reads its first token after "\n" (position 0). */
+static int category_tokens(const Classifier *c, ClassifyJob *j, char *err, size_t errlen) {
+    j->cat_tok = calloc((size_t)j->active.n * 2, sizeof *j->cat_tok);
+    if (!j->cat_tok) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < j->active.n; i++) {
+        TokenVec v = {0};
+        const char *code = j->active.items[i].code;
+        if (tokenizer_encode(c->tok, code, strlen(code), 0, &v, err, errlen) < 0 || v.n == 0) {
+            tokvec_free(&v);
+            return -1;
+        }
+        int after_s = v.n >= 2 && v.ids[0] == c->id_s;
+        j->cat_tok[2 * i] = after_s;
+        j->cat_tok[2 * i + 1] = v.ids[after_s];
+        tokvec_free(&v);
+    }
+    return 0;
+}
+
+static int check_length(const Classifier *c, const ClassifyJob *j, char *err, size_t errlen) {
+    int total = (int)(j->prefix.n + j->own.n);
+    int room = c->opt.max_decode_tokens > CAT_FORCED ? c->opt.max_decode_tokens : CAT_FORCED;
+    if (c->opt.max_prompt_tokens > 0 && total > c->opt.max_prompt_tokens) {
+        seterr(err, errlen, "prompt is %d tokens, over the limit of %d", total, c->opt.max_prompt_tokens);
+        return -1;
+    }
+    if ((long)total + room > c->model->cfg.max_pos) {
+        seterr(err, errlen, "prompt is %d tokens; with %d decode tokens it exceeds the model's %d positions",
+               total, room, c->model->cfg.max_pos);
+        return -1;
+    }
+    return 0;
+}
+
+ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char *err, size_t errlen) {
+    if (!c || !req) {
+        seterr(err, errlen, "bad arguments");
+        return NULL;
+    }
+    Prompt p;
+    if (prompt_render(req->conv, req->categories, req->exclude, req->n_exclude,
+                      (PromptRole)req->role, &p, err, errlen) < 0)
+        return NULL;
+    ClassifyJob *j = calloc(1, sizeof *j);
+    if (!j) {
+        prompt_free(&p);
+        seterr(err, errlen, "out of memory");
+        return NULL;
+    }
+    j->agent = p.agent;
+    int rc = prompt_tokenize(c->tok, &p, &j->prefix, &j->own, err, errlen);
+    j->active = p.active; /* the job takes the category copy over */
+    p.active = (CategoryList){0};
+    prompt_free(&p);
+    if (rc == 0) {
+        tokvec_push(&j->own, c->id_nn);
+        rc = check_length(c, j, err, errlen);
+    }
+    if (rc == 0 && c->opt.category_scores) rc = category_tokens(c, j, err, errlen);
+    if (rc < 0) {
+        classify_job_free(j);
+        return NULL;
+    }
+    return j;
+}
+
+int classify_job_new_tokens(const ClassifyJob *j) { return (int)j->own.n; }
+
+const CategoryList *classify_job_categories(const ClassifyJob *j) { return &j->active; }
+
+void classify_job_free(ClassifyJob *j) {
+    if (!j) return;
+    tokvec_free(&j->prefix);
+    tokvec_free(&j->own);
+    categories_free(&j->active);
+    free(j->cat_tok);
+    free(j);
+}
+
+/* ---- run: prefix cache ------------------------------------------------------ */
+
+/* Per job state during one run. */
+typedef struct {
+    ClassifyJob *job;
+    ClassifyResult *res;
+    PrefixEntry *prefix;
+    int prefix_fresh;   /* this job triggered the prefix computation */
+    KVCache *kv;
+    FirstDecision first;
+    int *gen;           /* generated tokens (max_decode_tokens) */
+    int n_gen, done;
+} RunSeq;
+
+static PrefixEntry *cache_find(Classifier *c, const TokenVec *ids) {
+    for (int i = 0; i < c->n_cache; i++) {
+        PrefixEntry *e = c->cache[i];
+        if (e->n == (int)ids->n && !memcmp(e->ids, ids->ids, ids->n * sizeof *ids->ids)) return e;
+    }
+    return NULL;
+}
+
+static PrefixEntry *cache_add(Classifier *c, const TokenVec *ids) {
+    if (c->n_cache == c->cap_cache) {
+        int cap = c->cap_cache ? c->cap_cache * 2 : PREFIX_CACHE_MAX * 2;
+        PrefixEntry **nc = realloc(c->cache, (size_t)cap * sizeof *nc);
+        if (!nc) return NULL;
+        c->cache = nc;
+        c->cap_cache = cap;
+    }
+    PrefixEntry *e = calloc(1, sizeof *e);
+    if (!e || !(e->ids = malloc(ids->n * sizeof *e->ids))) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->ids, ids->ids, ids->n * sizeof *ids->ids);
+    e->n = (int)ids->n;
+    c->cache[c->n_cache++] = e;
+    return e;
+}
+
+/* Drops entries whose K/V was never computed (a failed run), then the least
+ * recently used ones down to PREFIX_CACHE_MAX. */
+static void cache_trim(Classifier *c) {
+    int w = 0;
+    for (int i = 0; i < c->n_cache; i++) {
+        if (c->cache[i]->kv) c->cache[w++] = c->cache[i];
+        else prefix_entry_free(c->cache[i]);
+    }
+    c->n_cache = w;
+    while (c->n_cache > PREFIX_CACHE_MAX) {
+        int old = 0;
+        for (int i = 1; i < c->n_cache; i++)
+            if (c->cache[i]->last_used < c->cache[old]->last_used) old = i;
+        prefix_entry_free(c->cache[old]);
+        c->cache[old] = c->cache[--c->n_cache];
+    }
+}
+
+/* Finds or creates every job's prefix entry and computes the missing ones in
+ * one forward pass. On failure the new entries lose their K/V (cache_trim
+ * then drops them), so no half-computed prefix is ever reused. */
+static int resolve_prefixes(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
+    SeqInput *in = calloc((size_t)n, sizeof *in);
+    PrefixEntry **fresh = calloc((size_t)n, sizeof *fresh);
+    int n_new = 0, rc = -1;
+    if (!in || !fresh) {
+        seterr(err, errlen, "out of memory");
+        goto done;
+    }
+    c->clock++;
+    for (int i = 0; i < n; i++) {
+        PrefixEntry *e = cache_find(c, &rs[i].job->prefix);
+        if (!e) {
+            if (!(e = cache_add(c, &rs[i].job->prefix))) {
+                seterr(err, errlen, "out of memory for a prefix cache entry");
+                goto done;
+            }
+            fresh[n_new] = e;
+            if (!(e->kv = kv_new(&c->model->cfg, e->n, NULL))) {
+                seterr(err, errlen, "out of memory for a prefix K/V cache of %d tokens", e->n);
+                goto done;
+            }
+            in[n_new++] = (SeqInput){.tokens = e->ids, .n_tokens = e->n, .kv = e->kv};
+            rs[i].prefix_fresh = 1;
+        }
+        e->last_used = c->clock;
+        rs[i].prefix = e;
+    }
+    rc = n_new ? transformer_forward(c->tf, in, n_new, err, errlen) : 0;
+done:
+    if (rc < 0)
+        for (int k = 0; fresh && k < n && fresh[k]; k++) {
+            kv_free(fresh[k]->kv);
+            fresh[k]->kv = NULL;
+        }
+    free(in);
+    free(fresh);
+    return rc;
+}
+
+/* ---- run: first position ------------------------------------------------------ */
+
+static int check_finite(const float *row, int n, char *err, size_t errlen) {
+    for (int i = 0; i < n; i++)
+        if (!isfinite(row[i])) {
+            seterr(err, errlen, "the model produced a non-finite logit (id %d)", i);
+            return -1;
+        }
+    return 0;
+}
+
+/* The prompt forward: one pass over every job's own tokens, last-position
+ * logits -> score and first decision. */
+static int first_pass(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
+    size_t V = (size_t)c->vocab;
+    float *logits = malloc((size_t)n * V * sizeof *logits);
+    SeqInput *in = calloc((size_t)n, sizeof *in);
+    int rc = -1;
+    if (!logits || !in) {
+        seterr(err, errlen, "out of memory for %d logit rows", n);
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        in[i] = (SeqInput){.tokens = rs[i].job->own.ids, .n_tokens = (int)rs[i].job->own.n,
+                           .kv = rs[i].kv, .n_logits = 1, .logits = logits + (size_t)i * V};
+    if (transformer_forward(c->tf, in, n, err, errlen) < 0) goto done;
+    for (int i = 0; i < n; i++) {
+        const float *row = logits + (size_t)i * V;
+        if (check_finite(row, c->vocab, err, errlen) < 0) goto done;
+        double lse = logits_logsumexp(row, c->vocab);
+        int top = logits_argmax(row, c->vocab);
+        rs[i].res->score = logits_prob(row, c->vocab, lse, c->id_unsafe);
+        rs[i].first = verdict_decide(rs[i].res->score, c->opt.threshold, top, c->id_safe, c->id_unsafe);
+        rs[i].gen[0] = rs[i].first == FIRST_OTHER ? top : c->id_unsafe;
+    }
+    rc = 0;
+done:
+    free(logits);
+    free(in);
+    return rc;
+}
+
+/* ---- run: per-category scores ------------------------------------------------ */
+
+/* Extension, not an official Llama Guard output. Every job is continued with
+ * the forced tokens "unsafe" "\n" "S" (one batched pass, undone afterwards);
+ * a category's score is the probability of its number token right after "S"
+ * (S1 -> "1", S10 -> "10": distinct tokens, so S1 and S10 do not mix), or,
+ * for a code that does not tokenize as "S" + more, of its first token right
+ * after "\n". It approximates P(first listed category = code | unsafe): the
+ * model lists codes in order, so categories it would list second or later
+ * are underestimated, and codes of four or more digits only see their first
+ * three-digit token. */
+static int category_pass(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
+    size_t V = (size_t)c->vocab;
+    const int forced[CAT_FORCED] = {c->id_unsafe, c->id_nl, c->id_s};
+    float *logits = malloc((size_t)n * 2 * V * sizeof *logits);
+    SeqInput *in = calloc((size_t)n, sizeof *in);
+    int rc = -1;
+    if (!logits || !in) {
+        seterr(err, errlen, "out of memory for category scores");
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        in[i] = (SeqInput){.tokens = forced, .n_tokens = CAT_FORCED, .kv = rs[i].kv,
+                           .n_logits = 2, .logits = logits + (size_t)i * 2 * V};
+    if (transformer_forward(c->tf, in, n, err, errlen) < 0) goto done;
+    for (int i = 0; i < n; i++) {
+        const ClassifyJob *j = rs[i].job;
+        const float *rows = logits + (size_t)i * 2 * V;
+        double lse[2] = {logits_logsumexp(rows, c->vocab), logits_logsumexp(rows + V, c->vocab)};
+        float *sc = calloc((size_t)j->active.n, sizeof *sc);
+        if (!sc) {
+            seterr(err, errlen, "out of memory");
+            goto done;
+        }
+        for (int k = 0; k < j->active.n; k++) {
+            int pos = j->cat_tok[2 * k];
+            sc[k] = logits_prob(rows + (size_t)pos * V, c->vocab, lse[pos], j->cat_tok[2 * k + 1]);
+        }
+        rs[i].res->category_scores = sc;
+        rs[i].res->n_category_scores = j->active.n;
+        kv_truncate(rs[i].kv, (int)j->own.n);
+    }
+    rc = 0;
+done:
+    free(logits);
+    free(in);
+    return rc;
+}
+
+/* ---- run: decode ------------------------------------------------------------- */
+
+static int is_stop(const Classifier *c, int id) {
+    for (int i = 0; i < c->n_stop; i++)
+        if (c->stop_ids[i] == id) return 1;
+    return 0;
+}
+
+/* Greedy decoding of every job that is not safe, all active sequences in one
+ * forward per step. gen[0] (the verdict token) is already chosen. */
+static int decode(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
+    size_t V = (size_t)c->vocab;
+    int max = c->opt.max_decode_tokens, rc = -1;
+    float *logits = malloc((size_t)n * V * sizeof *logits);
+    SeqInput *in = calloc((size_t)n, sizeof *in);
+    int *who = calloc((size_t)n, sizeof *who);
+    if (!logits || !in || !who) {
+        seterr(err, errlen, "out of memory for decoding");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        rs[i].done = rs[i].first == FIRST_SAFE || is_stop(c, rs[i].gen[0]);
+        rs[i].n_gen = rs[i].first == FIRST_SAFE || is_stop(c, rs[i].gen[0]) ? 0 : 1;
+    }
+    for (;;) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (!rs[i].done) {
+                in[m] = (SeqInput){.tokens = &rs[i].gen[rs[i].n_gen - 1], .n_tokens = 1, .kv = rs[i].kv,
+                                   .n_logits = 1, .logits = logits + (size_t)m * V};
+                who[m++] = i;
+            }
+        if (m == 0) break;
+        if (transformer_forward(c->tf, in, m, err, errlen) < 0) goto done;
+        for (int k = 0; k < m; k++) {
+            RunSeq *r = &rs[who[k]];
+            int next = logits_argmax(logits + (size_t)k * V, c->vocab);
+            r->res->decode_tokens++;
+            if (is_stop(c, next) || r->n_gen >= max) r->done = 1;
+            else r->gen[r->n_gen++] = next;
+        }
+    }
+    rc = 0;
+done:
+    free(logits);
+    free(in);
+    free(who);
+    return rc;
+}
+
+/* ---- run: results -------------------------------------------------------------- */
+
+static void fill_result(Classifier *c, RunSeq *r) {
+    ClassifyResult *res = r->res;
+    res->agent = r->job->agent;
+    res->prompt_tokens = (int)(r->job->prefix.n + r->job->own.n);
+    res->cached_tokens = r->prefix_fresh ? 0 : (int)r->job->prefix.n;
+    if (r->first == FIRST_SAFE) {
+        res->unsafe = 0;
+        res->raw = strdup("safe");
+        return;
+    }
+    res->raw = tokenizer_decode(c->tok, r->gen, (size_t)r->n_gen, NULL);
+    Verdict v;
+    verdict_parse(res->raw ? res->raw : "", &r->job->active, &v);
+    res->unsafe = 1;
+    /* FIRST_OTHER: the verdict token itself was off-format. A forced
+     * "unsafe" whose text still reads "safe" cannot happen; be strict anyway. */
+    res->parse_error = v.parse_error || !v.unsafe || r->first == FIRST_OTHER;
+    res->n_categories = v.n_codes;
+    res->codes = v.codes;
+    res->names = v.names;
+    v.codes = v.names = NULL;
+    v.n_codes = 0;
+    verdict_free(&v);
+}
+
+void classify_result_free(ClassifyResult *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n_categories; i++) {
+        if (r->codes) free(r->codes[i]);
+        if (r->names) free(r->names[i]);
+    }
+    free(r->codes);
+    free(r->names);
+    free(r->category_scores);
+    free(r->raw);
+    memset(r, 0, sizeof *r);
+}
+
+static int setup_seqs(Classifier *c, RunSeq *rs, ClassifyJob **jobs, int n, ClassifyResult *results,
+                      char *err, size_t errlen) {
+    int room = c->opt.max_decode_tokens > CAT_FORCED ? c->opt.max_decode_tokens : CAT_FORCED;
+    for (int i = 0; i < n; i++) {
+        if (!jobs[i]) {
+            seterr(err, errlen, "job %d is NULL", i);
+            return -1;
+        }
+        rs[i].job = jobs[i];
+        rs[i].res = &results[i];
+        rs[i].gen = calloc((size_t)c->opt.max_decode_tokens, sizeof *rs[i].gen);
+        if (!rs[i].gen) {
+            seterr(err, errlen, "out of memory");
+            return -1;
+        }
+    }
+    if (resolve_prefixes(c, rs, n, err, errlen) < 0) return -1;
+    for (int i = 0; i < n; i++)
+        if (!(rs[i].kv = kv_new(&c->model->cfg, (int)jobs[i]->own.n + room, rs[i].prefix->kv))) {
+            seterr(err, errlen, "out of memory for the K/V cache of job %d", i);
+            return -1;
+        }
+    return 0;
+}
+
+int classifier_run(Classifier *c, ClassifyJob **jobs, int n, ClassifyResult *results,
+                   char *err, size_t errlen) {
+    if (!c || n < 0 || (n > 0 && (!jobs || !results))) {
+        seterr(err, errlen, "bad arguments");
+        return -1;
+    }
+    if (n == 0) return 0;
+    memset(results, 0, (size_t)n * sizeof *results);
+    RunSeq *rs = calloc((size_t)n, sizeof *rs);
+    int rc = -1;
+    if (!rs) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    if (setup_seqs(c, rs, jobs, n, results, err, errlen) == 0 &&
+        first_pass(c, rs, n, err, errlen) == 0 &&
+        (!c->opt.category_scores || category_pass(c, rs, n, err, errlen) == 0) &&
+        decode(c, rs, n, err, errlen) == 0) {
+        for (int i = 0; i < n; i++) fill_result(c, &rs[i]);
+        rc = 0;
+    }
+    for (int i = 0; i < n; i++) {
+        kv_free(rs[i].kv);
+        free(rs[i].gen);
+        if (rc < 0) classify_result_free(&results[i]);
+    }
+    free(rs);
+    cache_trim(c);
+    return rc;
+}
