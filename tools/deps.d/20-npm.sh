@@ -9,6 +9,8 @@
 # versions, nothing is done.
 set -eu
 deps_dir=${1:?usage: 20-npm.sh DEPS_DIR}
+mkdir -p "$deps_dir"
+deps_dir=$(cd "$deps_dir" && pwd)   # absolute: node's require() needs it
 here=$(cd "$(dirname "$0")/../.." && pwd)
 src=$here/tests/js
 
