@@ -184,8 +184,10 @@ for line in sys.stdin:
     k += 1
 EOF
 fake() { # records to read from the beginning of rt.in, key prefix to answer
-    "$G" tail $Q --brokers "$B" --topic rt.in --count "$1" --timeout-ms 40000 |
-        $PY "$tmp/fake.py" "$G" "$B" "$2" &
+    mkfifo "$tmp/fifo.$2"   # not a pipeline: both pids are needed for cleanup
+    "$G" tail $Q --brokers "$B" --topic rt.in --count "$1" --timeout-ms 40000 >"$tmp/fifo.$2" &
+    pids="$pids $!"
+    $PY "$tmp/fake.py" "$G" "$B" "$2" <"$tmp/fifo.$2" &
     pids="$pids $!"
 }
 fake 5 rt1
