@@ -225,6 +225,16 @@ START_TEST(test_cjk_emoji)
 }
 END_TEST
 
+/* ignore_merges: a pre-token that is itself a vocabulary entry is that token,
+ * even where the merges alone would not build it (588 such entries). */
+START_TEST(test_ignore_merges)
+{
+    EXPECT_SPLIT("x vi\xe1\xbb\x87" "c", V("x"), V(" vi\xe1\xbb\x87" "c"));    /* " việc" */
+    EXPECT_SPLIT("lardan", V("lardan"));
+    EXPECT_SPLIT(" Vi\xe1\xbb\x87t", V(" Vi\xe1\xbb\x87t"));
+}
+END_TEST
+
 START_TEST(test_special_tokens)
 {
     EXPECT("<|eot_id|>", 1, 128009);
@@ -524,6 +534,91 @@ START_TEST(test_load_errors)
 }
 END_TEST
 
+/* ---- a small synthetic tokenizer.json -------------------------------------------- */
+
+/* Writes a file with the 256 byte tokens (ids 0..255 in GPT-2 byte-level
+ * spelling), "ab" = 256, "abc" = 257, "ca" = 258 with merges in the given
+ * form, and added tokens "<x>" (300), "<x>y" (301, special) and "HELLO" (302,
+ * not special). Returns the loaded tokenizer. */
+static Tokenizer *synthetic(int array_merges, char *path, size_t pathlen)
+{
+    json_t *vocab = json_object(), *merges = json_array(), *added = json_array();
+    for (int b = 0, extra = 0; b < 256; b++) {
+        int printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+        int cp = printable ? b : 256 + extra++;
+        char key[3] = {0};
+        if (cp < 0x80)
+            key[0] = (char)cp;
+        else {
+            key[0] = (char)(0xC0 | (cp >> 6));
+            key[1] = (char)(0x80 | (cp & 0x3F));
+        }
+        json_object_set_new(vocab, key, json_integer(b));
+    }
+    json_object_set_new(vocab, "ab", json_integer(256));
+    json_object_set_new(vocab, "abc", json_integer(257));
+    json_object_set_new(vocab, "ca", json_integer(258));
+    const char *pairs[][2] = {{"a", "b"}, {"c", "a"}, {"ab", "c"}};
+    for (int i = 0; i < 3; i++) {
+        char buf[16];
+        snprintf(buf, sizeof buf, "%s %s", pairs[i][0], pairs[i][1]);
+        json_array_append_new(merges, array_merges ? json_pack("[ss]", pairs[i][0], pairs[i][1]) : json_string(buf));
+    }
+    json_array_append_new(added, json_pack("{sisssb}", "id", 300, "content", "<x>", "special", 1));
+    json_array_append_new(added, json_pack("{sisssb}", "id", 301, "content", "<x>y", "special", 1));
+    json_array_append_new(added, json_pack("{sisssb}", "id", 302, "content", "HELLO", "special", 0));
+    json_t *root = json_pack("{s:o, s:n, s:{s:s, s:o, s:o}, s:{s:s, s:[{s:s, s:{s:s}, s:s}, {s:s, s:b}]}, s:{s:s}}",
+                             "added_tokens", added, "normalizer", "model", "type", "BPE", "vocab", vocab, "merges",
+                             merges, "pre_tokenizer", "type", "Sequence", "pretokenizers", "type", "Split",
+                             "pattern", "Regex", "\\p{L}+|\\p{N}|\\s+|[^\\s\\p{L}\\p{N}]+", "behavior",
+                             "Isolated", "type", "ByteLevel", "use_regex", 0, "decoder", "type", "ByteLevel");
+    ck_assert_ptr_nonnull(root);
+    snprintf(path, pathlen, "/tmp/check_tokenizer_syn_XXXXXX");
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(json_dump_file(root, path, 0), 0);
+    json_decref(root);
+    char err[256] = "";
+    Tokenizer *t = tokenizer_load(path, err, sizeof err);
+    ck_assert_msg(t != NULL, "synthetic tokenizer: %s", err);
+    return t;
+}
+
+static void expect_syn(Tokenizer *t, const char *s, int special, const int *want, size_t n)
+{
+    Tokenizer *saved = T;
+    T = t;
+    expect_ids(s, strlen(s), special, want, n);
+    T = saved;
+}
+#define EXPECT_SYN(t, s, special, ...) do { \
+        static const int w_[] = {__VA_ARGS__}; \
+        expect_syn(t, s, special, w_, sizeof w_ / sizeof w_[0]); \
+    } while (0)
+
+START_TEST(test_synthetic_tokenizer)
+{
+    for (int form = 0; form < 2; form++) {   /* merges as "a b", then as ["a", "b"] */
+        char path[64];
+        Tokenizer *t = synthetic(form, path, sizeof path);
+        unlink(path);
+        ck_assert_int_eq(tokenizer_vocab_size(t), 303);
+        EXPECT_SYN(t, "abc", 1, 257);
+        EXPECT_SYN(t, "abab", 1, 256, 256);
+        EXPECT_SYN(t, "cab", 1, 'c', 256);       /* "a b" (rank 0) before "c a" (rank 1) */
+        EXPECT_SYN(t, "abca", 1, 256, 258);      /* then "c a" (1) before "ab c" (2) */
+        EXPECT_SYN(t, "abcab", 1, 257, 256);
+        EXPECT_SYN(t, "<x>y", 1, 301);           /* longest added token wins */
+        EXPECT_SYN(t, "<x>z", 1, 300, 'z');
+        EXPECT_SYN(t, "<x>y", 0, '<', 'x', '>', 'y');
+        EXPECT_SYN(t, "saying HELLO", 0, 's', 'a', 'y', 'i', 'n', 'g', ' ', 302);   /* non-special: always */
+        EXPECT_SYN(t, " \n", 1, ' ', '\n');
+        tokenizer_free(t);
+    }
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("tokenizer");
@@ -537,6 +632,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_digits);
     tcase_add_test(tc, test_contractions);
     tcase_add_test(tc, test_cjk_emoji);
+    tcase_add_test(tc, test_ignore_merges);
     tcase_add_test(tc, test_special_tokens);
     tcase_add_test(tc, test_appends_to_vector);
     tcase_add_test(tc, test_invalid_utf8);
@@ -546,6 +642,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_rendered_prompts);
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_load_errors);
+    tcase_add_test(tc, test_synthetic_tokenizer);
     suite_add_tcase(s, tc);
     return s;
 }
