@@ -158,15 +158,34 @@ static int send_text(SendOpts *o) {
     return rc ? 1 : 0;
 }
 
+/* Reads one line (with its '\n') into *buf, never holding more than max
+ * bytes: returns its length, -1 at end of input, -2 if the line is longer
+ * (getline would grow without limit on hostile input). */
+static long read_line(FILE *f, char **buf, size_t *cap, size_t max) {
+    size_t len = 0;
+    for (;;) {
+        if (*cap - len < 2) {
+            if (*cap >= max + 2) return -2;
+            size_t ncap = *cap ? *cap * 2 : 4096;
+            if (ncap > max + 2) ncap = max + 2;
+            char *nb = realloc(*buf, ncap);
+            if (!nb) return -2;
+            *buf = nb; *cap = ncap;
+        }
+        if (!fgets(*buf + len, (int)(*cap - len), f)) return len ? (long)len : -1;
+        len += strlen(*buf + len);
+        if (len && (*buf)[len - 1] == '\n') return (long)len;
+    }
+}
+
 static int send_lines(SendOpts *o) {
     char *line = NULL;
     size_t cap = 0;
-    ssize_t n;
-    long lineno = 0;
+    long n, lineno = 0;
     int rc = 0;
-    while (rc == 0 && (n = getline(&line, &cap, stdin)) >= 0) {
+    while (rc == 0 && (n = read_line(stdin, &line, &cap, SEND_MAX_INPUT)) != -1) {
         lineno++;
-        if ((size_t)n > SEND_MAX_INPUT) {
+        if (n == -2) {
             fprintf(stderr, "guardctl send: stdin line %ld: longer than %u bytes\n", lineno, SEND_MAX_INPUT);
             rc = 2; break;
         }

@@ -114,6 +114,8 @@ rc=0; printf '{"id":"ok","messages":[]}\n{broken\n' | "$G" send --dump >/dev/nul
 [ $rc -eq 2 ] && grep -q 'line 2' "$tmp/bad.err" || fail "broken JSON: rc=$rc $(cat "$tmp/bad.err")"
 rc=0; echo '"just a string"' | "$G" send --dump >/dev/null 2>"$tmp/bad.err" || rc=$?
 [ $rc -eq 2 ] || fail "non-object accepted"
+rc=0; head -c 17000000 /dev/zero | tr '\0' ' ' | "$G" send --dump >/dev/null 2>"$tmp/bad.err" || rc=$?
+[ $rc -eq 2 ] && grep -q 'longer than' "$tmp/bad.err" || fail "oversized line: rc=$rc $(cat "$tmp/bad.err")"
 rc=0; "$G" send --brokers "$B" "no topic" 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "missing --topic accepted"
 rc=0; "$G" send --brokers "$B" --topic in --header novalue x 2>/dev/null || rc=$?
