@@ -533,6 +533,33 @@ done:
 
 /* ---- run: results -------------------------------------------------------------- */
 
+/* Generated tokens may end inside a multi-byte character, and a random or
+ * broken model can emit any byte sequence: invalid UTF-8 becomes U+FFFD (as
+ * Hugging Face's decode does), so raw is always valid UTF-8 for JSON/msgpack. */
+static char *decode_text(const Classifier *c, const int *ids, int n) {
+    size_t len = 0;
+    char *t = tokenizer_decode(c->tok, ids, (size_t)n, &len);
+    if (!t || utf8_valid(t, len)) return t;
+    char *o = malloc(len * 3 + 1); /* each bad byte -> 3 bytes */
+    size_t w = 0;
+    for (size_t i = 0; o && i < len;) {
+        size_t k = 1;
+        while (k <= 4 && i + k <= len && !utf8_valid(t + i, k)) k++;
+        if (k <= 4 && i + k <= len) {
+            memcpy(o + w, t + i, k);
+            w += k;
+            i += k;
+        } else {
+            memcpy(o + w, "\xef\xbf\xbd", 3);
+            w += 3;
+            i++;
+        }
+    }
+    if (o) o[w] = 0;
+    free(t);
+    return o;
+}
+
 static void fill_result(Classifier *c, RunSeq *r) {
     ClassifyResult *res = r->res;
     res->agent = r->job->agent;
@@ -543,7 +570,7 @@ static void fill_result(Classifier *c, RunSeq *r) {
         res->raw = strdup("safe");
         return;
     }
-    res->raw = tokenizer_decode(c->tok, r->gen, (size_t)r->n_gen, NULL);
+    res->raw = decode_text(c, r->gen, r->n_gen);
     Verdict v;
     verdict_parse(res->raw ? res->raw : "", &r->job->active, &v);
     res->unsafe = 1;
