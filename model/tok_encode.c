@@ -131,6 +131,19 @@ static int pretokenize(Enc *e, const char *s, size_t n)
     return pos < n ? emit(e, s + pos, n - pos) : 0;
 }
 
+/* The added token spelled exactly s[0..len), if it may be used, else NULL.
+ * Two tokens cannot share a spelling (load rejects the second). */
+static const TokAdded *added_lookup(const Tokenizer *t, const char *s, size_t len, int allow_special)
+{
+    uint32_t h = tok_hash_bytes(s, len) & t->added_mask;
+    for (uint32_t v; (v = t->added_slot[h]) != 0; h = (h + 1) & t->added_mask) {
+        const TokAdded *a = &t->added[v - 1];
+        if (a->len == len && memcmp(a->text, s, len) == 0)
+            return a->special && !allow_special ? NULL : a;
+    }
+    return NULL;
+}
+
 /* Leftmost-longest added token in s[from..n): returns its offset (n if none). */
 static size_t find_added(const Tokenizer *t, const char *s, size_t n, size_t from, int allow_special,
                          const TokAdded **hit)
@@ -138,14 +151,10 @@ static size_t find_added(const Tokenizer *t, const char *s, size_t n, size_t fro
     for (size_t i = from; i < n; i++) {
         if (!t->added_first[(unsigned char)s[i]])
             continue;
-        for (size_t k = 0; k < t->n_added; k++) {
-            const TokAdded *a = &t->added[k];
-            if ((a->special && !allow_special) || a->len > n - i || a->text[0] != s[i])
-                continue;
-            if (memcmp(a->text, s + i, a->len) == 0) {
-                *hit = a;
+        for (size_t k = 0; k < t->n_added_lens; k++) {
+            size_t len = t->added_lens[k];
+            if (len <= n - i && (*hit = added_lookup(t, s + i, len, allow_special)) != NULL)
                 return i;
-            }
         }
     }
     return n;

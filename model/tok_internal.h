@@ -61,6 +61,10 @@ struct Tokenizer {
     TokAdded *added;        /* sorted by length, longest first */
     size_t n_added;
     uint8_t added_first[256];   /* 1 if some added token starts with that byte */
+    size_t added_lens[64];      /* distinct lengths of added tokens, longest first */
+    size_t n_added_lens;
+    uint32_t *added_slot;       /* open addressing: index into added + 1, 0 = empty */
+    uint32_t added_mask;
     int added_nonspecial;       /* any non-special added token (always split) */
     pcre2_code *re;
     int re_jit;             /* 1 if JIT compilation succeeded */

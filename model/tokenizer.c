@@ -303,6 +303,45 @@ static int load_one_added(Tokenizer *t, json_t *a, size_t i, char *err, size_t e
     return 0;
 }
 
+/* Lookup structures for cutting added tokens out of text: the set of first
+ * bytes, the distinct lengths and a hash table over the contents, so a
+ * candidate position costs one probe per distinct length, not one compare per
+ * added token (all 256 Llama specials start with "<|"). */
+static int index_added(Tokenizer *t, char *err, size_t errlen)
+{
+    size_t cap = 16;
+    while (cap < 2 * t->n_added)
+        cap *= 2;
+    t->added_slot = calloc(cap, sizeof *t->added_slot);
+    if (!t->added_slot) {
+        seterr(err, errlen, "tokenizer: out of memory loading added tokens");
+        return -1;
+    }
+    t->added_mask = (uint32_t)(cap - 1);
+    for (size_t i = 0; i < t->n_added; i++) {
+        const TokAdded *a = &t->added[i];
+        t->added_first[(unsigned char)a->text[0]] = 1;
+        if (t->n_added_lens == 0 || t->added_lens[t->n_added_lens - 1] != a->len) {
+            if (t->n_added_lens == sizeof t->added_lens / sizeof t->added_lens[0]) {
+                seterr(err, errlen, "tokenizer: added tokens have more than 64 distinct lengths");
+                return -1;
+            }
+            t->added_lens[t->n_added_lens++] = a->len;
+        }
+        uint32_t h = tok_hash_bytes(a->text, a->len) & t->added_mask;
+        for (uint32_t v; (v = t->added_slot[h]) != 0; h = (h + 1) & t->added_mask) {
+            const TokAdded *b = &t->added[v - 1];
+            if (b->len == a->len && memcmp(b->text, a->text, a->len) == 0) {
+                seterr(err, errlen, "tokenizer: added token \"%.*s\" is listed twice",
+                       (int)(a->len < 60 ? a->len : 60), a->text);
+                return -1;
+            }
+        }
+        t->added_slot[h] = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
 static int load_added(Tokenizer *t, json_t *added, char *err, size_t errlen)
 {
     size_t n = json_array_size(added), i;
@@ -322,9 +361,7 @@ static int load_added(Tokenizer *t, json_t *added, char *err, size_t errlen)
     for (i = 0; i < t->n_added; i++)
         t->added[i].text = t->arena + t->tok_off[t->added[i].id];
     qsort(t->added, t->n_added, sizeof *t->added, added_cmp);
-    for (i = 0; i < t->n_added; i++)
-        t->added_first[(unsigned char)t->added[i].text[0]] = 1;
-    return 0;
+    return index_added(t, err, errlen);
 }
 
 /* Splits one merges entry ("a b" or ["a", "b"]) into its two halves. */
@@ -539,6 +576,7 @@ void tokenizer_free(Tokenizer *t)
     tok_merge_free(&t->merges);
     pcre2_code_free(t->re);
     free(t->added);
+    free(t->added_slot);
     free(t->arena);
     free(t->tok_off);
     free(t->tok_len);
