@@ -1,0 +1,168 @@
+#!/bin/sh
+# t_daemon_e2e - the real guardd binary against a mock Kafka cluster running in
+# its own process (guardctl broker), so guardd can be kill -9'd and restarted.
+# Tiny fixture model ($GUARDD_TINY_MODEL) with the genuine tokenizer.
+#
+#   A. 1,000 mixed events (valid, schema violations, oversize, raw non-msgpack
+#      bytes) over 8 keys and 4 partitions: every input gets exactly one output
+#      after dropping repeats by record_id, invalid ones only on the DLQ, verdict
+#      fields present, keys and the traceparent header kept, per-key order kept.
+#   B. kill -9 of guardd mid-stream, three times, restarting each time: every
+#      input offset still gets its output.
+#   C. a second guardd joins the group: the partitions are split; SIGTERM to the
+#      first (exit 0, left the group): the other takes over, nothing lost.
+#   D. (broker faults: tests/check_pipeline_faults.c, in-process.)
+#   E. kafkajs (tests/js/roundtrip.js) produces events and reads the verdicts
+#      of the running guardd (skipped when kafkajs is not installed).
+# Output checks: tests/e2e/check_outputs.py. Every background process is
+# killed on exit; logs are kept in $BUILD/test-logs/t_daemon_e2e.d/.
+set -eu
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+DEPS_DIR=${DEPS_DIR:-$PWD/.deps}
+MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
+PY=/usr/bin/python3     # Debian's, with python3-msgpack (not a pyenv shim)
+G=$BUILD/guardd
+C=$BUILD/guardctl
+[ -x "$G" ] && [ -x "$C" ] || { echo "FAIL: $G / $C not built"; exit 1; }
+[ -f "$MODEL/model.safetensors" ] || { echo "skip: no tiny fixture model at $MODEL"; exit 77; }
+case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
+
+logs=$BUILD/test-logs/t_daemon_e2e.d
+rm -rf "$logs"
+mkdir -p "$logs"
+tmp=$(mktemp -d /tmp/t_daemon_e2e.XXXXXX)
+pids=""
+cleanup() {
+    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail() { echo "FAIL: $*"; exit 1; }
+step() { echo "== $(date +%T) $*"; }
+
+# ---- broker -----------------------------------------------------------------
+step "broker"
+"$C" broker --brokers 3 --partitions 4 \
+    --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
+    --bootstrap-file "$tmp/bootstrap" >"$logs/broker.log" 2>&1 &
+pids="$pids $!"
+i=0
+while [ ! -s "$tmp/bootstrap" ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || fail "broker did not start"; sleep 0.1
+done
+B=$(sed 's/^bootstrap=//' "$tmp/bootstrap")
+echo "bootstrap $B"
+
+cat >"$tmp/guardd.conf" <<EOF
+kafka = {
+  brokers = "$B";
+  group_id = "e2e";
+  input_topics = [ "conversations" ];
+  keep_headers = [ "traceparent", "trace-id" ];
+  properties = ( ("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500") );
+};
+model = { path = "$MODEL"; threads = 1; };
+batch = { max_events = 8; max_wait_ms = 10; queue_capacity = 32; };
+limits = { max_event_bytes = 65536; max_message_bytes = 4096; };
+metrics = { listen = ""; };
+log = { level = "info"; };
+shutdown_timeout_ms = 10000;
+EOF
+"$G" --check-config "$tmp/guardd.conf" || fail "test config rejected"
+
+# ---- helpers ------------------------------------------------------------------
+n_guardd=0
+LAST_PID=
+start_guardd() { # name -> LAST_PID
+    "$G" --config "$tmp/guardd.conf" >"$logs/$1.log" 2>&1 &
+    LAST_PID=$!
+    pids="$pids $LAST_PID"
+}
+wait_log() { # file pattern seconds
+    i=0
+    while ! grep -q "$2" "$1" 2>/dev/null; do
+        i=$((i + 1)); [ $i -lt $(($3 * 10)) ] || fail "no '$2' in $1 after $3 s"; sleep 0.1
+    done
+}
+count_log() { grep -c "$2" "$1" 2>/dev/null || true; }
+send_keys() { # dir prefix: one guardctl send per key file (in order), traceparent header
+    for f in "$1/$2"-k*.jsonl; do
+        k=$(basename "$f" .jsonl)
+        "$C" send --brokers "$B" --topic conversations --key "$k" \
+            --header "traceparent=00-$k-01" <"$f" >/dev/null 2>>"$logs/send.log" \
+            || fail "guardctl send $k"
+    done
+}
+check() { # args for check_outputs.py
+    "$PY" tests/e2e/check_outputs.py --guardctl "$C" --brokers "$B" "$@"
+}
+
+# ---- A: 1,000 mixed events -------------------------------------------------------
+step "A: 1000 mixed events"
+start_guardd g1; G1=$LAST_PID
+wait_log "$logs/g1.log" "event=ready" 30
+"$PY" tests/e2e/gen_events.py "$tmp/a" a 8 122 >/dev/null
+send_keys "$tmp/a" a
+for j in $(seq 1 24); do    # 24 records that are not msgpack at all
+    printf '\223\001garbage %s' "$j" | "$C" send --brokers "$B" --topic conversations \
+        --key "a-raw" --raw >/dev/null 2>>"$logs/send.log" || fail "raw send"
+done
+check --expect-inputs 1000 --timeout 120 --full --header traceparent || fail "A: outputs"
+
+# ---- B: kill -9 mid-stream, three times ---------------------------------------------
+step "B: kill -9 x3 while input keeps arriving"
+"$PY" tests/e2e/gen_events.py "$tmp/b" b 12 50 --valid-only >/dev/null
+( for f in "$tmp/b"/b-k*.jsonl; do   # a key file every 2 s: ~24 s of input
+      k=$(basename "$f" .jsonl)
+      "$C" send --brokers "$B" --topic conversations --key "$k" <"$f" >/dev/null \
+          2>>"$logs/send_b.log" || exit 1
+      sleep 2
+  done ) &
+sender=$!
+pids="$pids $sender"
+victim=$G1
+for round in 1 2 3; do
+    sleep 1.5
+    echo "B: kill -9 (round $round) with $(count_log "$logs/send_b.log" delivered)/12 key files sent"
+    kill -9 "$victim"
+    wait "$victim" 2>/dev/null || true
+    start_guardd "b$round"; victim=$LAST_PID
+    wait_log "$logs/b$round.log" "event=partitions_assigned" 40
+done
+G1=$victim
+wait "$sender" || fail "B: sending failed"
+check --expect-inputs 1600 --timeout 90 || fail "B: outputs after kill -9"
+
+# ---- C: two members, then SIGTERM one ------------------------------------------------
+step "C: second member, SIGTERM the first"
+start_guardd g2; G2=$LAST_PID
+wait_log "$logs/g2.log" "event=partitions_assigned count=[1-9]" 40
+"$PY" tests/e2e/gen_events.py "$tmp/c" c 4 100 --valid-only >/dev/null
+send_keys "$tmp/c" c
+sleep 1
+kill -TERM "$G1"
+rc=0; wait "$G1" || rc=$?
+[ $rc -eq 0 ] || fail "C: guardd exited $rc after SIGTERM"
+grep -q "left_group=yes" "$logs/b3.log" || fail "C: first member did not leave the group cleanly"
+wait_log "$logs/g2.log" "event=partitions_assigned count=4" 40
+check --expect-inputs 2000 --timeout 90 || fail "C: outputs after hand-over"
+
+# ---- E: kafkajs round trip -----------------------------------------------------------------
+step "E: kafkajs"
+export NODE_PATH=$DEPS_DIR/node_modules
+if node -e 'require("kafkajs"); require("@msgpack/msgpack")' 2>/dev/null; then
+    node tests/js/roundtrip.js --brokers "$B" --input conversations --allow verdicts.allow \
+        --deny verdicts.deny --dlq conversations.dlq --count 40 --malformed 4 --prefix e2e \
+        --timeout-ms 60000 --check-ids --check-headers >"$logs/roundtrip.json" \
+        || { cat "$logs/roundtrip.json"; fail "E: kafkajs round trip"; }
+    cat "$logs/roundtrip.json"
+else
+    echo "E: kafkajs not installed in $NODE_PATH: skipped"
+fi
+
+kill -TERM "$G2"
+rc=0; wait "$G2" || rc=$?
+[ $rc -eq 0 ] || fail "guardd exited $rc after SIGTERM"
+step "PASS"
