@@ -441,6 +441,73 @@ START_TEST(hostile_sizes_under_memory_limit) {
 }
 END_TEST
 
+/* Random byte flips, truncations and insertions on a rich valid event: the
+ * decoder must answer every one with 0 or a documented reason (never crash,
+ * never leak: ASan/LSan watch in the SANITIZE=1 build), and record_to_json
+ * must cope as well. Fixed seed: failures are reproducible. */
+static const char *const known_reasons[] = {"too_large", "bad_msgpack", "trailing_bytes", "not_a_map",
+    "missing_field", "duplicate_field", "wrong_type", "bad_id", "bad_text", "too_many_messages",
+    "message_too_large", "bad_role", "roles_not_alternating", "empty_conversation", "unsupported_content",
+    "bad_categories", "bad_exclude", "unsupported_schema", NULL};
+
+static uint32_t rng_state = 12345;
+static uint32_t rnd(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 17;
+    rng_state ^= rng_state << 5;
+    return rng_state;
+}
+
+START_TEST(mutations_never_crash) {
+    B *b = b_new();
+    m_(b, 6);
+    kv(b, "id", "mut");
+    s_(b, "messages"); a_(b, 2);
+    m_(b, 2); kv(b, "role", "user"); s_(b, "content"); a_(b, 2);
+    m_(b, 2); kv(b, "type", "text"); kv(b, "text", "part one");
+    m_(b, 2); kv(b, "type", "text"); kv(b, "text", "part two \xe2\x82\xac");
+    msg(b, "assistant", "reply");
+    s_(b, "categories"); m_(b, 2); kv(b, "S1", "A."); kv(b, "S2", "B.");
+    s_(b, "exclude"); a_(b, 1); s_(b, "S2");
+    kv(b, "role", "agent");
+    s_(b, "metadata"); pack_metadata(b);
+    size_t n = b->sb.size;
+    uint8_t *buf = malloc(n + 16);
+    int ok = 0, rejected = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        memcpy(buf, b->sb.data, n);
+        size_t len = n;
+        int edits = 1 + (int)(rnd() % 3);
+        for (int e = 0; e < edits; e++) {
+            uint32_t kind = rnd() % 4, pos = rnd() % (uint32_t)len;
+            if (kind == 0) buf[pos] = (uint8_t)rnd();
+            else if (kind == 1) buf[pos] ^= (uint8_t)(1u << (rnd() % 8));
+            else if (kind == 2) len = pos;
+            else if (len < n + 16) { memmove(buf + pos + 1, buf + pos, len - pos); buf[pos] = (uint8_t)rnd(); len++; }
+            if (len == 0) break;
+        }
+        ConversationEvent ev;
+        const char *reason = NULL;
+        char m[256];
+        if (event_decode(buf, len, &LIM, &ev, &reason, m, sizeof m) == 0) {
+            ok++;
+            event_free(&ev);
+        } else {
+            int known = 0;
+            for (int k = 0; known_reasons[k] && !known; k++) known = reason && !strcmp(reason, known_reasons[k]);
+            ck_assert_msg(known, "iteration %d: undocumented reason %s", iter, reason ? reason : "(null)");
+            ck_assert_msg(m[0] != 0, "iteration %d: reason %s without a message", iter, reason);
+            rejected++;
+        }
+        free(record_to_json(buf, len));
+    }
+    ck_assert_int_gt(ok, 0);          /* some mutations stay valid (e.g. text bytes) */
+    ck_assert_int_gt(rejected, 10000);
+    free(buf);
+    b_free(b);
+}
+END_TEST
+
 /* ---- encoders ---------------------------------------------------------------- */
 
 static const msgpack_object *get(const msgpack_object *map, const char *key) {
@@ -789,6 +856,7 @@ int main(void) {
     tcase_add_test(tc, many_messages_rejected_by_count);
     tcase_add_test(tc, hostile_sizes_under_memory_limit);
     tcase_add_test(tc, schema_examples_agree_with_decoder);
+    tcase_add_test(tc, mutations_never_crash);
     suite_add_tcase(s, tc);
     TCase *enc = tcase_create("encode");
     tcase_add_test(enc, verdict_round_trip);
