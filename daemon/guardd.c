@@ -11,7 +11,7 @@
  * in every other thread): SIGTERM/SIGINT stop gracefully within
  * shutdown_timeout_ms, SIGHUP re-reads the file and applies the reloadable
  * settings (a bad file keeps the old ones). Once a second it refreshes the
- * systemd STATUS line and notices a fatal Kafka error (exit 1, so systemd
+ * systemd STATUS line (every 250 ms) and notices a fatal Kafka error (exit 1, so systemd
  * restarts the service; uncommitted input is simply re-read).
  */
 #include <signal.h>
@@ -101,7 +101,7 @@ static void reload(const char *path, Settings *cur, Pipeline *p) {
     notify_ready();
 }
 
-/* Once a second: READY the first time the group assigned partitions, STATUS. */
+/* Every 250 ms: READY the first time the group assigned partitions, STATUS. */
 static void tick(Pipeline *p, int *ready) {
     PipelineStats st;
     pipeline_stats(p, &st);
@@ -120,7 +120,7 @@ static void tick(Pipeline *p, int *ready) {
 static int serve(const char *path, Settings *s, Pipeline *p, const sigset_t *sigs) {
     int ready = 0;
     for (;;) {
-        struct timespec ts = {1, 0};
+        struct timespec ts = {0, 250000000};  /* READY soon after the assignment */
         int sig = sigtimedwait(sigs, NULL, &ts);
         if (sig == SIGTERM || sig == SIGINT) {
             log_msg(LOG_INFO, "event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
@@ -148,6 +148,12 @@ static int run(const char *path) {
     sigaddset(&sigs, SIGTERM);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGHUP);
+    /* a launcher may have left them ignored (background jobs of a
+     * non-interactive shell ignore SIGINT): ignored signals are discarded,
+     * so sigtimedwait would never see them */
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGHUP, SIG_DFL);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
     log_msg(LOG_INFO, "event=starting version=" GUARDD_VERSION " config=%s",
