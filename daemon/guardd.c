@@ -10,8 +10,8 @@
  * partitions. The main thread then only waits for signals (they are blocked
  * in every other thread): SIGTERM/SIGINT stop gracefully within
  * shutdown_timeout_ms, SIGHUP re-reads the file and applies the reloadable
- * settings (a bad file keeps the old ones). Once a second it refreshes the
- * systemd STATUS line (every 250 ms) and notices a fatal Kafka error (exit 1, so systemd
+ * settings (a bad file keeps the old ones). Every 250 ms it refreshes the
+ * systemd STATUS line and checks for a fatal Kafka error (exit 1, so systemd
  * restarts the service; uncommitted input is simply re-read).
  */
 #include <signal.h>
