@@ -53,7 +53,6 @@ struct Tokenizer {
     uint32_t *tok_off;      /* id -> offset in arena */
     uint32_t *tok_len;      /* id -> length; UINT32_MAX = no such id */
     int n_ids;              /* 1 + the highest id */
-    int vocab_size;         /* number of ids in use */
     TokVocabMap vocab;      /* BPE vocabulary only (not the added tokens) */
     TokMergeMap merges;
     int byte_id[256];       /* id of each single-byte token */

@@ -244,7 +244,6 @@ static int load_vocab(Tokenizer *t, json_t *vocab, const int inv[324], char *err
             seterr(err, errlen, "tokenizer: vocab entry \"%.60s\" is listed twice", key);
             return -1;
         }
-        t->vocab_size++;
         if (n == 1)
             t->byte_id[(unsigned char)buf[0]] = id;
     }
@@ -292,8 +291,6 @@ static int load_one_added(Tokenizer *t, json_t *a, size_t i, char *err, size_t e
     } else if (arena_add(t, id, s, n) < 0) {
         seterr(err, errlen, "tokenizer: out of memory loading added tokens");
         return -1;
-    } else {
-        t->vocab_size++;
     }
     TokAdded *d = &t->added[t->n_added++];
     d->id = id;
@@ -583,6 +580,7 @@ void tokenizer_free(Tokenizer *t)
     free(t);
 }
 
+/* 1 + the highest id (128256 for Llama 3): the size of the logits row. */
 int tokenizer_vocab_size(const Tokenizer *t)
 {
     return t ? t->n_ids : 0;

@@ -23,11 +23,16 @@ void tokenizer_free(Tokenizer *t);
 int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int allow_special,
                      TokenVec *out, char *err, size_t errlen);
 
-/* Returns a malloc'd NUL-terminated string (length in *len if non-NULL). */
+/* Returns a malloc'd NUL-terminated string (length in *len if non-NULL; the
+ * bytes may contain NULs or end mid UTF-8 sequence, as the ids say). Special
+ * ids give their text; ids the tokenizer does not have are skipped. NULL only
+ * if out of memory. */
 char *tokenizer_decode(const Tokenizer *t, const int *ids, size_t n, size_t *len);
 
-/* Id of a vocabulary entry or special token by its exact text, or -1. */
+/* Id of a vocabulary entry or special token by its exact text, or -1. The
+ * text is raw (what the token decodes to): " safe" -> 6220, "<|eot_id|>" ->
+ * 128009; not the byte-level spelling of tokenizer.json ("Ġsafe"). */
 int tokenizer_token_id(const Tokenizer *t, const char *piece);
-int tokenizer_vocab_size(const Tokenizer *t);
+int tokenizer_vocab_size(const Tokenizer *t);   /* 1 + highest id (128256) */
 
 #endif
