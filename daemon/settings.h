@@ -1,9 +1,10 @@
 /* settings.h - guardd's configuration (libconfig file, etc/guardd.conf).
  *
  * settings_load() validates everything and reports the first problem as
- * "FILE:LINE: SETTING: message". Secrets (any kafka property whose name ends in
- * "password", "secret" or is "sasl.oauthbearer.config") are kept for the client
- * but never printed: settings_redacted() is what logs may show.
+ * "FILE:LINE: SETTING: message". Secrets (any kafka property whose name
+ * contains "password", "secret" or "credential", or is sasl.oauthbearer.config,
+ * sasl.jaas.config or ssl.key.pem) are kept for the client but never printed:
+ * settings_redacted() is what logs may show.
  */
 #ifndef GUARDD_SETTINGS_H
 #define GUARDD_SETTINGS_H
