@@ -70,6 +70,12 @@ void event_free(ConversationEvent *ev);
  * max_event_bytes applies to the JSON text. */
 int event_decode_json(const void *buf, size_t len, const EventLimits *lim,
                       ConversationEvent *ev, const char **reason, char *msg, size_t msglen);
+/* Either encoding: content_type (e.g. the record's "content-type" header)
+ * containing "json" or "msgpack" decides; NULL or anything else sniffs the
+ * bytes: a '{' after optional whitespace is JSON (those bytes are small
+ * integers in msgpack, never a valid event), everything else msgpack. */
+int event_decode_any(const void *buf, size_t len, const char *content_type, const EventLimits *lim,
+                     ConversationEvent *ev, const char **reason, char *msg, size_t msglen);
 /* JSON text -> msgpack bytes of the same value (malloc'd, length in *outlen),
  * or NULL with err set. For tools that let people write events as JSON. */
 void *event_json_to_msgpack(const void *json, size_t len, size_t *outlen, char *err, size_t errlen);

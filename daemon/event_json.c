@@ -3,6 +3,7 @@
  *   event_json_to_msgpack / event_decode_json   JSON events -> msgpack -> the
  *                        one validator in event.c, so both encodings obey
  *                        exactly the same rules.
+ *   event_decode_any     picks one by content type or by sniffing.
  * msgpack is walked with the bounded reader (event_mp.h); recursion depth is
  * capped so hostile nesting cannot exhaust the stack.
  */
@@ -227,4 +228,20 @@ int event_decode_json(const void *buf, size_t len, const EventLimits *lim,
     int rc = event_decode(mp, n, &l2, ev, rs, msg, msglen);
     free(mp);
     return rc;
+}
+
+static int looks_like_json(const uint8_t *p, size_t len) {
+    size_t i = 0;
+    while (i < len && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r')) i++;
+    return i < len && p[i] == '{';
+}
+
+int event_decode_any(const void *buf, size_t len, const char *content_type, const EventLimits *lim,
+                     ConversationEvent *ev, const char **reason, char *msg, size_t msglen) {
+    int json;
+    if (content_type && strstr(content_type, "json")) json = 1;
+    else if (content_type && strstr(content_type, "msgpack")) json = 0;
+    else json = buf && looks_like_json(buf, len);
+    return json ? event_decode_json(buf, len, lim, ev, reason, msg, msglen)
+                : event_decode(buf, len, lim, ev, reason, msg, msglen);
 }

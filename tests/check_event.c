@@ -51,6 +51,8 @@ static void msg(B *b, const char *role, const char *text) {
     kv(b, "content", text);
 }
 
+static void one_msg_(B *b) { s_(b, "messages"); a_(b, 1); msg(b, "user", "hi"); }
+
 static const EventLimits LIM = {4096, 8, 256};
 
 static int decode(B *b, const EventLimits *lim, ConversationEvent *ev, const char **reason, char *m, size_t ml) {
@@ -199,6 +201,30 @@ START_TEST(json_event_decodes_like_msgpack) {
         ck_assert_int_eq(event_decode_json(bad[i].js, strlen(bad[i].js), &LIM, &ev, &reason, m, sizeof m), -1);
         ck_assert_msg(reason && !strcmp(reason, bad[i].reason), "%s: got %s (%s)", bad[i].js, reason, m);
     }
+}
+END_TEST
+
+START_TEST(decode_any_picks_the_encoding) {
+    const char *js = " \n{\"id\":\"j\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    B *b = b_new();
+    m_(b, 2); kv(b, "id", "m"); one_msg_(b);
+    ConversationEvent ev;
+    const char *reason = NULL;
+    char m[256];
+    ck_assert_msg(event_decode_any(js, strlen(js), NULL, &LIM, &ev, &reason, m, sizeof m) == 0, "%s", m);
+    ck_assert_str_eq(ev.id, "j");
+    event_free(&ev);
+    ck_assert_int_eq(event_decode_any(b->sb.data, b->sb.size, NULL, &LIM, &ev, &reason, m, sizeof m), 0);
+    ck_assert_str_eq(ev.id, "m");
+    event_free(&ev);
+    ck_assert_int_eq(event_decode_any(b->sb.data, b->sb.size, "application/msgpack", &LIM, &ev, &reason, m, sizeof m), 0);
+    event_free(&ev);
+    /* the header wins over sniffing */
+    ck_assert_int_eq(event_decode_any(b->sb.data, b->sb.size, "application/json", &LIM, &ev, &reason, m, sizeof m), -1);
+    ck_assert_str_eq(reason, "bad_json");
+    ck_assert_int_eq(event_decode_any(js, strlen(js), "application/x-msgpack", &LIM, &ev, &reason, m, sizeof m), -1);
+    ck_assert_str_eq(reason, "not_a_map");   /* the leading space is the msgpack integer 32 */
+    b_free(b);
 }
 END_TEST
 
@@ -851,6 +877,7 @@ int main(void) {
     tcase_add_test(tc, valid_parts_content_and_options);
     tcase_add_test(tc, metadata_echoed_byte_for_byte);
     tcase_add_test(tc, json_event_decodes_like_msgpack);
+    tcase_add_test(tc, decode_any_picks_the_encoding);
     tcase_add_loop_test(tc, bad_event_reason, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
     tcase_add_test(tc, too_large_checked_first);
     tcase_add_test(tc, many_messages_rejected_by_count);
