@@ -309,10 +309,11 @@ static int check_members(Ctx *c, const config_setting_t *g, const char *const *k
         const config_setting_t *m = config_setting_get_elem(g, (unsigned)i);
         const char *name = config_setting_name(m);
         const char *near = NULL;
-        int found = 0;
+        int found = 0, best = 3;       /* suggest only names at most 2 edits away */
         for (const char *const *k = known; *k; k++) {
             if (!strcmp(*k, name)) { found = 1; break; }
-            if (edit_distance(*k, name) <= 2) near = *k;
+            int dist = edit_distance(*k, name);
+            if (dist < best) { best = dist; near = *k; }
         }
         if (found) continue;
         if (near) return fail(c, m, NULL, "unknown setting (did you mean \"%s\"?)", near);
