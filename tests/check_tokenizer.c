@@ -325,6 +325,48 @@ START_TEST(test_invalid_utf8)
 }
 END_TEST
 
+/* Random byte strings biased towards UTF-8 lead and continuation bytes: encode
+ * must accept exactly what PCRE2's own UTF-8 check accepts, report the same
+ * offset, and round-trip what it accepts. */
+START_TEST(test_random_utf8_vs_pcre2)
+{
+    static const unsigned char pool[] = {'a', ' ', '\n', '<', '|', '1', 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
+                                         0xc0, 0xc1, 0xc2, 0xdf, 0xe0, 0xed, 0xef, 0xf0, 0xf4, 0xf5, 0xff};
+    int code;
+    PCRE2_SIZE erroff;
+    pcre2_code *any = pcre2_compile((PCRE2_SPTR) "x", 1, PCRE2_UTF, &code, &erroff, NULL);
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    unsigned long long r = 12345;
+    size_t valid = 0;
+    for (int iter = 0; iter < 3000; iter++) {
+        unsigned char s[24];
+        size_t n = (size_t)(iter % 24);
+        for (size_t i = 0; i < n; i++) {
+            r = r * 6364136223846793005ull + 1442695040888963407ull;
+            s[i] = (r >> 60) < 3 ? (unsigned char)(r >> 33) : pool[(r >> 33) % sizeof pool];
+        }
+        int rc = pcre2_match(any, s, n, 0, 0, md, NULL);
+        int pcre_valid = rc >= 0 || rc == PCRE2_ERROR_NOMATCH;
+        TokenVec v = {0};
+        char err[256] = "", want[64];
+        int ours = tokenizer_encode(T, (const char *)s, n, 1, &v, err, sizeof err);
+        ck_assert_msg((ours == 0) == pcre_valid, "iteration %d: encode %d, PCRE2 %d (%s)", iter, ours, rc, err);
+        if (pcre_valid) {
+            roundtrip((const char *)s, n);
+            valid++;
+        } else {
+            snprintf(want, sizeof want, "byte offset %zu", (size_t)pcre2_get_startchar(md));
+            ck_assert_msg(strstr(err, want), "iteration %d: \"%s\" but PCRE2 says %s", iter, err, want);
+        }
+        tokvec_free(&v);
+    }
+    ck_assert_uint_gt(valid, 100);   /* both outcomes were exercised */
+    ck_assert_uint_lt(valid, 2900);
+    pcre2_match_data_free(md);
+    pcre2_code_free(any);
+}
+END_TEST
+
 /* ---- decode ----------------------------------------------------------------- */
 
 START_TEST(test_decode)
@@ -636,6 +678,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_special_tokens);
     tcase_add_test(tc, test_appends_to_vector);
     tcase_add_test(tc, test_invalid_utf8);
+    tcase_add_test(tc, test_random_utf8_vs_pcre2);
     tcase_add_test(tc, test_decode);
     tcase_add_test(tc, test_long_inputs);
     tcase_add_test(tc, test_reference_corpus);
