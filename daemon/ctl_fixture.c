@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "ctl.h"
 #include "fixture.h"
 
@@ -161,6 +162,10 @@ int ctl_fixture(int argc, char **argv) {
     int r = parse_args(argc, argv, &sp, &o);
     if (r) return r < 0 ? 1 : r;
     fix_derived(&sp.cfg, &o);
+    if (o.tokenizer && access(o.tokenizer, R_OK)) {   /* before spending time on the weights */
+        fprintf(stderr, "guardctl fixture: --tokenizer %s: %s\n", o.tokenizer, strerror(errno));
+        return 1;
+    }
     if (fixture_write(o.out, &sp, err, sizeof err)) {
         fprintf(stderr, "guardctl fixture: %s\n", err);
         return 1;
