@@ -105,20 +105,25 @@ int tok_vocab_find(const Tokenizer *t, const char *s, size_t n)
 
 static inline size_t merge_hash(uint64_t k, size_t mask)
 {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdull;
     k ^= k >> 29;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 32;
     return (size_t)k & mask;
+}
+
+static inline uint64_t pair_key(int left, int right)
+{
+    return ((uint64_t)(uint32_t)left << 22) | (uint32_t)right;
 }
 
 int tok_merge_init(TokMergeMap *m, size_t expected)
 {
     size_t cap = pow2_at_least(expected * 2 + 1);
     m->slot = malloc(cap * sizeof *m->slot);
-    if (!m->slot)
+    m->merged = malloc((expected ? expected : 1) * sizeof *m->merged);
+    if (!m->slot || !m->merged)
         return -1;
-    for (size_t i = 0; i < cap; i++)
-        m->slot[i].key = TOK_EMPTY_KEY;
+    memset(m->slot, 0xff, cap * sizeof *m->slot);   /* every slot TOK_EMPTY_SLOT */
     m->mask = cap - 1;
     return 0;
 }
@@ -126,35 +131,40 @@ int tok_merge_init(TokMergeMap *m, size_t expected)
 void tok_merge_free(TokMergeMap *m)
 {
     free(m->slot);
+    free(m->merged);
     m->slot = NULL;
+    m->merged = NULL;
 }
 
-/* Keeps the first (lowest) rank if a pair is listed twice. */
+/* rank < TOK_MAX_MERGES and ids < TOK_MAX_ID (checked at load). Keeps the
+ * first (lowest) rank if a pair is listed twice. */
 void tok_merge_insert(TokMergeMap *m, int left, int right, int rank, int id)
 {
-    uint64_t key = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
+    uint64_t key = pair_key(left, right);
     size_t i = merge_hash(key, m->mask);
-    while (m->slot[i].key != TOK_EMPTY_KEY) {
-        if (m->slot[i].key == key)
+    m->merged[rank] = id;
+    while (m->slot[i] != TOK_EMPTY_SLOT) {
+        if (m->slot[i] >> 20 == key)
             return;
         i = (i + 1) & m->mask;
     }
-    m->slot[i].key = key;
-    m->slot[i].rank = rank;
-    m->slot[i].id = id;
+    m->slot[i] = key << 20 | (uint64_t)rank;
 }
 
-static inline const TokMergeSlot *merge_find(const TokMergeMap *m, int left, int right)
+/* Rank of merging left and right (INT_MAX if none); merged id in *id. */
+static inline int pair_rank(const Tokenizer *t, int left, int right, int *id)
 {
-    uint64_t key = ((uint64_t)(uint32_t)left << 32) | (uint32_t)right;
-    size_t i = merge_hash(key, m->mask);
-    for (;;) {
-        const TokMergeSlot *s = &m->slot[i];
-        if (s->key == key)
-            return s;
-        if (s->key == TOK_EMPTY_KEY)
-            return NULL;
-        i = (i + 1) & m->mask;
+    const TokMergeMap *m = &t->merges;
+    uint64_t key = pair_key(left, right);
+    for (size_t i = merge_hash(key, m->mask);; i = (i + 1) & m->mask) {
+        uint64_t s = m->slot[i];
+        if (s >> 20 == key) {
+            int rank = (int)(s & TOK_MAX_MERGES);
+            *id = m->merged[rank];
+            return rank;
+        }
+        if (s == TOK_EMPTY_SLOT)
+            return INT_MAX;
     }
 }
 
@@ -174,16 +184,6 @@ int tok_reserve(TokenVec *v, size_t extra)
     v->ids = p;
     v->cap = cap;
     return 0;
-}
-
-/* Rank of merging ids[i] and ids[i + 1] (INT_MAX if none); merged id in *id. */
-static inline int pair_rank(const Tokenizer *t, int left, int right, int *id)
-{
-    const TokMergeSlot *s = merge_find(&t->merges, left, right);
-    if (!s)
-        return INT_MAX;
-    *id = s->id;
-    return s->rank;
 }
 
 /* Array path: rank[i] caches the rank of pair (i, i+1), so each merge costs

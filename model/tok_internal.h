@@ -16,7 +16,9 @@
 #include <stddef.h>
 #include "tokenizer.h"
 
-#define TOK_MAX_ID        (1 << 22)   /* bound on ids accepted from the file */
+/* Bound on ids accepted from the file: they fit in 22 bits, and an all-ones
+ * pair key cannot occur, so it cannot be mistaken for an empty merge slot. */
+#define TOK_MAX_ID        ((1 << 22) - 1)
 #define TOK_MAX_TOKEN_LEN 4096        /* bound on one token's byte length */
 
 /* Open-addressing map from a token's bytes to its id (slot: id + 1, 0 = empty). */
@@ -26,16 +28,14 @@ typedef struct {
     size_t mask;
 } TokVocabMap;
 
-/* Open-addressing map from an id pair to (merge rank, merged id). */
+/* Open-addressing map from an id pair to its merge rank, one 64-bit word per
+ * slot ((left << 22 | right) << 20 | rank) so the table is small enough to
+ * stay in cache; the merged id of each rank is in a separate array. */
+#define TOK_MAX_MERGES ((1 << 20) - 1)
+#define TOK_EMPTY_SLOT UINT64_MAX
 typedef struct {
-    uint64_t key;       /* (left << 32) | right; TOK_EMPTY_KEY when free */
-    int32_t rank;
-    int32_t id;
-} TokMergeSlot;
-#define TOK_EMPTY_KEY UINT64_MAX
-
-typedef struct {
-    TokMergeSlot *slot;
+    uint64_t *slot;
+    int32_t *merged;    /* rank -> id of the merged token */
     size_t mask;
 } TokMergeMap;
 

@@ -411,7 +411,11 @@ static int load_merges(Tokenizer *t, json_t *merges, const int inv[324], char *e
 {
     size_t i;
     json_t *m;
-    if (json_array_size(merges) > INT32_MAX / 4 || tok_merge_init(&t->merges, json_array_size(merges)) < 0) {
+    if (json_array_size(merges) > TOK_MAX_MERGES) {
+        seterr(err, errlen, "tokenizer: more than %d merges are not supported", TOK_MAX_MERGES);
+        return -1;
+    }
+    if (tok_merge_init(&t->merges, json_array_size(merges)) < 0) {
         seterr(err, errlen, "tokenizer: out of memory loading merges");
         return -1;
     }
