@@ -7,30 +7,10 @@
  * polynomial so the SiLU and softmax loops vectorise (glibc's expf does not).
  */
 #include <math.h>
-#include <stdint.h>
 #include <string.h>
 #include "ops.h"
 
-float fast_expf(float x) {
-    /* e^x = 2^n * e^r with n = round(x / ln2), |r| <= ln2/2; e^r by a degree-7
-     * Taylor polynomial (error < 1e-8 relative on that interval). */
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
-    const float shift = 12582912.0f;               /* 1.5 * 2^23: round to int */
-    float n = (x * 1.44269504f + shift) - shift;
-    float r = x - n * 0.693145752f - n * 1.42860677e-6f;  /* ln2 split hi/lo */
-    float p = 1.0f / 5040;
-    p = p * r + 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    union { uint32_t u; float f; } scale = {.u = (uint32_t)((int32_t)n + 127) << 23};
-    return p * scale.f;
-}
-
-void rmsnorm_rows(float *out, int ldo, const float *x, int ldx, const float *w, int rows, int n,
+OPS_CLONES void rmsnorm_rows(float *out, int ldo, const float *x, int ldx, const float *w, int rows, int n,
                   float eps) {
     for (int r = 0; r < rows; r++) {
         const float *xr = x + (size_t)r * ldx;
@@ -80,7 +60,7 @@ void rope_apply(float *v, int half, const float *c, const float *s) {
     }
 }
 
-void silu_mul_rows(float *h, int ld, int rows, int hidden) {
+OPS_CLONES void silu_mul_rows(float *h, int ld, int rows, int hidden) {
     for (int r = 0; r < rows; r++) {
         float *g = h + (size_t)r * ld, *u = g + hidden;
 #pragma omp simd
@@ -88,7 +68,7 @@ void silu_mul_rows(float *h, int ld, int rows, int hidden) {
     }
 }
 
-static float dot(const float *a, const float *b, int n) {
+static inline __attribute__((always_inline)) float dot(const float *a, const float *b, int n) {
     float acc = 0;
 #pragma omp simd reduction(+ : acc)
     for (int i = 0; i < n; i++) acc += a[i] * b[i];
@@ -96,7 +76,7 @@ static float dot(const float *a, const float *b, int n) {
 }
 
 /* scores[j] = q . k_j * scale for keys 0..n_keys-1 across the segments. */
-static void score_keys(const float *q, const KVSegment *segs, int n_segs, int layer, int kv_dim,
+static inline __attribute__((always_inline)) void score_keys(const float *q, const KVSegment *segs, int n_segs, int layer, int kv_dim,
                        int koff, int hd, float scale, int n_keys, float *scores) {
     int j = 0;
     for (int s = 0; s < n_segs && j < n_keys; s++) {
@@ -107,7 +87,7 @@ static void score_keys(const float *q, const KVSegment *segs, int n_segs, int la
     }
 }
 
-static void mix_values(float *out, const KVSegment *segs, int n_segs, int layer, int kv_dim,
+static inline __attribute__((always_inline)) void mix_values(float *out, const KVSegment *segs, int n_segs, int layer, int kv_dim,
                        int voff, int hd, int n_keys, const float *p) {
     memset(out, 0, (size_t)hd * sizeof *out);
     int j = 0;
@@ -124,7 +104,7 @@ static void mix_values(float *out, const KVSegment *segs, int n_segs, int layer,
     }
 }
 
-void attend_head(const float *q, int ldq, float *out, int ldo, int n_q, int pos0,
+OPS_CLONES void attend_head(const float *q, int ldq, float *out, int ldo, int n_q, int pos0,
                  const KVSegment *segs, int n_segs, int layer, int kv_dim, int kvh, int head_dim,
                  float *scores) {
     float scale = 1.0f / sqrtf((float)head_dim);

@@ -1,0 +1,48 @@
+#!/bin/sh
+# tools/bench.sh - the `make bench` driver: runs every benchmark program
+# $BUILD/bench/* (built from tests/bench/*.c) one after the other and prints
+# their output. To add a benchmark, drop tests/bench/NAME.c: it is built and
+# run with no arguments; it reads what it needs from the environment below.
+#
+#   GUARDD_BENCH_MODEL  full-shape Llama Guard 3 1B random-weight fixture
+#                       ($DEPS_DIR/fixtures/lg3-1b-seed1, generated once here
+#                       with `guardctl fixture` if missing, ~3 GB)
+#   GUARDD_TOKENIZER    the genuine Llama 3 tokenizer.json
+#   BENCH=pattern       runs only benchmarks whose name contains pattern
+#
+# Numbers depend on what else the machine runs: the load average is printed
+# first so a reader can tell a quiet run from a busy one. Exit status is
+# non-zero if any benchmark failed.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+DEPS_DIR=${DEPS_DIR:-$PWD/.deps}
+export GUARDD_TOKENIZER=${GUARDD_TOKENIZER:-$DEPS_DIR/tokenizer.json}
+export GUARDD_BENCH_MODEL=${GUARDD_BENCH_MODEL:-$DEPS_DIR/fixtures/lg3-1b-seed1}
+
+if [ ! -f "$GUARDD_BENCH_MODEL/model.safetensors" ]; then
+    echo "bench: generating $GUARDD_BENCH_MODEL (once)"
+    tmp=$GUARDD_BENCH_MODEL.tmp.$$
+    tok=""
+    [ -f "$GUARDD_TOKENIZER" ] && tok="--tokenizer $GUARDD_TOKENIZER"
+    mkdir -p "$(dirname "$GUARDD_BENCH_MODEL")"
+    # shellcheck disable=SC2086
+    if "$BUILD/guardctl" fixture --preset llama-guard-3-1b --seed 1 --out "$tmp" $tok >/dev/null &&
+       mv "$tmp" "$GUARDD_BENCH_MODEL"; then :
+    else
+        rm -rf "$tmp"
+        echo "bench: cannot generate the benchmark model" >&2
+        exit 1
+    fi
+fi
+
+echo "bench: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+rc=0
+for b in "$BUILD"/bench/*; do
+    [ -f "$b" ] && [ -x "$b" ] || continue
+    name=$(basename "$b")
+    case "$name" in *${BENCH:-}*) ;; *) continue ;; esac
+    echo "== $name"
+    "$b" || { echo "bench: $name failed (exit $?)"; rc=1; }
+done
+exit $rc
