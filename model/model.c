@@ -124,29 +124,35 @@ static int check_tensor(const StSet *s, const StTensor *t, const Want *w, char *
  * (except a tied checkpoint's redundant lm_head.weight). */
 static int match(const StSet *s, const ModelConfig *c, const Want *w, int n, char *err, size_t errlen) {
     const char *where_set = s->index_path ? s->index_path : s->files[0].path;
+    char *used = calloc((size_t)s->n_tensors + 1, 1);
+    if (!used) return fail(err, errlen, "out of memory");
+    int rc = -1;
     for (int i = 0; i < n; i++) {
         const StTensor *t = st_find(s, w[i].name);
-        if (!t) {
-            if (!strcmp(w[i].name, "lm_head.weight"))
-                return fail(err, errlen, "%s: missing tensor \"lm_head.weight\" (config.json says tie_word_embeddings "
-                            "is false)", where_set);
-            return fail(err, errlen, "%s: missing tensor \"%s\"", where_set, w[i].name);
+        if (!t && !strcmp(w[i].name, "lm_head.weight")) {
+            fail(err, errlen, "%s: missing tensor \"lm_head.weight\" (config.json says tie_word_embeddings is false)",
+                 where_set);
+            goto out;
         }
-        if (check_tensor(s, t, &w[i], err, errlen)) return -1;
+        if (!t) { fail(err, errlen, "%s: missing tensor \"%s\"", where_set, w[i].name); goto out; }
+        if (check_tensor(s, t, &w[i], err, errlen)) goto out;
+        used[t - s->tensors] = 1;
     }
     for (int j = 0; j < s->n_tensors; j++) {
         const StTensor *t = &s->tensors[j];
-        int known = 0;
-        for (int i = 0; i < n && !known; i++) known = !strcmp(w[i].name, t->name);
-        if (!known && c->tied && !strcmp(t->name, "lm_head.weight")) {
+        if (used[j]) continue;
+        if (c->tied && !strcmp(t->name, "lm_head.weight")) {
             Want lm = {"lm_head.weight", c->vocab_size, c->dim, 0};
-            if (check_tensor(s, t, &lm, err, errlen)) return -1;
-            known = 1;
+            if (check_tensor(s, t, &lm, err, errlen)) goto out;
+            continue;
         }
-        if (!known) return fail(err, errlen, "%s: unexpected tensor \"%s\" (not part of the Llama layout)",
-                                where(s, t), t->name);
+        fail(err, errlen, "%s: unexpected tensor \"%s\" (not part of the Llama layout)", where(s, t), t->name);
+        goto out;
     }
-    return 0;
+    rc = 0;
+out:
+    free(used);
+    return rc;
 }
 
 static void convert(const StSet *s, const Want *w, int n, float *arena) {

@@ -109,12 +109,17 @@ static int by_data(const void *a, const void *b) {
     return x->data < y->data ? -1 : x->data > y->data;
 }
 
-/* Tensors of one file, sorted by position: each must end before the next starts. */
+/* Tensors of one file, sorted by position: each non-empty one must start at
+ * or after the furthest end seen so far (not just the previous tensor's end:
+ * an empty tensor in between must not hide an overlap). */
 static int check_overlaps(StTensor *t, int n, const char *path, char *err, size_t errlen) {
     qsort(t, (size_t)n, sizeof *t, by_data);
-    for (int i = 1; i < n; i++)
-        if (t[i - 1].data + t[i - 1].nbytes > t[i].data && t[i].nbytes > 0)
-            return fail(err, errlen, "%s: tensor \"%s\" overlaps tensor \"%s\"", path, t[i].name, t[i - 1].name);
+    int far = 0;   /* the tensor reaching furthest so far */
+    for (int i = 1; i < n; i++) {
+        if (t[i].nbytes > 0 && t[far].data + t[far].nbytes > t[i].data)
+            return fail(err, errlen, "%s: tensor \"%s\" overlaps tensor \"%s\"", path, t[i].name, t[far].name);
+        if (t[i].data + t[i].nbytes > t[far].data + t[far].nbytes) far = i;
+    }
     return 0;
 }
 
@@ -126,6 +131,10 @@ static int parse_header(StSet *set, int fi, char *err, size_t errlen) {
     int rc = -1;
     if (!json_is_object(root)) { fail(err, errlen, "%s: header is not a JSON object", f->path); goto out; }
     size_t cap = (size_t)set->n_tensors + json_object_size(root);
+    if (cap > ST_MAX_TENSORS) {   /* bounds the table below, whatever the header says */
+        fail(err, errlen, "%s: more than %d tensors", f->path, ST_MAX_TENSORS);
+        goto out;
+    }
     StTensor *nt = realloc(set->tensors, (cap ? cap : 1) * sizeof *nt);
     if (!nt) { fail(err, errlen, "%s: out of memory", f->path); goto out; }
     set->tensors = nt;

@@ -16,6 +16,7 @@
 #define ST_MAX_NAME 256
 #define ST_MAX_HEADER (100u << 20)   /* header JSON bytes */
 #define ST_MAX_FILES 1024
+#define ST_MAX_TENSORS 100000        /* per checkpoint (Llama 3.2 1B has 147) */
 
 typedef enum { ST_BF16 = 0, ST_F16 = 1, ST_F32 = 2 } StDtype;
 

@@ -133,6 +133,12 @@ START_TEST(overlapping_tensors) {
                           "{\"x\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                           "\"y\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[6,10]}}", -1, 16),
                 "overlaps", "\"y\"");
+    /* an empty tensor between two overlapping ones must not hide the overlap */
+    expect_fail(write_raw("ovl2.safetensors",
+                          "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                          "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]},"
+                          "\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[6,10]}}", -1, 16),
+                "overlaps", "\"b\"");
 }
 END_TEST
 
@@ -146,6 +152,19 @@ START_TEST(byte_count_mismatch) {
     expect_fail(write_raw("ovf2.safetensors",
                           "{\"w\":{\"dtype\":\"F32\",\"shape\":[4611686018427387904],\"data_offsets\":[0,0]}}", -1, 0),
                 "\"w\"", NULL);
+}
+END_TEST
+
+START_TEST(too_many_tensors) {
+    size_t cap = (size_t)(ST_MAX_TENSORS + 1) * 64 + 16, n = 0;
+    char *h = malloc(cap);
+    n += (size_t)snprintf(h + n, cap - n, "{");
+    for (int i = 0; i <= ST_MAX_TENSORS; i++)
+        n += (size_t)snprintf(h + n, cap - n, "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}",
+                              i ? "," : "", i);
+    snprintf(h + n, cap - n, "}");
+    expect_fail(write_raw("many.safetensors", h, -1, 0), "more than", NULL);
+    free(h);
 }
 END_TEST
 
@@ -296,6 +315,7 @@ int main(void) {
     tcase_add_test(tc, overlapping_tensors);
     tcase_add_test(tc, byte_count_mismatch);
     tcase_add_test(tc, unsupported_dtype);
+    tcase_add_test(tc, too_many_tensors);
     tcase_add_test(tc, bad_shape_and_entry);
     tcase_add_test(tc, sharded_ok);
     tcase_add_test(tc, sharded_mismatches);
