@@ -7,7 +7,8 @@
 # the reference ids in python3; prints how many matched, fails on any
 # difference. Then checks the plain (whole-stdin) mode, --no-special, and that
 # bad input (invalid UTF-8, a non-string JSON line, a missing tokenizer, an
-# unknown option) gives one clear stderr line and a non-zero exit.
+# unknown option) gives one clear stderr line and a non-zero exit, and that
+# tools/deps.d/10-tokenizer.sh does nothing when the verified file is there.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -75,6 +76,18 @@ printf '"\\udc00"\n' >"$tmp/bad2.jsonl"
 expect_error "lone surrogate in JSON" "line 1" sh -c "'$CTL' tokenize --tokenizer '$TOK' --jsonl <'$tmp/bad2.jsonl'"
 expect_error "missing tokenizer" "cannot open" sh -c "'$CTL' tokenize --tokenizer /nonexistent.json </dev/null"
 expect_error "unknown option" "unknown option" "$CTL" tokenize --bogus
+
+# 4. The deps step leaves a verified file alone (no download, no output).
+if [ "$(sha256sum "$TOK" | cut -d' ' -f1)" = 79e3e522635f3171300913bb421464a87de6222182a0570b9b2ccba2a964b2b4 ]; then
+    mkdir "$tmp/deps" "$tmp/bin" && cp "$TOK" "$tmp/deps/tokenizer.json"
+    printf '#!/bin/sh\necho "npm must not run" >&2\nexit 1\n' >"$tmp/bin/npm" && chmod +x "$tmp/bin/npm"
+    sh_out=$(PATH="$tmp/bin:$PATH" sh tools/deps.d/10-tokenizer.sh "$tmp/deps" 2>&1) ||
+        bad "10-tokenizer.sh on an installed file failed: $sh_out"
+    [ -z "$sh_out" ] || bad "10-tokenizer.sh on an installed file printed: $sh_out"
+    cmp -s "$TOK" "$tmp/deps/tokenizer.json" || bad "10-tokenizer.sh changed an installed file"
+else
+    echo "note: $TOK is not the genuine file; deps idempotence check skipped"
+fi
 
 [ $fail -eq 0 ] && echo "t_tokenizer_corpus: all checks passed"
 exit $fail
