@@ -4,7 +4,7 @@
  *   guardctl classify --model DIR [--tokenizer FILE] [--threshold X]
  *       [--categories FILE] [--exclude S6,S7] [--role auto|user|agent]
  *       [--json] [--category-scores] [--max-decode N] [--threads N]
- *       [--blis-arch NAME] [TEXT]
+ *       [--blis-arch NAME] [--stats] [TEXT]
  *
  * TEXT is one user message. Without TEXT, stdin holds conversation objects
  * (model/json_conv.h), one per line; all of them run as ONE batch and the
@@ -20,12 +20,15 @@
  * --json: one object per line: {"verdict", "categories": [{"code","name"}],
  * "score", "role": "user"|"agent", "raw", "parse_error", "tokens": {"prompt",
  * "cached", "decode"}} (+ "category_scores": {code: P} with --category-scores).
+ * --stats: one summary line on stderr (load and run seconds, tokens
+ * prefilled and served from the prefix cache, tokens generated).
  * Errors: one line on stderr, exit 1 (2 for bad usage).
  */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "classifier.h"
 #include "ctl.h"
 #include "json_conv.h"
@@ -39,14 +42,14 @@ typedef struct {
     CategoryList file_cats;
     char **exclude;
     int n_exclude;
-    int json;
+    int json, stats;
     const char *text;
 } Args;
 
 static int usage(const char *msg, const char *arg) {
     fprintf(stderr, "guardctl classify: %s%s%s (usage: guardctl classify --model DIR [--tokenizer FILE] "
             "[--threshold X] [--categories FILE] [--exclude S6,S7] [--role auto|user|agent] [--json] "
-            "[--category-scores] [--max-decode N] [--threads N] [--blis-arch NAME] [TEXT])\n",
+            "[--category-scores] [--max-decode N] [--threads N] [--blis-arch NAME] [--stats] [TEXT])\n",
             msg, arg ? ": " : "", arg ? arg : "");
     return 2;
 }
@@ -97,6 +100,7 @@ static int parse_args(int argc, char **argv, Args *a) {
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--json")) a->json = 1;
+        else if (!strcmp(o, "--stats")) a->stats = 1;
         else if (!strcmp(o, "--category-scores")) a->opt.category_scores = 1;
         else if (o[0] == '-' && o[1] == '-') {
             if (i + 1 >= argc) return usage("missing value for", o);
@@ -211,9 +215,32 @@ static void print_json(const ClassifyResult *r, const CategoryList *cats) {
 
 /* ---- run ------------------------------------------------------------------ */
 
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void print_stats(const ClassifyResult *res, int n, double load_s, double run_s) {
+    long prompt = 0, cached = 0, decode = 0;
+    int unsafe = 0;
+    for (int i = 0; i < n; i++) {
+        prompt += res[i].prompt_tokens;
+        cached += res[i].cached_tokens;
+        decode += res[i].decode_tokens;
+        unsafe += res[i].unsafe;
+    }
+    fprintf(stderr, "stats: %d conversations (%d unsafe), load %.2f s, run %.3f s, prompt tokens %ld "
+            "(prefilled %ld, from prefix cache %ld), generated tokens %ld, %.1f prompt tokens/s\n",
+            n, unsafe, load_s, run_s, prompt, prompt - cached, cached, decode,
+            run_s > 0 ? (double)prompt / run_s : 0.0);
+}
+
 static int classify_all(const Args *a, Inputs *in) {
     char err[512];
+    double t0 = now();
     Classifier *c = classifier_open(&a->opt, err, sizeof err);
+    double t1 = now();
     if (!c) {
         fprintf(stderr, "guardctl classify: %s\n", err);
         return 1;
@@ -231,10 +258,12 @@ static int classify_all(const Args *a, Inputs *in) {
             rc = 1;
         }
     }
+    double t2 = now();
     if (rc == 0 && classifier_run(c, jobs, in->n, res, err, sizeof err) < 0) {
         fprintf(stderr, "guardctl classify: %s\n", err);
         rc = 1;
     }
+    if (rc == 0 && a->stats) print_stats(res, in->n, t1 - t0, now() - t2);
     for (int i = 0; i < in->n; i++) {
         if (rc == 0) (a->json ? print_json : print_text)(&res[i], classify_job_categories(jobs[i]));
         if (res) classify_result_free(&res[i]);

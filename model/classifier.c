@@ -12,10 +12,14 @@
  *      at the last position only -> softmax over the full vocabulary ->
  *      score = P("unsafe") (Meta's scoring method, "\n\n" being forced);
  *   3. first decision (verdict.c): greedy argmax or score >= threshold;
- *   4. optional per-category scores (see category_pass);
- *   5. jobs that are not safe decode greedily, all together, one token per
+ *   4. jobs that are not safe decode greedily, all together, one forward per
  *      step, until <|eot_id|> (or another EOS) or max_decode_tokens; the text
  *      is parsed by verdict_parse (unparseable -> unsafe + parse_error).
+ *      Unsafe jobs feed "unsafe" "\n" "S" in one step and keep what greedy
+ *      decoding confirms (a fixed draft: the format makes it near certain),
+ *      saving two of the ~4 weight-bound decode steps of "unsafe\nS1".
+ *   Optional per-category scores read the same draft's distributions; then
+ *   the draft rides along in the prompt pass (see first_pass).
  * Everything a run allocates is freed before it returns, except new prefix
  * cache entries.
  */
@@ -301,6 +305,7 @@ typedef struct {
     FirstDecision first;
     int *gen;           /* generated tokens (max_decode_tokens) */
     int n_gen, done;
+    int draft;          /* still to feed the draft "unsafe" "\n" "S" */
 } RunSeq;
 
 static PrefixEntry *cache_find(Classifier *c, const TokenVec *ids) {
@@ -401,81 +406,112 @@ static int check_finite(const float *row, int n, char *err, size_t errlen) {
     return 0;
 }
 
-/* The prompt forward: one pass over every job's own tokens, last-position
- * logits -> score and first decision. */
-static int first_pass(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
-    size_t V = (size_t)c->vocab;
-    float *logits = malloc((size_t)n * V * sizeof *logits);
-    SeqInput *in = calloc((size_t)n, sizeof *in);
-    int rc = -1;
-    if (!logits || !in) {
-        seterr(err, errlen, "out of memory for %d logit rows", n);
-        goto done;
-    }
-    for (int i = 0; i < n; i++)
-        in[i] = (SeqInput){.tokens = rs[i].job->own.ids, .n_tokens = (int)rs[i].job->own.n,
-                           .kv = rs[i].kv, .n_logits = 1, .logits = logits + (size_t)i * V};
-    if (transformer_forward(c->tf, in, n, err, errlen) < 0) goto done;
-    for (int i = 0; i < n; i++) {
-        const float *row = logits + (size_t)i * V;
-        if (check_finite(row, c->vocab, err, errlen) < 0) goto done;
-        double lse = logits_logsumexp(row, c->vocab);
-        int top = logits_argmax(row, c->vocab);
-        rs[i].res->score = logits_prob(row, c->vocab, lse, c->id_unsafe);
-        rs[i].first = verdict_decide(rs[i].res->score, c->opt.threshold, top, c->id_safe, c->id_unsafe);
-        rs[i].gen[0] = rs[i].first == FIRST_OTHER ? top : c->id_unsafe;
-    }
-    rc = 0;
-done:
-    free(logits);
-    free(in);
-    return rc;
+static int is_stop(const Classifier *c, int id) {
+    for (int i = 0; i < c->n_stop; i++)
+        if (c->stop_ids[i] == id) return 1;
+    return 0;
 }
 
-/* ---- run: per-category scores ------------------------------------------------ */
-
-/* Extension, not an official Llama Guard output. Every job is continued with
- * the forced tokens "unsafe" "\n" "S" (one batched pass, undone afterwards);
- * a category's score is the probability of its number token right after "S"
- * (S1 -> "1", S10 -> "10": distinct tokens, so S1 and S10 do not mix), or,
- * for a code that does not tokenize as "S" + more, of its first token right
- * after "\n". It approximates P(first listed category = code | unsafe): the
- * model lists codes in order, so categories it would list second or later
- * are underestimated, and codes of four or more digits only see their first
+/* Per-category scores, an extension (not an official Llama Guard output):
+ * rows[0] is the distribution right after the forced "unsafe" "\n", rows[1]
+ * right after "unsafe" "\n" "S". A code that tokenizes as "S" + N scores the
+ * probability of N in rows[1] (S1 -> "1", S10 -> "10": distinct tokens, so
+ * S1 and S10 do not mix); any other code the probability of its first token
+ * in rows[0]. It approximates P(first listed category = code | unsafe): the
+ * model lists codes in order, so categories it would list second or later are
+ * underestimated, and codes of four or more digits only see their first
  * three-digit token. */
-static int category_pass(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
+static int category_scores(const Classifier *c, RunSeq *r, const float *rows, char *err, size_t errlen) {
+    const ClassifyJob *j = r->job;
     size_t V = (size_t)c->vocab;
-    const int forced[CAT_FORCED] = {c->id_unsafe, c->id_nl, c->id_s};
-    float *logits = malloc((size_t)n * 2 * V * sizeof *logits);
+    double lse[2] = {logits_logsumexp(rows, c->vocab), logits_logsumexp(rows + V, c->vocab)};
+    float *sc = calloc((size_t)j->active.n, sizeof *sc);
+    if (!sc) {
+        seterr(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int k = 0; k < j->active.n; k++) {
+        int pos = j->cat_tok[2 * k];
+        sc[k] = logits_prob(rows + (size_t)pos * V, c->vocab, lse[pos], j->cat_tok[2 * k + 1]);
+    }
+    r->res->category_scores = sc;
+    r->res->n_category_scores = j->active.n;
+    return 0;
+}
+
+/* The draft "unsafe" "\n" "S" was fed after the job's tokens; rows[k] holds
+ * the logits after draft[k]. Keeps what greedy decoding would have produced
+ * (verdict.c: draft_accept) and rewinds the cache past the rest. */
+static void take_draft(const Classifier *c, RunSeq *r, const float *rows) {
+    const int draft[CAT_FORCED] = {c->id_unsafe, c->id_nl, c->id_s};
+    int pred[CAT_FORCED], base = kv_own_len(r->kv) - CAT_FORCED;
+    for (int k = 0; k < CAT_FORCED; k++) pred[k] = logits_argmax(rows + (size_t)k * c->vocab, c->vocab);
+    int acc = draft_accept(draft, pred, CAT_FORCED), next = pred[acc - 1];
+    if (acc > c->opt.max_decode_tokens) acc = c->opt.max_decode_tokens;
+    memcpy(r->gen, draft, (size_t)acc * sizeof *draft);
+    r->n_gen = acc;
+    kv_truncate(r->kv, base + acc);
+    if (is_stop(c, next) || r->n_gen >= c->opt.max_decode_tokens) r->done = 1;
+    else r->gen[r->n_gen++] = next;
+}
+
+/* Decision from the row after "\n\n": score, greedy/threshold verdict and
+ * the first generated token of jobs that will decode. */
+static int decide(const Classifier *c, RunSeq *r, const float *row, char *err, size_t errlen) {
+    if (check_finite(row, c->vocab, err, errlen) < 0) return -1;
+    double lse = logits_logsumexp(row, c->vocab);
+    int top = logits_argmax(row, c->vocab);
+    r->res->score = logits_prob(row, c->vocab, lse, c->id_unsafe);
+    r->first = verdict_decide(r->res->score, c->opt.threshold, top, c->id_safe, c->id_unsafe);
+    r->done = r->first == FIRST_SAFE || (r->first == FIRST_OTHER && is_stop(c, top));
+    r->draft = r->first == FIRST_UNSAFE;
+    if (r->first == FIRST_OTHER && !r->done) {
+        r->gen[0] = top;
+        r->n_gen = 1;
+    }
+    return 0;
+}
+
+/* The prompt pass: every job's own tokens in one forward, logits at the last
+ * position. With category scores on, the draft "unsafe" "\n" "S" is appended
+ * to every job in the same pass (4 logit rows): the scores need it anyway,
+ * and unsafe jobs then start decoding three tokens in. */
+static int first_pass(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
+    size_t V = (size_t)c->vocab;
+    int fold = c->opt.category_scores, rows = fold ? 1 + CAT_FORCED : 1, rc = -1;
+    const int draft[CAT_FORCED] = {c->id_unsafe, c->id_nl, c->id_s};
+    float *logits = malloc((size_t)n * rows * V * sizeof *logits);
     SeqInput *in = calloc((size_t)n, sizeof *in);
-    int rc = -1;
-    if (!logits || !in) {
-        seterr(err, errlen, "out of memory for category scores");
+    int **toks = calloc((size_t)n, sizeof *toks);
+    if (!logits || !in || !toks) {
+        seterr(err, errlen, "out of memory for %d x %d logit rows", n, rows);
         goto done;
     }
-    for (int i = 0; i < n; i++)
-        in[i] = (SeqInput){.tokens = forced, .n_tokens = CAT_FORCED, .kv = rs[i].kv,
-                           .n_logits = 2, .logits = logits + (size_t)i * 2 * V};
-    if (transformer_forward(c->tf, in, n, err, errlen) < 0) goto done;
     for (int i = 0; i < n; i++) {
-        const ClassifyJob *j = rs[i].job;
-        const float *rows = logits + (size_t)i * 2 * V;
-        double lse[2] = {logits_logsumexp(rows, c->vocab), logits_logsumexp(rows + V, c->vocab)};
-        float *sc = calloc((size_t)j->active.n, sizeof *sc);
-        if (!sc) {
+        const TokenVec *own = &rs[i].job->own;
+        if (!(toks[i] = malloc((own->n + CAT_FORCED) * sizeof **toks))) {
             seterr(err, errlen, "out of memory");
             goto done;
         }
-        for (int k = 0; k < j->active.n; k++) {
-            int pos = j->cat_tok[2 * k];
-            sc[k] = logits_prob(rows + (size_t)pos * V, c->vocab, lse[pos], j->cat_tok[2 * k + 1]);
-        }
-        rs[i].res->category_scores = sc;
-        rs[i].res->n_category_scores = j->active.n;
-        kv_truncate(rs[i].kv, (int)j->own.n);
+        memcpy(toks[i], own->ids, own->n * sizeof **toks);
+        memcpy(toks[i] + own->n, draft, sizeof draft);
+        in[i] = (SeqInput){.tokens = toks[i], .n_tokens = (int)own->n + (fold ? CAT_FORCED : 0),
+                           .kv = rs[i].kv, .n_logits = rows, .logits = logits + (size_t)i * rows * V};
+    }
+    if (transformer_forward(c->tf, in, n, err, errlen) < 0) goto done;
+    for (int i = 0; i < n; i++) {
+        const float *r0 = logits + (size_t)i * rows * V;
+        if (decide(c, &rs[i], r0, err, errlen) < 0) goto done;
+        if (!fold) continue;
+        if (category_scores(c, &rs[i], r0 + 2 * V, err, errlen) < 0) goto done;
+        if (rs[i].draft) take_draft(c, &rs[i], r0 + V);
+        else kv_truncate(rs[i].kv, (int)rs[i].job->own.n);
+        rs[i].draft = 0;
     }
     rc = 0;
 done:
+    for (int i = 0; toks && i < n; i++) free(toks[i]);
+    free(toks);
     free(logits);
     free(in);
     return rc;
@@ -483,42 +519,45 @@ done:
 
 /* ---- run: decode ------------------------------------------------------------- */
 
-static int is_stop(const Classifier *c, int id) {
-    for (int i = 0; i < c->n_stop; i++)
-        if (c->stop_ids[i] == id) return 1;
-    return 0;
-}
-
-/* Greedy decoding of every job that is not safe, all active sequences in one
- * forward per step. gen[0] (the verdict token) is already chosen. */
+/* Greedy decoding of every job that is not done, all together, one forward
+ * per step. A job still owing its draft feeds "unsafe" "\n" "S" at once (3
+ * logit rows); the others feed their last generated token. Invariant: a job's
+ * cache holds its tokens and gen[0..n_gen-1); gen[n_gen-1] is fed next. */
 static int decode(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
     size_t V = (size_t)c->vocab;
     int max = c->opt.max_decode_tokens, rc = -1;
-    float *logits = malloc((size_t)n * V * sizeof *logits);
+    const int draft[CAT_FORCED] = {c->id_unsafe, c->id_nl, c->id_s};
+    size_t rows = 0; /* the first step needs the most: drafts only happen there */
+    for (int i = 0; i < n; i++) rows += rs[i].done ? 0 : rs[i].draft ? CAT_FORCED : 1;
+    if (rows == 0) return 0;
+    float *logits = malloc(rows * V * sizeof *logits);
     SeqInput *in = calloc((size_t)n, sizeof *in);
     int *who = calloc((size_t)n, sizeof *who);
     if (!logits || !in || !who) {
         seterr(err, errlen, "out of memory for decoding");
         goto done;
     }
-    for (int i = 0; i < n; i++) {
-        rs[i].done = rs[i].first == FIRST_SAFE || is_stop(c, rs[i].gen[0]);
-        rs[i].n_gen = rs[i].first == FIRST_SAFE || is_stop(c, rs[i].gen[0]) ? 0 : 1;
-    }
     for (;;) {
         int m = 0;
-        for (int i = 0; i < n; i++)
-            if (!rs[i].done) {
-                in[m] = (SeqInput){.tokens = &rs[i].gen[rs[i].n_gen - 1], .n_tokens = 1, .kv = rs[i].kv,
-                                   .n_logits = 1, .logits = logits + (size_t)m * V};
-                who[m++] = i;
-            }
+        float *next_rows = logits;
+        for (int i = 0; i < n; i++) {
+            if (rs[i].done) continue;
+            int d = rs[i].draft;
+            in[m] = (SeqInput){.tokens = d ? draft : &rs[i].gen[rs[i].n_gen - 1], .n_tokens = d ? CAT_FORCED : 1,
+                               .kv = rs[i].kv, .n_logits = d ? CAT_FORCED : 1, .logits = next_rows};
+            next_rows += (size_t)in[m].n_logits * V;
+            who[m++] = i;
+        }
         if (m == 0) break;
         if (transformer_forward(c->tf, in, m, err, errlen) < 0) goto done;
         for (int k = 0; k < m; k++) {
             RunSeq *r = &rs[who[k]];
-            int next = logits_argmax(logits + (size_t)k * V, c->vocab);
-            r->res->decode_tokens++;
+            if (r->draft) {
+                take_draft(c, r, in[k].logits);
+                r->draft = 0;
+                continue;
+            }
+            int next = logits_argmax(in[k].logits, c->vocab);
             if (is_stop(c, next) || r->n_gen >= max) r->done = 1;
             else r->gen[r->n_gen++] = next;
         }
@@ -571,6 +610,7 @@ static void fill_result(Classifier *c, RunSeq *r) {
         return;
     }
     res->raw = decode_text(c, r->gen, r->n_gen);
+    res->decode_tokens = r->n_gen;
     Verdict v;
     verdict_parse(res->raw ? res->raw : "", &r->job->active, &v);
     res->unsafe = 1;
@@ -638,9 +678,7 @@ int classifier_run(Classifier *c, ClassifyJob **jobs, int n, ClassifyResult *res
         return -1;
     }
     if (setup_seqs(c, rs, jobs, n, results, err, errlen) == 0 &&
-        first_pass(c, rs, n, err, errlen) == 0 &&
-        (!c->opt.category_scores || category_pass(c, rs, n, err, errlen) == 0) &&
-        decode(c, rs, n, err, errlen) == 0) {
+        first_pass(c, rs, n, err, errlen) == 0 && decode(c, rs, n, err, errlen) == 0) {
         for (int i = 0; i < n; i++) fill_result(c, &rs[i]);
         rc = 0;
     }

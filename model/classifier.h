@@ -55,7 +55,7 @@ typedef struct {
     char *raw;              /* generated text after "\n\n", e.g. "unsafe\nS1,S10" */
     int prompt_tokens;      /* whole prompt incl. prefix and forced 271 */
     int cached_tokens;      /* prefix tokens served from the shared cache */
-    int decode_tokens;      /* single-token decode steps run (0 for safe) */
+    int decode_tokens;      /* tokens generated after "\n\n", <|eot_id|> excluded (0 for safe) */
 } ClassifyResult;
 
 typedef struct Classifier Classifier;

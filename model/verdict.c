@@ -96,6 +96,12 @@ FirstDecision verdict_decide(float score, float threshold, int argmax_id, int sa
     return FIRST_OTHER;
 }
 
+int draft_accept(const int *draft, const int *pred, int n) {
+    int acc = 1;
+    while (acc < n && pred[acc - 1] == draft[acc]) acc++;
+    return acc;
+}
+
 int logits_argmax(const float *logits, int n) {
     int best = 0;
     while (best < n - 1 && isnan(logits[best])) best++; /* NaN never wins */

@@ -46,6 +46,13 @@ typedef enum {
  * by argmax_id against the safe / unsafe ids. */
 FirstDecision verdict_decide(float score, float threshold, int argmax_id, int safe_id, int unsafe_id);
 
+/* Greedy decoding with a fixed draft (the output format makes "unsafe" "\n"
+ * "S" near certain, so they are fed in one pass instead of three). draft[0]
+ * is already decided; draft[1..n) are guesses. pred[k] is the argmax after
+ * draft[k] was fed. Returns acc >= 1: draft[0..acc) is exactly what greedy
+ * decoding would have generated, and pred[acc-1] is its next token. */
+int draft_accept(const int *draft, const int *pred, int n);
+
 /* Numerically safe softmax pieces over a full logit row. */
 int logits_argmax(const float *logits, int n);
 /* log of sum(exp(logits - max)) + max, in double. */

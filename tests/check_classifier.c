@@ -397,6 +397,58 @@ START_TEST(threshold_zero_forces_unsafe_decode) {
 }
 END_TEST
 
+/* A "scripted" model: the tiny fixture's weights edited so the greedy next
+ * token depends only on the current token: unsafe -> "\n" -> "S" -> "1" ->
+ * <|eot_id|>. Each of these tokens gets a large private embedding dimension,
+ * the final norm keeps only those dimensions and the lm_head maps each to its
+ * successor. The draft "unsafe" "\n" "S" is then fully accepted, the
+ * output parses as "unsafe\nS1", and S1's category score is near 1. */
+static void script_model(Classifier *c) {
+    Model *m = (Model *)classifier_model(c); /* test-only edit of our own copy */
+    const int dim = m->cfg.dim, chain[5] = {UNSAFE, 198, 50, 16, EOT};
+    for (int d = 1; d <= 4; d++) {
+        for (int v = 0; v < m->cfg.vocab_size; v++) m->w.lm_head[(size_t)v * dim + d] = 0;
+        m->w.embed[(size_t)chain[d - 1] * dim + d] = 50.0f;
+        m->w.lm_head[(size_t)chain[d] * dim + d] = 10.0f;
+    }
+    for (int d = 0; d < dim; d++) m->w.final_norm[d] = d >= 1 && d <= 4 ? 1.0f : 0.0f;
+}
+
+START_TEST(draft_accepted_scripted_model) {
+    for (int fold = 0; fold < 2; fold++) {
+        Classifier *c = open_clf(0.0f, fold, 0);
+        script_model(c);
+        Conv cv[2];
+        make_convs(cv, 2);
+        ClassifyJob *jobs[2] = {prep(c, &cv[0]), prep(c, &cv[1])};
+        ClassifyResult r[2];
+        run_jobs(c, jobs, 2, r);
+        for (int i = 0; i < 2; i++) {
+            assert_result_sane(&r[i], 12);
+            ck_assert_str_eq(r[i].raw, "unsafe\nS1");
+            ck_assert_int_eq(r[i].unsafe, 1);
+            ck_assert_int_eq(r[i].parse_error, 0);
+            ck_assert_int_eq(r[i].n_categories, 1);
+            ck_assert_str_eq(r[i].codes[0], "S1");
+            ck_assert_str_eq(r[i].names[0], "Violent Crimes.");
+            ck_assert_int_eq(r[i].decode_tokens, 4);
+            char *want = reference_decode(c, 1, &cv[i], 12);
+            ck_assert_str_eq(want, "unsafe\nS1");
+            free(want);
+            if (fold) {
+                ck_assert_int_eq(r[i].n_category_scores, classify_job_categories(jobs[i])->n);
+                ck_assert_float_gt(r[i].category_scores[0], 0.9f); /* S1 */
+                for (int k = 1; k < r[i].n_category_scores; k++) ck_assert_float_lt(r[i].category_scores[k], 0.05f);
+            }
+            classify_result_free(&r[i]);
+            classify_job_free(jobs[i]);
+        }
+        free_convs(cv, 2);
+        classifier_close(c);
+    }
+}
+END_TEST
+
 START_TEST(prepare_errors) {
     Classifier *c = open_clf(-1, 0, 150);
     char err[256];
@@ -450,6 +502,7 @@ int main(void) {
         tcase_add_test(tc, batch_equals_alone);
         tcase_add_test(tc, prefix_cache_hit_equals_cold);
         tcase_add_test(tc, threshold_zero_forces_unsafe_decode);
+        tcase_add_test(tc, draft_accepted_scripted_model);
         tcase_add_test(tc, prepare_errors);
         suite_add_tcase(s, tc);
     } else {

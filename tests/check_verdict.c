@@ -118,6 +118,16 @@ START_TEST(decide) {
 }
 END_TEST
 
+START_TEST(draft) {
+    const int d[3] = {39257, 198, 50};
+    const int all[3] = {198, 50, 16}, none[3] = {11, 50, 16}, half[3] = {198, 7, 16};
+    ck_assert_int_eq(draft_accept(d, all, 3), 3);  /* next token: pred[2] = "1" */
+    ck_assert_int_eq(draft_accept(d, none, 3), 1); /* only "unsafe"; next pred[0] */
+    ck_assert_int_eq(draft_accept(d, half, 3), 2); /* "unsafe" "\n"; next pred[1] */
+    ck_assert_int_eq(draft_accept(d, all, 1), 1);
+}
+END_TEST
+
 START_TEST(softmax) {
     float l[4] = {1000.0f, 1000.0f, -1000.0f, 999.0f}; /* large values: no overflow */
     double lse = logits_logsumexp(l, 4);
@@ -138,6 +148,7 @@ int main(void) {
     tcase_add_test(tc, parse_table);
     tcase_add_test(tc, too_many_codes);
     tcase_add_test(tc, decide);
+    tcase_add_test(tc, draft);
     tcase_add_test(tc, softmax);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
