@@ -490,6 +490,35 @@ START_TEST(tied_config_ignores_lm_head) {
 }
 END_TEST
 
+/* Byte flips in a fixture's header: model_load() must either load or fail
+ * with a message, never crash (ASan run). */
+START_TEST(header_fuzz) {
+    FixtureSpec sp = small_spec(ST_BF16, 1, 0, 9);
+    const char *dir = write_fixture("fz", &sp);
+    char path[1024], err[1024];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    size_t len;
+    unsigned char *orig = slurp(path, &len), *buf = malloc(len);
+    size_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | orig[i];
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    for (int it = 0; it < 400; it++) {
+        memcpy(buf, orig, len);
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        size_t pos = 8 + (size_t)(x >> 16) % hlen;
+        buf[pos] = (unsigned char)"0123456789[]{},:\"-.ae"[(x >> 40) % 21];
+        FILE *f = fopen(path, "wb");
+        fwrite(buf, 1, len, f);
+        fclose(f);
+        Model *m = model_load(dir, err, sizeof err);
+        if (m) model_free(m);
+        else ck_assert_msg(strstr(err, dir), "error does not name the file: %s", err);
+    }
+    free(orig);
+    free(buf);
+}
+END_TEST
+
 START_TEST(missing_files) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s/nothing", tmpdir);
@@ -522,6 +551,7 @@ int main(void) {
     tcase_add_test(rt, config_disagrees_with_weights);
     tcase_add_test(rt, tied_config_ignores_lm_head);
     tcase_add_test(rt, missing_files);
+    tcase_add_test(rt, header_fuzz);
     suite_add_tcase(s, rt);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -155,6 +155,53 @@ START_TEST(byte_count_mismatch) {
 }
 END_TEST
 
+/* Random byte flips and truncations of a valid file: every outcome must be
+ * a clean accept or a clean error; accepted tensors are read in full so
+ * ASan would catch an out-of-bounds view. Deterministic (fixed xorshift). */
+START_TEST(mutation_fuzz) {
+    const char *h = "{\"__metadata__\":{\"format\":\"pt\"},"
+                    "\"a\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]},"
+                    "\"b\":{\"dtype\":\"F16\",\"shape\":[4],\"data_offsets\":[12,20]},"
+                    "\"c\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[20,28]}}";
+    char path[512];
+    snprintf(path, sizeof path, "%s", write_raw("fuzz.safetensors", h, -1, 28));
+    FILE *f = fopen(path, "rb");
+    unsigned char orig[1024], buf[1024];
+    size_t len = fread(orig, 1, sizeof orig, f);
+    fclose(f);
+    uint64_t x = 88172645463325252ull;
+    int accepted = 0;
+    for (int it = 0; it < 3000; it++) {
+        memcpy(buf, orig, len);
+        size_t n = len;
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        if (x % 5 == 0) n = (size_t)(x >> 8) % len;                      /* truncate */
+        for (int k = 0; k < 1 + (int)(x >> 60) % 4; k++) {              /* flip bytes */
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            size_t pos = (size_t)(x >> 16) % (x % 3 ? 8 + strlen(h) : len);
+            buf[pos] = (x & 1) ? (unsigned char)(x >> 40) : (unsigned char)"0123456789[]{},:\"-e"[(x >> 40) % 19];
+        }
+        f = fopen(path, "wb");
+        fwrite(buf, 1, n, f);
+        fclose(f);
+        StSet s;
+        char err[512];
+        if (st_open_file(&s, path, err, sizeof err) == 0) {
+            accepted++;
+            for (int i = 0; i < s.n_tensors; i++) {
+                float out[64];
+                const StTensor *t = &s.tensors[i];
+                for (size_t j = 0; j < t->nelem; j += 64) st_to_f32(t, j, t->nelem - j < 64 ? t->nelem - j : 64, out);
+            }
+            st_close(&s);
+        } else {
+            ck_assert_msg(strstr(err, path), "error does not name the file: %s", err);
+        }
+    }
+    ck_assert_int_gt(accepted, 0);   /* some flips only touch data or whitespace */
+}
+END_TEST
+
 START_TEST(too_many_tensors) {
     size_t cap = (size_t)(ST_MAX_TENSORS + 1) * 64 + 16, n = 0;
     char *h = malloc(cap);
@@ -316,6 +363,7 @@ int main(void) {
     tcase_add_test(tc, byte_count_mismatch);
     tcase_add_test(tc, unsupported_dtype);
     tcase_add_test(tc, too_many_tensors);
+    tcase_add_test(tc, mutation_fuzz);
     tcase_add_test(tc, bad_shape_and_entry);
     tcase_add_test(tc, sharded_ok);
     tcase_add_test(tc, sharded_mismatches);
