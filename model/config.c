@@ -117,7 +117,15 @@ static int parse_rope(Ctx *c, json_t *root, ModelConfig *cfg) {
 static int parse_tokens(Ctx *c, json_t *root, ModelConfig *cfg) {
     cfg->bos_id = -1;
     cfg->n_eos = 0;
-    if (get_int(c, root, "bos_token_id", &cfg->bos_id, 0, cfg->vocab_size - 1, 1)) return -1;
+    json_t *b = json_object_get(root, "bos_token_id");
+    if (json_is_array(b)) {   /* rare, but allowed like eos: the first id is the one we prepend */
+        json_t *first = json_array_get(b, 0);
+        if (!json_is_integer(first) || json_integer_value(first) < 0 || json_integer_value(first) >= cfg->vocab_size)
+            return fail(c, "field \"bos_token_id\"[0] must be an integer in [0, vocab_size)");
+        cfg->bos_id = (int)json_integer_value(first);
+    } else if (get_int(c, root, "bos_token_id", &cfg->bos_id, 0, cfg->vocab_size - 1, 1)) {
+        return -1;
+    }
     json_t *e = json_object_get(root, "eos_token_id");
     if (!e || json_is_null(e)) return 0;
     if (json_is_integer(e))

@@ -6,6 +6,11 @@
  * laid out for the batched forward pass: Q/K/V fused into one [qkv, dim]
  * matrix and gate/up into one [2*hidden, dim] matrix per layer, so each costs
  * one GEMM. Row-major, [out_features, in_features] as in the checkpoint.
+ * The checkpoint must hold exactly the Llama tensors the config implies
+ * (missing, unexpected or misshapen tensors are errors). When the config is
+ * tied, lm_head points at embed; a redundant lm_head.weight in a tied
+ * checkpoint is shape-checked and ignored (as transformers re-ties it).
+ * bos_id is -1 and n_eos 0 when config.json does not give them.
  */
 #ifndef GUARDD_MODEL_H
 #define GUARDD_MODEL_H

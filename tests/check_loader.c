@@ -111,6 +111,12 @@ START_TEST(config_variants) {
     ModelConfig c = parse_ok(config_with("eos_token_id", "128009"));
     ck_assert_int_eq(c.n_eos, 1);
     ck_assert_int_eq(c.eos_ids[0], 128009);
+    c = parse_ok(config_with("bos_token_id", "[128000]"));
+    ck_assert_int_eq(c.bos_id, 128000);
+    c = parse_ok(config_with("bos_token_id", NULL));
+    ck_assert_int_eq(c.bos_id, -1);
+    c = parse_ok(config_with("eos_token_id", NULL));
+    ck_assert_int_eq(c.n_eos, 0);
     c = parse_ok(config_with("head_dim", NULL));
     ck_assert_int_eq(c.head_dim, 2048 / 32);
     c = parse_ok(config_with("num_key_value_heads", NULL));
@@ -162,6 +168,7 @@ START_TEST(config_bad_numbers) {
     expect_refused(config_with("eos_token_id", "[1,2,3,4,5,6,7,8,9]"), "eos_token_id");
     expect_refused(config_with("eos_token_id", "\"x\""), "eos_token_id");
     expect_refused(config_with("bos_token_id", "-1"), "bos_token_id");
+    expect_refused(config_with("bos_token_id", "[]"), "bos_token_id");
     expect_refused(config_with("tie_word_embeddings", "\"yes\""), "tie_word_embeddings");
     /* no head_dim and hidden_size not divisible by the heads */
     json_t *root = json_loads(REAL_CONFIG, 0, NULL);
