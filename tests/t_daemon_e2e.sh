@@ -14,6 +14,9 @@
 #   D. (broker faults: tests/check_pipeline_faults.c, in-process.)
 #   E. kafkajs (tests/js/roundtrip.js) produces events and reads the verdicts
 #      of the running guardd (skipped when kafkajs is not installed).
+#   R. SIGHUP with a broken file keeps guardd running on the old settings;
+#      SIGHUP with threshold = 0.5 routes the following events to allow.
+#   Metrics (after A): /metrics counts the consumed events and DLQ records.
 # Output checks: tests/e2e/check_outputs.py. Every background process is
 # killed on exit; logs are kept in $BUILD/test-logs/t_daemon_e2e.d/.
 set -eu
@@ -66,7 +69,7 @@ kafka = {
 model = { path = "$MODEL"; threads = 1; };
 batch = { max_events = 8; max_wait_ms = 10; queue_capacity = 32; };
 limits = { max_event_bytes = 65536; max_message_bytes = 4096; };
-metrics = { listen = ""; };
+metrics = { listen = "127.0.0.1:0"; };
 log = { level = "info"; };
 shutdown_timeout_ms = 10000;
 EOF
@@ -110,6 +113,8 @@ for j in $(seq 1 24); do    # 24 records that are not msgpack at all
         --key "a-raw" --raw >/dev/null 2>>"$logs/send.log" || fail "raw send"
 done
 check --expect-inputs 1000 --timeout 120 --full --header traceparent || fail "A: outputs"
+port=$(sed -n 's/.*event=metrics_listening port=\([0-9]*\).*/\1/p' "$logs/g1.log")
+"$PY" tests/e2e/scrape.py "$port" 1000 129 || fail "A: metrics"
 
 # ---- B: kill -9 mid-stream, three times ---------------------------------------------
 step "B: kill -9 x3 while input keeps arriving"
@@ -147,7 +152,8 @@ rc=0; wait "$G1" || rc=$?
 [ $rc -eq 0 ] || fail "C: guardd exited $rc after SIGTERM"
 grep -q "left_group=yes" "$logs/b3.log" || fail "C: first member did not leave the group cleanly"
 wait_log "$logs/g2.log" "event=partitions_assigned count=4" 40
-check --expect-inputs 2000 --timeout 90 || fail "C: outputs after hand-over"
+total=2000
+check --expect-inputs $total --timeout 90 || fail "C: outputs after hand-over"
 
 # ---- E: kafkajs round trip -----------------------------------------------------------------
 step "E: kafkajs"
@@ -158,9 +164,31 @@ if node -e 'require("kafkajs"); require("@msgpack/msgpack")' 2>/dev/null; then
         --timeout-ms 60000 --check-ids --check-headers >"$logs/roundtrip.json" \
         || { cat "$logs/roundtrip.json"; fail "E: kafkajs round trip"; }
     cat "$logs/roundtrip.json"
+    total=$((total + 44))
 else
     echo "E: kafkajs not installed in $NODE_PATH: skipped"
 fi
+
+# ---- R: SIGHUP reload -------------------------------------------------------------------
+step "R: SIGHUP with a broken file, then with threshold 0.5"
+cp "$tmp/guardd.conf" "$tmp/good.conf"
+echo 'batch = { max_events = "many"; };' >>"$tmp/guardd.conf"
+kill -HUP "$G2"
+wait_log "$logs/g2.log" "event=reload_failed" 10
+kill -0 "$G2" || fail "R: guardd died on a bad reload"
+# the random tiny model's P(unsafe) is far below 0.5: from now on all safe
+sed 's/^model = {/policy = { threshold = 0.5; };\nmodel = {/' "$tmp/good.conf" >"$tmp/guardd.conf"
+kill -HUP "$G2"
+wait_log "$logs/g2.log" "event=reloaded threshold=0.5" 10
+"$PY" tests/e2e/gen_events.py "$tmp/r" r 1 20 --valid-only >/dev/null
+send_keys "$tmp/r" r
+total=$((total + 20))
+check --expect-inputs $total --timeout 60 >/dev/null || fail "R: outputs after reload"
+n=$("$C" tail --brokers "$B" --topic verdicts.allow --timeout-ms 3000 | "$PY" -c '
+import json, sys
+print(sum(1 for l in sys.stdin if str(json.loads(l)["value"].get("id", "")).startswith("ok-r-")))')
+[ "$n" -ge 20 ] || fail "R: $n of 20 events after the reload were allowed (threshold not applied)"
+echo "R: $n/20 verdicts on allow after the reload"
 
 kill -TERM "$G2"
 rc=0; wait "$G2" || rc=$?
