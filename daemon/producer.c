@@ -7,7 +7,8 @@
  * (message timeout, a non-retriable broker error) is produced again after a
  * backoff, forever: the input offset stays outstanding meanwhile, so the
  * commit point can never pass it and a crash re-consumes it. Only a
- * successful ack marks the offset done.
+ * successful ack marks the offset done. Records of a partition revoked in
+ * the meantime are dropped instead (the new owner re-reads the input).
  *
  * Every record carries the header "record_id" (event_source_id of its input)
  * next to the kept input headers, so duplicates after a crash can be dropped
@@ -59,6 +60,12 @@ void out_send(Pipeline *p, Outbound *ob) {
     schedule_retry(p, ob);
 }
 
+/* A record whose input partition was revoked since is abandoned instead of
+ * retried: its offset is not ours to commit, the new owner re-reads it. */
+static int still_ours(Pipeline *p, const Outbound *ob) {
+    return offsets_is_current(p->offsets, ob->src_topic, ob->partition, ob->gen);
+}
+
 void out_retry_due(Pipeline *p, int all) {
     double now = queue_now();
     Outbound *due = NULL;
@@ -78,7 +85,8 @@ void out_retry_due(Pipeline *p, int all) {
         Outbound *ob = due;
         due = ob->next;
         ob->next = NULL;
-        out_send(p, ob);
+        if (still_ours(p, ob)) out_send(p, ob);
+        else out_free(ob);
     }
 }
 
@@ -110,10 +118,11 @@ void out_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) 
         atomic_fetch_add(&p->delivery_failures, 1);
         metrics_kafka_error("delivery");
         log_msg(LOG_WARN, "event=delivery_failed topic=%s error=%s attempt=%d src_topic=%s "
-                "src_partition=%d src_offset=%lld action=retry",
+                "src_partition=%d src_offset=%lld",
                 ob->dest, rd_kafka_err2name(m->err), ob->attempts, ob->src_topic,
                 (int)ob->partition, (long long)ob->offset);
-        schedule_retry(p, ob);
+        if (still_ours(p, ob)) schedule_retry(p, ob);
+        else out_free(ob);
         return;
     }
     atomic_fetch_add(&p->delivered, 1);
