@@ -7,7 +7,7 @@
  * common case for words); otherwise it starts from one token per byte and
  * repeatedly merges the adjacent pair of lowest rank, leftmost first, exactly
  * as Hugging Face's BPE model does. Short pre-tokens use flat arrays on the
- * stack; long ones a linked list and a binary heap, so the cost stays
+ * stack; long ones a linked list and a tournament tree, so the cost stays
  * O(n log n) for pathological inputs (megabytes without a break).
  * Nothing here writes shared state after load, so encode is thread-safe.
  */
@@ -221,85 +221,70 @@ static int bpe_short(const Tokenizer *t, const unsigned char *s, size_t n, Token
     return 0;
 }
 
-/* Min-heap of (rank << 32 | position): lowest rank first, then leftmost.
- * Four children per node: half the depth of a binary heap, and the children
- * share a cache line, which is what pops (the hot loop on long words) pay. */
-typedef struct {
-    uint64_t *e;
-    size_t n;
-} Heap;
-
-static void heap_push(Heap *h, uint64_t v)
-{
-    size_t i = h->n++;
-    while (i > 0 && h->e[(i - 1) / 4] > v) {
-        h->e[i] = h->e[(i - 1) / 4];
-        i = (i - 1) / 4;
-    }
-    h->e[i] = v;
-}
-
-static uint64_t heap_pop(Heap *h)
-{
-    uint64_t top = h->e[0], last = h->e[--h->n];
-    size_t i = 0, n = h->n;
-    for (;;) {
-        size_t c = 4 * i + 1, end = c + 4 < n ? c + 4 : n;
-        if (c >= n)
-            break;
-        size_t m = c;
-        for (size_t k = c + 1; k < end; k++)
-            if (h->e[k] < h->e[m])
-                m = k;
-        if (h->e[m] >= last)
-            break;
-        h->e[i] = h->e[m];
-        i = m;
-    }
-    if (n)
-        h->e[i] = last;
-    return top;
-}
+/* Long path: symbols form a linked list over their start offsets, and a
+ * tournament tree over those offsets holds, per symbol, the key
+ * (rank << 32 | offset) of merging it with its right neighbour (NO_PAIR if
+ * none). The root is the pair to merge next: lowest rank, then leftmost. A
+ * merge changes three leaves (the symbol, its dead right neighbour, its left
+ * neighbour), each a walk to the root, so there are no stale entries to skip
+ * and the tree (2 x pow2(n) words) stays compact. */
+#define NO_PAIR UINT64_MAX
 
 typedef struct {
-    int *id;        /* -1 once merged into its left neighbour */
+    int *id;        /* symbol starting at this offset (valid while alive) */
+    int *mid;       /* id the pair at this offset merges into */
     int32_t *next;  /* -1 at the end */
     int32_t *prev;  /* -1 at the start */
-    Heap heap;
+    uint64_t *tree; /* tree[1] is the root, leaves at tree[size + offset] */
+    size_t size;
 } LongWord;
 
-static void push_pair(const Tokenizer *t, LongWord *w, int32_t pos)
+static void tree_set(LongWord *w, int32_t pos, uint64_t key)
 {
-    if (pos < 0 || w->next[pos] < 0)
-        return;
-    int32_t r = w->next[pos];
-    int merged;
-    int rank = pair_rank(t, w->id[pos], w->id[r], &merged);
-    if (rank != INT_MAX)
-        heap_push(&w->heap, ((uint64_t)(uint32_t)rank << 32) | (uint32_t)pos);
+    size_t j = w->size + (size_t)pos;
+    w->tree[j] = key;
+    for (j >>= 1; j >= 1; j >>= 1) {
+        uint64_t a = w->tree[2 * j], b = w->tree[2 * j + 1], m = a < b ? a : b;
+        if (w->tree[j] == m)
+            break;   /* nothing above changes */
+        w->tree[j] = m;
+    }
 }
 
-/* Applies merges until none is left. A heap entry is stale if its left symbol
- * died or its pair changed; a changed pair has a different rank (ranks are
- * unique per pair), so re-looking the pair up detects both. */
+/* Recomputes the pair starting at pos (pos < 0: nothing). */
+static void set_pair(const Tokenizer *t, LongWord *w, int32_t pos)
+{
+    if (pos < 0)
+        return;
+    int32_t r = w->next[pos];
+    int rank = r < 0 ? INT_MAX : pair_rank(t, w->id[pos], w->id[r], &w->mid[pos]);
+    tree_set(w, pos, rank == INT_MAX ? NO_PAIR : ((uint64_t)(uint32_t)rank << 32) | (uint32_t)pos);
+}
+
 static void bpe_long_merge(const Tokenizer *t, LongWord *w)
 {
-    while (w->heap.n) {
-        uint64_t e = heap_pop(&w->heap);
-        int32_t pos = (int32_t)(e & 0xffffffffu), r;
-        int merged = -1;
-        if (w->id[pos] < 0 || (r = w->next[pos]) < 0)
-            continue;
-        if (pair_rank(t, w->id[pos], w->id[r], &merged) != (int)(e >> 32))
-            continue;
-        w->id[pos] = merged;
-        w->id[r] = -1;
+    uint64_t e;
+    while ((e = w->tree[1]) != NO_PAIR) {
+        int32_t pos = (int32_t)(e & 0xffffffffu), r = w->next[pos];
+        w->id[pos] = w->mid[pos];
         w->next[pos] = w->next[r];
         if (w->next[r] >= 0)
             w->prev[w->next[r]] = pos;
-        push_pair(t, w, w->prev[pos]);
-        push_pair(t, w, pos);
+        tree_set(w, r, NO_PAIR);
+        set_pair(t, w, pos);
+        set_pair(t, w, w->prev[pos]);
     }
+}
+
+/* Builds the tree bottom-up in O(n) from the leaves. */
+static void tree_init(const Tokenizer *t, LongWord *w, size_t n)
+{
+    for (size_t i = 0; i < w->size; i++) {
+        int rank = i + 1 < n ? pair_rank(t, w->id[i], w->id[i + 1], &w->mid[i]) : INT_MAX;
+        w->tree[w->size + i] = rank == INT_MAX ? NO_PAIR : ((uint64_t)(uint32_t)rank << 32) | i;
+    }
+    for (size_t j = w->size - 1; j >= 1; j--)
+        w->tree[j] = w->tree[2 * j] < w->tree[2 * j + 1] ? w->tree[2 * j] : w->tree[2 * j + 1];
 }
 
 static int bpe_long(const Tokenizer *t, const unsigned char *s, size_t n, TokenVec *out)
@@ -307,21 +292,23 @@ static int bpe_long(const Tokenizer *t, const unsigned char *s, size_t n, TokenV
     if (n > INT32_MAX / 4)
         return -1;
     LongWord w;
+    w.size = 1;
+    while (w.size < n)
+        w.size *= 2;
     w.id = malloc(n * sizeof *w.id);
+    w.mid = malloc(n * sizeof *w.mid);
     w.next = malloc(n * sizeof *w.next);
     w.prev = malloc(n * sizeof *w.prev);
-    w.heap.e = malloc(3 * n * sizeof *w.heap.e);  /* n-1 initial + <= 2 per merge */
-    w.heap.n = 0;
+    w.tree = malloc(2 * w.size * sizeof *w.tree);
     int rc = -1;
-    if (!w.id || !w.next || !w.prev || !w.heap.e)
+    if (!w.id || !w.mid || !w.next || !w.prev || !w.tree)
         goto done;
     for (size_t i = 0; i < n; i++) {
         w.id[i] = t->byte_id[s[i]];
         w.prev[i] = (int32_t)i - 1;
         w.next[i] = i + 1 < n ? (int32_t)i + 1 : -1;
     }
-    for (size_t i = 0; i + 1 < n; i++)
-        push_pair(t, &w, (int32_t)i);
+    tree_init(t, &w, n);
     bpe_long_merge(t, &w);
     size_t count = 0;
     for (int32_t i = 0; i >= 0; i = w.next[i])
@@ -333,9 +320,10 @@ static int bpe_long(const Tokenizer *t, const unsigned char *s, size_t n, TokenV
     rc = 0;
 done:
     free(w.id);
+    free(w.mid);
     free(w.next);
     free(w.prev);
-    free(w.heap.e);
+    free(w.tree);
     return rc;
 }
 

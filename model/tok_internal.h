@@ -83,7 +83,7 @@ void tok_merge_insert(TokMergeMap *m, int left, int right, int rank, int id);
 int tok_bpe(const Tokenizer *t, const char *s, size_t n, TokenVec *out);
 /* Pre-tokens up to this many bytes use BPE's array path, longer ones its heap
  * path. Only tests change it (to run everything through the heap path). */
-#define TOK_BPE_SHORT_MAX 128
+#define TOK_BPE_SHORT_MAX 64
 extern size_t tok_bpe_short_max;
 /* Grows out so that it holds at least extra more ids; -1 on allocation failure. */
 int tok_reserve(TokenVec *out, size_t extra);

@@ -404,8 +404,8 @@ START_TEST(test_long_inputs)
     roundtrip(s, n);
     /* Around the switch from the array path to the heap path of BPE. */
     memset(s, 'z', 200);
-    roundtrip(s, 128);
-    roundtrip(s, 129);
+    roundtrip(s, TOK_BPE_SHORT_MAX);
+    roundtrip(s, TOK_BPE_SHORT_MAX + 1);
     free(s);
 }
 END_TEST
