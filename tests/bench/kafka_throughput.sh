@@ -1,0 +1,105 @@
+#!/bin/sh
+# kafka_throughput.sh - events/s through Kafka (guardd, micro-batched) versus
+# guardctl classify on the same events in the same run (one batch, no Kafka).
+#
+# The same N conversation events (tests/e2e/gen_events.py, valid only) are
+# (1) classified by `guardctl classify` as one batch (its --stats "run"
+# seconds, model load excluded), then (2) sent to a guardd consuming from a
+# mock cluster in its own process (guardctl broker), timed from the first send
+# to the broker timestamp of the last of the N verdicts (model load and group
+# join excluded: a warm-up record's verdict is awaited before the clock starts). Prints both rates and
+# their ratio.
+#
+# Environment: BUILD, DEPS_DIR; GUARDD_BENCH_MODEL (default: the full-shape
+# random fixture tools/bench.sh generates), BENCH_EVENTS (default 64),
+# BENCH_THREADS (default 0 = all cores), BENCH_BATCH (guardd batch.max_events,
+# default 16).
+set -eu
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+DEPS_DIR=${DEPS_DIR:-$PWD/.deps}
+MODEL=${GUARDD_BENCH_MODEL:-$DEPS_DIR/fixtures/lg3-1b-seed1}
+N=${BENCH_EVENTS:-64}
+THREADS=${BENCH_THREADS:-0}
+BATCH=${BENCH_BATCH:-16}
+PY=/usr/bin/python3
+G=$BUILD/guardd
+C=$BUILD/guardctl
+[ -f "$MODEL/config.json" ] || { echo "kafka_throughput: no model at $MODEL"; exit 1; }
+case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
+
+tmp=$(mktemp -d /tmp/kafka_throughput.XXXXXX)
+pids=""
+cleanup() {
+    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+now() { date +%s.%N; }
+per_key=$(( (N + 3) / 4 ))
+"$PY" tests/e2e/gen_events.py "$tmp/ev" b 4 "$per_key" --valid-only >/dev/null
+cat "$tmp/ev"/b-k*.jsonl | head -n "$N" >"$tmp/all.jsonl"
+N=$(wc -l <"$tmp/all.jsonl")
+
+# (1) guardctl classify: one batch, no Kafka
+"$C" classify --model "$MODEL" --threads "$THREADS" --stats <"$tmp/all.jsonl" \
+    >/dev/null 2>"$tmp/classify.stats"
+cls_s=$(sed -n 's/.*, run \([0-9.]*\) s,.*/\1/p' "$tmp/classify.stats")
+[ -n "$cls_s" ] || { cat "$tmp/classify.stats"; exit 1; }
+
+# (2) guardd through Kafka
+"$C" broker --brokers 1 --partitions 4 \
+    --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
+    --bootstrap-file "$tmp/bs" >/dev/null 2>&1 &
+pids="$pids $!"
+i=0; while [ ! -s "$tmp/bs" ]; do i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.1; done
+B=$(sed 's/^bootstrap=//' "$tmp/bs")
+cat >"$tmp/guardd.conf" <<EOF
+kafka = { brokers = "$B"; group_id = "bench"; input_topics = [ "conversations" ];
+          properties = ( ("session.timeout.ms", "6000") ); };
+model = { path = "$MODEL"; threads = $THREADS; };
+batch = { max_events = $BATCH; };
+metrics = { listen = ""; };
+log = { level = "warn"; };
+shutdown_timeout_ms = 60000;
+EOF
+"$G" --config "$tmp/guardd.conf" >"$tmp/guardd.log" 2>&1 &
+gpid=$!
+pids="$pids $gpid"
+count_verdicts() { # pattern: verdicts on allow+deny whose line matches
+    for t in verdicts.allow verdicts.deny; do
+        "$C" tail --brokers "$B" --topic "$t" --timeout-ms 1500 2>/dev/null
+    done >"$tmp/verdicts.jsonl"
+    grep -c "$1" "$tmp/verdicts.jsonl" || true
+}
+# warm-up record: its verdict means the model is loaded and partitions assigned
+"$C" send --brokers "$B" --topic conversations --key warmup "warm-up" >/dev/null 2>&1
+until [ "$(count_verdicts '"topic"')" -ge 1 ]; do
+    kill -0 "$gpid" 2>/dev/null || { tail "$tmp/guardd.log"; exit 1; }
+done
+t0=$(now)
+for f in "$tmp/ev"/b-k*.jsonl; do
+    k=$(basename "$f" .jsonl)
+    grep -F "\"ok-$k-" "$tmp/all.jsonl" | "$C" send --brokers "$B" --topic conversations \
+        --key "$k" >/dev/null 2>&1
+done
+while :; do
+    got=$(count_verdicts '"id": *"ok-b-')
+    [ "$got" -ge "$N" ] && break
+    kill -0 "$gpid" 2>/dev/null || { tail "$tmp/guardd.log"; exit 1; }
+done
+kill -TERM "$gpid"; wait "$gpid" || true
+"$PY" - "$N" "$cls_s" "$t0" "$BATCH" "$tmp/verdicts.jsonl" <<'EOF'
+import json, sys
+n, cls_s, t0, batch = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+# the clock stops at the producer timestamp of the last verdict (when guardd
+# produced it), not when this script happened to poll
+ts = [json.loads(l)["timestamp"] for l in open(sys.argv[5])
+      if str(json.loads(l)["value"].get("id", "")).startswith("ok-b-")]
+k_s = max(ts) / 1000.0 - t0
+print(f"kafka_throughput: guardctl classify (one batch, no Kafka): {n} events in {cls_s:.2f} s = {n / cls_s:.2f} events/s")
+print(f"kafka_throughput: guardd via Kafka (micro-batches of <= {batch}): "
+      f"{n} events in {k_s:.2f} s = {n / k_s:.2f} events/s")
+print(f"kafka_throughput: Kafka path / classify = {cls_s / k_s:.2f}")
+EOF
