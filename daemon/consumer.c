@@ -57,10 +57,18 @@ void consumer_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     Pipeline *p = opaque;
     atomic_fetch_sub(&p->commits_inflight, 1);
     if (err == RD_KAFKA_RESP_ERR__NO_OFFSET) return;
-    if (err) {
-        /* the offsets stay uncommitted; the next progress commit (or the
-         * next owner re-reading) covers them: duplicates, never loss */
-        log_msg(LOG_WARN, "event=commit_failed error=%s", rd_kafka_err2name(err));
+    /* a failed partition is committed again with the next progress commit;
+     * until then a restart merely re-reads (duplicates, never loss) */
+    int failed = 0;
+    for (int i = 0; offsets && i < offsets->cnt; i++) {
+        rd_kafka_resp_err_t e = err ? err : offsets->elems[i].err;
+        if (!e) continue;
+        offsets_commit_failed(p->offsets, offsets->elems[i].topic, offsets->elems[i].partition);
+        failed++;
+    }
+    if (err || failed) {
+        log_msg(LOG_WARN, "event=commit_failed error=%s partitions=%d", rd_kafka_err2name(err),
+                failed);
         metrics_kafka_error("commit");
         return;
     }

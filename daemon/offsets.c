@@ -224,3 +224,10 @@ int offsets_take_partition(OffsetTracker *t, const char *topic, int32_t partitio
     pthread_mutex_unlock(&t->mu);
     return n;
 }
+
+void offsets_commit_failed(OffsetTracker *t, const char *topic, int32_t partition) {
+    pthread_mutex_lock(&t->mu);
+    Part *p = find(t, topic, partition);
+    if (p) p->reported_next = -1;
+    pthread_mutex_unlock(&t->mu);
+}

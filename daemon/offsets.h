@@ -56,4 +56,9 @@ int offsets_take_commits(OffsetTracker *t, OffsetCommitFn fn, void *ud);
 int offsets_take_partition(OffsetTracker *t, const char *topic, int32_t partition,
                            OffsetCommitFn fn, void *ud);
 
+/* A commit of this partition failed: its current point is reported again by
+ * the next offsets_take_commits even if it has not moved (so the last
+ * progress before an idle period or a shutdown is not left uncommitted). */
+void offsets_commit_failed(OffsetTracker *t, const char *topic, int32_t partition);
+
 #endif

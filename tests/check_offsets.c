@@ -190,6 +190,22 @@ START_TEST(test_many_offsets_ring_growth) {
 }
 END_TEST
 
+START_TEST(test_failed_commit_reported_again) {
+    OffsetTracker *t = offsets_new();
+    uint32_t g = offsets_assign(t, "in", 0), gen;
+    offsets_track(t, "in", 0, 0, &gen);
+    offsets_ack(t, "in", 0, 0, g);
+    ck_assert_int_eq(take_one(t), 1);
+    ck_assert_int_eq(take_one(t), -1);          /* unchanged: nothing to do */
+    offsets_commit_failed(t, "in", 0);
+    ck_assert_int_eq(take_one(t), 1);           /* same point, once more */
+    ck_assert_int_eq(take_one(t), -1);
+    offsets_commit_failed(t, "gone", 3);        /* unknown partition: no effect */
+    ck_assert_int_eq(take_one(t), -1);
+    offsets_free(t);
+}
+END_TEST
+
 static Suite *suite(void) {
     Suite *s = suite_create("offsets");
     TCase *tc = tcase_create("core");
@@ -201,6 +217,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_reassign_gets_new_generation);
     tcase_add_test(tc, test_take_partition_before_revoke);
     tcase_add_test(tc, test_many_offsets_ring_growth);
+    tcase_add_test(tc, test_failed_commit_reported_again);
     suite_add_tcase(s, tc);
     return s;
 }
