@@ -14,7 +14,9 @@
 #    the kernel's memory-deny-write-execute (prctl PR_SET_MDWE, what
 #    MemoryDenyWriteExecute= amounts to), no_new_privs, and a procfs mounted
 #    with subset=pid,hidepid=invisible (ProcSubset=pid, ProtectProc=invisible).
-#    PCRE2's JIT must be refused there and tokens must not change.
+#    PCRE2's JIT must be refused there and tokens must not change. Then the
+#    real guardd runs confined the same way (embedded Kafka, tiny model): it
+#    must become ready, classify an event, and stop cleanly on SIGTERM.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -147,4 +149,54 @@ for m in process_cpu_seconds_total process_resident_memory_bytes process_virtual
 done
 exec 3>&-
 echo "ok: /metrics with process_* under ProcSubset=pid, ProtectProc=invisible, MDWE"
+
+MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
+if [ ! -f "$MODEL/model.safetensors" ]; then
+    echo "note: no tiny model at $MODEL: confined guardd run skipped"
+    echo PASS; exit 0
+fi
+cat >"$tmp/guardd.conf" <<EOF
+kafka = {
+  brokers = "embedded";
+  group_id = "confined";
+  input_topics = [ "conversations" ];
+  properties = ( ("session.timeout.ms", "6000") );
+};
+model = { path = "$PWD/$MODEL"; threads = 1; };
+metrics = { listen = "127.0.0.1:0"; };
+EOF
+confined "$PWD/$BUILD/guardd" --config "$tmp/guardd.conf" >"$tmp/guardd.log" 2>&1 &
+upid=$!
+pids="$pids $upid"
+glog() { sed -n "s/.*event=$1 [^=]*=\([^ ]*\).*/\1/p" "$tmp/guardd.log" 2>/dev/null | head -n 1; }
+n=100; while [ $n -gt 0 ] && { [ -z "$(glog metrics_listening)" ] || [ -z "$(glog embedded_broker)" ]; }; do
+    sleep 0.2; n=$((n-1)); done
+gport=$(glog metrics_listening); bs=$(glog embedded_broker)
+[ -n "$gport" ] && [ -n "$bs" ] || { tail -n 20 "$tmp/guardd.log"; fail "confined guardd did not start"; }
+n=150; until curl -fsS "http://127.0.0.1:$gport/readyz" >/dev/null 2>&1; do
+    n=$((n-1)); [ $n -gt 0 ] || { tail -n 20 "$tmp/guardd.log"; fail "confined guardd never ready"; }
+    sleep 0.2; done
+"$BUILD/guardctl" send --brokers "$bs" --topic conversations "Is this confined?" >/dev/null 2>"$tmp/send.log" \
+    || fail "guardctl send to the confined guardd: $(cat "$tmp/send.log")"
+verdicts() { curl -fsS "http://127.0.0.1:$gport/metrics" | awk '/^guardd_verdicts_total/ { v += $2 } END { print v + 0 }'; }
+n=150; until [ "$(verdicts)" = 1 ]; do
+    n=$((n-1)); [ $n -gt 0 ] || { tail -n 20 "$tmp/guardd.log"; fail "confined guardd produced no verdict"; }
+    sleep 0.2; done
+# The background job is a subshell running unshare, whose child is guardd
+# (sh and python exec'd into it): find it by walking down the tree.
+gpid=""; p=$upid
+for _ in 1 2 3 4; do
+    p=$(ps -o pid= --ppid "$p" | head -n 1 | tr -d ' ')
+    [ -n "$p" ] || break
+    if [ "$(ps -o comm= -p "$p")" = guardd ]; then gpid=$p; break; fi
+done
+[ -n "$gpid" ] || fail "cannot find the confined guardd's pid"
+kill -TERM "$gpid"
+n=150; while kill -0 "$gpid" 2>/dev/null; do
+    n=$((n-1)); [ $n -gt 0 ] || { kill -KILL "$gpid"; fail "confined guardd ignored SIGTERM for 30 s"; }
+    sleep 0.2; done
+rc=0; wait "$upid" || rc=$?
+[ $rc -eq 0 ] || { tail -n 20 "$tmp/guardd.log"; fail "confined guardd exited $rc after SIGTERM"; }
+grep -q 'event=exit code=0' "$tmp/guardd.log" || fail "no clean exit in the confined guardd's log"
+echo "ok: guardd confined (MDWE, no_new_privs, ProcSubset=pid): ready, 1 verdict, clean SIGTERM exit"
 echo PASS
