@@ -7,7 +7,8 @@
  * the DLQ path) are produced in two waves around a fault schedule: a broker
  * down and up again, retriable Produce errors, non-retriable Produce errors
  * (failed delivery reports: guardd must produce again, not skip), failing
- * OffsetCommits and Fetches. Then every input offset must have at least one
+ * OffsetCommits and Fetches, and finally commits failing for good right when
+ * the last progress is committed. Then every input offset must have at least one
  * output record (allow, deny or DLQ, found by its record_id header and
  * cross-checked in the payload), the graceful stop must report everything
  * committed, and the group's committed offsets must equal the input's end.
@@ -208,6 +209,16 @@ START_TEST(test_nothing_lost_under_faults) {
     mockbroker_push_request_errors(mb, MOCK_API_PRODUCE, 2, fatal);
 
     wait_all_seen(readers, 90);
+    /* commits that fail for good (non-retriable) right when the last progress
+     * is committed: guardd must commit that progress again, or the group
+     * would restart from an old offset after the stop below */
+    sleep(1);
+    rd_kafka_resp_err_t bad_commit[5];
+    for (int i = 0; i < 5; i++) bad_commit[i] = RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE;
+    mockbroker_push_request_errors(mb, MOCK_API_OFFSET_COMMIT, 5, bad_commit);
+    produce_wave(kp, 2 * WAVE, 3);
+    wait_all_seen(readers, 30);
+    sleep(3);   /* progress commits and their re-tries */
     PipelineStats st;
     pipeline_stats(p, &st);
     ck_assert_int_ge(st.consumed, 2 * WAVE);
