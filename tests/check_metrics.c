@@ -10,6 +10,7 @@
 #include <check.h>
 #include <arpa/inet.h>
 #include <math.h>
+#include <pthread.h>
 #include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +267,37 @@ START_TEST(kafka_stats_lag_cardinality) {
 }
 END_TEST
 
+static void *hammer(void *arg) {
+    const char *topic = arg;
+    for (int i = 0; i < 5000; i++) {
+        metrics_event_consumed(topic);
+        metrics_verdict(i & 1);
+        metrics_batch(2, 0.5);
+        metrics_tokens(1, 2, 3);
+        if (i % 500 == 0) free(metrics_render()); /* scrapes racing with updates */
+    }
+    return NULL;
+}
+
+START_TEST(concurrent_updates_are_exact) {
+    const char *topics[4] = {"a", "b", "a", "b"};
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, hammer, (void *)topics[i]), 0);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    char *r = metrics_render();
+    has_line(r, "guardd_events_consumed_total{topic=\"a\"} 10000");
+    has_line(r, "guardd_events_consumed_total{topic=\"b\"} 10000");
+    has_line(r, "guardd_verdicts_total{verdict=\"safe\"} 10000");
+    has_line(r, "guardd_verdicts_total{verdict=\"unsafe\"} 10000");
+    has_line(r, "guardd_batch_size_count 20000");
+    has_line(r, "guardd_batch_size_sum 40000");
+    has_line(r, "guardd_inference_seconds_sum 10000");
+    has_line(r, "guardd_tokens_total{kind=\"decode\"} 60000");
+    free(r);
+}
+END_TEST
+
 START_TEST(format_double_exact) {
     char s[40];
     metrics_format_double(0.1, s, sizeof s); ck_assert_str_eq(s, "0.1");
@@ -497,6 +529,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, kafka_stats_consumer_lag);
     tcase_add_test(tc, kafka_stats_lag_cardinality);
     tcase_add_test(tc, format_double_exact);
+    tcase_add_test(tc, concurrent_updates_are_exact);
     suite_add_tcase(s, tc);
     TCase *tp = tcase_create("procstats");
     tcase_add_test(tp, procstats_parsers);

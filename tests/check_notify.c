@@ -7,6 +7,7 @@
  * them, in order, with what systemd must see.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +110,23 @@ START_TEST(watchdog_rate_limited) {
 }
 END_TEST
 
+static void *hammer_watchdog(void *arg) {
+    (void)arg;
+    for (int i = 0; i < 2000; i++) notify_watchdog();
+    return NULL;
+}
+
+START_TEST(watchdog_rate_limit_is_thread_safe) {
+    /* Four threads racing inside one half-period: exactly one keep-alive. */
+    setenv("WATCHDOG_USEC", "60000000", 1);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(pthread_create(&t[i], NULL, hammer_watchdog, NULL), 0);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    expect("WATCHDOG=1");
+    expect_none();
+}
+END_TEST
+
 START_TEST(watchdog_sends_again_after_half_period) {
     /* 100 ms period; after sleeping more than 50 ms the next call must send.
      * (Only a lower bound on elapsed time is relied on, never an upper one.) */
@@ -180,6 +198,7 @@ int main(void) {
     tcase_add_test(tc, lifecycle_in_order);
     tcase_add_test(tc, status_is_one_line);
     tcase_add_test(tc, watchdog_rate_limited);
+    tcase_add_test(tc, watchdog_rate_limit_is_thread_safe);
     tcase_add_test(tc, watchdog_sends_again_after_half_period);
     tcase_add_test(tc, watchdog_off_without_usec);
     tcase_add_test(tc, watchdog_enabled_reports_period);
