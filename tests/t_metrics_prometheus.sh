@@ -105,6 +105,13 @@ EOF
         END { exit !(v == 5 && d == 1) }'; }
     wait_for 60 all_done || { curl -fsS "http://127.0.0.1:$gport/metrics" | grep -E '^guardd_(verdicts|dlq|events)'
         tail -n 20 "$tmp/guardd.log"; fail "guardd did not produce 5 verdicts + 1 DLQ record"; }
+    # consumer lag comes from librdkafka's statistics (every 10 s in guardd): once
+    # everything is committed it must be reported, and 0, for both partitions.
+    lag_zero() { curl -fsS "http://127.0.0.1:$gport/metrics" | awk '
+        /^guardd_consumer_lag\{topic="conversations"/ { n++; if ($2 != 0) bad++ }
+        END { exit !(n == 2 && bad == 0) }'; }
+    wait_for 30 lag_zero || { curl -fsS "http://127.0.0.1:$gport/metrics" | grep consumer_lag
+        fail "guardd_consumer_lag not reported as 0 for conversations/0,1"; }
     curl -fsS "http://127.0.0.1:$gport/metrics" >"$tmp/guardd-scrape.txt" || fail "GET guardd /metrics"
     "$PROMTOOL" check metrics <"$tmp/guardd-scrape.txt" || fail "promtool check metrics rejected guardd's scrape"
     echo "guardd: 5 verdicts + 1 DLQ record counted; promtool check metrics: ok"
