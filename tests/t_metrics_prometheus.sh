@@ -72,7 +72,6 @@ if [ -x "$BUILD/guardd" ] && [ -f "$MODEL/model.safetensors" ]; then
     pids="$pids $!"
     wait_for 20 test -s "$tmp/bootstrap" || fail "guardctl broker did not start: $(cat "$tmp/broker.log")"
     bs=$(sed -n 's/^bootstrap=//p' "$tmp/bootstrap")
-    gport=$(free_port)
     cat >"$tmp/guardd.conf" <<EOF
 kafka = {
   brokers = "$bs";
@@ -81,10 +80,15 @@ kafka = {
   properties = ( ("session.timeout.ms", "6000") );
 };
 model = { path = "$PWD/$MODEL"; threads = 1; };
-metrics = { listen = "127.0.0.1:$gport"; };
+metrics = { listen = "127.0.0.1:0"; };
 EOF
     "$BUILD/guardd" --config "$tmp/guardd.conf" >"$tmp/guardd.log" 2>&1 &
     pids="$pids $!"
+    # port 0: guardd logs the port it was given
+    gport_of() { sed -n 's/.*event=metrics_listening port=\([0-9]*\).*/\1/p' "$tmp/guardd.log" 2>/dev/null | head -n 1; }
+    has_gport() { [ -n "$(gport_of)" ]; }
+    wait_for 20 has_gport || { tail -n 20 "$tmp/guardd.log"; fail "guardd did not log its metrics port"; }
+    gport=$(gport_of)
     wait_for 60 curl -fsS "http://127.0.0.1:$gport/readyz" \
         || { tail -n 20 "$tmp/guardd.log"; fail "guardd never became ready"; }
     # 5 conversations (prompts, a response, custom categories) + 1 malformed record
