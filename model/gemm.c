@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include "blis_quiet.h"
 #include "gemm.h"
+#include "ops.h"
 #include "transformer.h"
 
 static const struct { const char *name; arch_t id; } known_archs[] = {
@@ -30,6 +31,14 @@ static const struct { const char *name; arch_t id; } known_archs[] = {
     {"haswell", BLIS_ARCH_HASWELL}, {"generic", BLIS_ARCH_GENERIC},
 };
 #define N_ARCHS (int)(sizeof known_archs / sizeof known_archs[0])
+
+/* At most this many rows go to gemm_stream instead of BLIS. Measured here
+ * (2 threads, skx kernels, W [N, K] f32): lm_head N=128256 K=2048 at M=1:
+ * 35 ms vs 359 ms BLIS sup; M=16: 124 ms vs 437 ms BLIS packed; from M=24 on
+ * BLIS is as fast or faster. */
+#ifndef GEMM_STREAM_MAX_M
+#define GEMM_STREAM_MAX_M 16
+#endif
 
 static int g_threads;             /* 0 until blis_setup */
 static char g_arch[32] = "";      /* read back from BLIS */
@@ -132,9 +141,42 @@ const char *blis_arch_name(void) {
 
 int blis_threads(void) { return g_threads > 0 ? g_threads : omp_get_num_procs(); }
 
+/* Y (+)= X·Wᵀ for a handful of rows: W is streamed from memory exactly once
+ * (4 rows at a time, each dotted with every row of X, which stays in cache),
+ * so the cost is the memory read of W. BLIS packs W first (about three times
+ * the traffic) or, on its sup path, is slower still at M = 1. */
+OPS_CLONES static void gemm_stream(int M, int N, int K, const float *X, int ldx, const float *W,
+                                   int ldw, float *Y, int ldy, int accumulate, int threads) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+    for (int n = 0; n < N; n += 4) {
+        int nb = N - n < 4 ? N - n : 4;
+        const float *w0 = W + (size_t)n * ldw;
+        const float *w1 = nb > 1 ? w0 + ldw : w0, *w2 = nb > 2 ? w0 + 2 * (size_t)ldw : w0;
+        const float *w3 = nb > 3 ? w0 + 3 * (size_t)ldw : w0;
+        for (int i = 0; i < M; i++) {
+            const float *x = X + (size_t)i * ldx;
+            float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+#pragma omp simd reduction(+ : a0, a1, a2, a3)
+            for (int k = 0; k < K; k++) {
+                a0 += x[k] * w0[k];
+                a1 += x[k] * w1[k];
+                a2 += x[k] * w2[k];
+                a3 += x[k] * w3[k];
+            }
+            float acc[4] = {a0, a1, a2, a3}, *y = Y + (size_t)i * ldy + n;
+            for (int j = 0; j < nb; j++) y[j] = accumulate ? y[j] + acc[j] : acc[j];
+        }
+    }
+}
+
 void gemm_xwt(int M, int N, int K, const float *X, int ldx, const float *W, int ldw,
               float *Y, int ldy, int accumulate, int threads) {
     if (M <= 0 || N <= 0) return;
+    if (M <= GEMM_STREAM_MAX_M) {
+        gemm_stream(M, N, K, X, ldx, W, ldw, Y, ldy, accumulate,
+                    threads > 0 ? threads : blis_threads());
+        return;
+    }
     obj_t a, b, c;
     /* BLIS objects take non-const buffers; X and W are only read. */
     bli_obj_create_with_attached_buffer(BLIS_FLOAT, M, K, (void *)X, ldx, 1, &a);

@@ -9,9 +9,11 @@
 #define GUARDD_GEMM_H
 
 /* accumulate = 0: Y = X·Wᵀ; accumulate = 1: Y += X·Wᵀ (residual add for
- * free). threads <= 0 uses the count set by blis_setup. BLIS's small/unpacked
- * ("sup") path is kept for M <= 8 only: above that it is much slower than the
- * packed path on these shapes. */
+ * free). threads <= 0 uses the count set by blis_setup. M <= 16 rows (decode
+ * steps, the lm_head of a batch's logit rows) use a streaming kernel that
+ * reads W once, several times faster than BLIS there; larger M goes to BLIS
+ * with its small/unpacked ("sup") path disabled (kept only for M <= 8, which
+ * the streaming kernel takes anyway), as sup is much slower on these shapes. */
 void gemm_xwt(int M, int N, int K, const float *X, int ldx, const float *W, int ldw,
               float *Y, int ldy, int accumulate, int threads);
 

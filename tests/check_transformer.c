@@ -289,7 +289,9 @@ static void check_gemm(int M, int N, int K, int acc) {
 }
 
 START_TEST(test_gemm) {
-    check_gemm(3, 33, 20, 0);    /* small M: sup path */
+    check_gemm(3, 33, 20, 0);    /* small M: streaming kernel */
+    check_gemm(16, 6, 2051, 1);  /* largest streamed M, odd K, accumulate */
+    check_gemm(17, 5, 9, 0);     /* smallest BLIS M */
     check_gemm(37, 19, 70, 1);   /* packed path, accumulate, row stride > N */
 }
 END_TEST
