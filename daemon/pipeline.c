@@ -162,6 +162,11 @@ static rd_kafka_t *make_producer(Pipeline *p, const Settings *s, const char *bro
         return NULL;
     }
     rd_kafka_conf_set_dr_msg_cb(conf, out_delivery_cb);
+    char v[32];
+    size_t vlen = sizeof v;
+    p->max_record_bytes = 1000000;
+    if (rd_kafka_conf_get(conf, "message.max.bytes", v, &vlen) == RD_KAFKA_CONF_OK)
+        p->max_record_bytes = strtoul(v, NULL, 10);
     return make_client(RD_KAFKA_PRODUCER, conf, p, err, errlen);
 }
 

@@ -68,6 +68,7 @@ struct Pipeline {
     char **keep_headers;
     int n_keep_headers, keep_all_headers;
     EventLimits limits;
+    size_t max_record_bytes;    /* the producer's message.max.bytes */
     char model_name[128], model_revision[80];
 
     pthread_mutex_t policy_mu;

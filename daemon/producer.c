@@ -10,6 +10,12 @@
  * successful ack marks the offset done. Records of a partition revoked in
  * the meantime are dropped instead (the new owner re-reads the input).
  *
+ * Size: a record that can never be delivered would stall its partition
+ * forever, so DLQ payloads are cut to fit message.max.bytes, a verdict over
+ * it becomes a DLQ record "output_too_large", and a record the broker
+ * refuses as too large (its limit may be lower than ours) is replaced by a
+ * payload-less DLQ record "output_too_large".
+ *
  * Every record carries the header "record_id" (event_source_id of its input)
  * next to the kept input headers, so duplicates after a crash can be dropped
  * by consumers that do not decode the payload.
@@ -23,6 +29,11 @@
 
 #define RETRY_MIN_S 0.5
 #define RETRY_MAX_S 30.0
+/* room for a DLQ record's fields besides the payload, and for the record
+ * framing the producer counts against message.max.bytes */
+#define RECORD_OVERHEAD 8192
+/* a payload-less DLQ record is at most this big: never shrunk further */
+#define MINIMAL_RECORD_BYTES 2048
 
 void out_free(Outbound *ob) {
     if (!ob) return;
@@ -103,6 +114,31 @@ int out_abandon_retries(Pipeline *p) {
     return n;
 }
 
+static int refused_as_too_large(rd_kafka_resp_err_t e) {
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/* The broker will never take these bytes (its size limit is below ours):
+ * the next attempt carries a DLQ record without payload instead, so the
+ * input still gets exactly one small, deliverable output. */
+static void shrink_to_dlq(Pipeline *p, Outbound *ob, rd_kafka_resp_err_t e) {
+    EventSource src = {ob->src_topic, ob->partition, ob->offset};
+    char msg[200];
+    snprintf(msg, sizeof msg, "a %zu-byte record for %s was refused by the broker (%s)",
+             ob->len, ob->dest, rd_kafka_err2name(e));
+    size_t len = 0;
+    void *rec = dlq_encode(&src, "output_too_large", msg, NULL, 0, &len);
+    if (!rec) return;
+    free(ob->payload);
+    ob->payload = rec;
+    ob->len = len;
+    ob->dest = p->dlq_topic;
+    ob->attempts = 0;
+    atomic_fetch_add(&p->dlq, 1);
+    metrics_dlq("output_too_large");
+}
+
 static double wall_ms(void) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -121,6 +157,10 @@ void out_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) 
                 "src_partition=%d src_offset=%lld",
                 ob->dest, rd_kafka_err2name(m->err), ob->attempts, ob->src_topic,
                 (int)ob->partition, (long long)ob->offset);
+        /* small records are simply retried: a size refusal of those can only
+         * be transient (or injected by a test) */
+        if (refused_as_too_large(m->err) && ob->len > MINIMAL_RECORD_BYTES)
+            shrink_to_dlq(p, ob, m->err);
         if (still_ours(p, ob)) schedule_retry(p, ob);
         else out_free(ob);
         return;
@@ -183,6 +223,17 @@ static void send_record(Pipeline *p, const char *dest, const EventSource *src, u
 void out_dlq(Pipeline *p, const EventSource *src, uint32_t gen, int64_t ts_ms,
              const void *key, size_t keylen, rd_kafka_headers_t *hdrs,
              const char *reason, const char *message, const void *payload, size_t len) {
+    /* the record must fit the producer's message.max.bytes, or it could never
+     * be delivered and its partition would stall: keep a prefix of the
+     * payload and say so */
+    char note[600];
+    size_t room = p->max_record_bytes > RECORD_OVERHEAD ? p->max_record_bytes - RECORD_OVERHEAD : 0;
+    if (len > room) {
+        snprintf(note, sizeof note, "%s (payload truncated to its first %zu of %zu bytes)",
+                 message, room, len);
+        message = note;
+        len = room;
+    }
     size_t out_len = 0;
     void *rec = dlq_encode(src, reason, message, payload, len, &out_len);
     atomic_fetch_add(&p->dlq, 1);
@@ -224,6 +275,15 @@ void out_verdict(Pipeline *p, const Item *it, const ClassifyResult *r, const Ver
     const char **codes = score_codes(it, r);
     void *rec = verdict_encode_ex(&it->ev, &src, r, t, codes, &len);
     free(codes);
+    if (rec && len > p->max_record_bytes) {  /* e.g. huge metadata: undeliverable */
+        free(rec);
+        char msg[160];
+        snprintf(msg, sizeof msg, "the verdict record would be %zu bytes, over message.max.bytes %zu",
+                 len, p->max_record_bytes);
+        out_dlq(p, &src, it->gen, it->ts_ms, it->key, it->keylen, it->hdrs, "output_too_large",
+                msg, NULL, 0);
+        return;
+    }
     atomic_fetch_add(&p->verdicts, 1);
     send_record(p, r->unsafe ? p->deny_topic : p->allow_topic, &src, it->gen, it->ts_ms,
                 it->key, it->keylen, it->hdrs, rec, len);

@@ -15,6 +15,7 @@
  */
 #include <check.h>
 #include <jansson.h>
+#include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,7 +48,8 @@ static void write_config(const char *bootstrap, const char *group) {
             "  allow_topic = \"allow\"; deny_topic = \"deny\"; dlq_topic = \"dlq\";\n"
             "  properties = ( (\"session.timeout.ms\", \"6000\"),\n"
             "                 (\"heartbeat.interval.ms\", \"500\"),\n"
-            "                 (\"message.timeout.ms\", \"8000\") ); };\n"
+            "                 (\"message.timeout.ms\", \"8000\"),\n"
+            "                 (\"message.max.bytes\", \"100000\") ); };\n"
             "model = { path = \"%s\"; threads = 1; };\n"
             "batch = { max_events = 3; max_wait_ms = 5; queue_capacity = 4; };\n"
             "metrics = { listen = \"\"; };\n"
@@ -55,6 +57,46 @@ static void write_config(const char *bootstrap, const char *group) {
             "shutdown_timeout_ms = 15000;\n",
             bootstrap, group, model_dir);
     fclose(f);
+}
+
+/* Two inputs whose outputs would not fit guardd's message.max.bytes
+ * (100000): 150 kB of garbage (its DLQ record must carry a cut payload) and a
+ * valid event with 120 kB of metadata (its verdict becomes a DLQ record).
+ * Either one stuck in retries would stall its partition's commits. */
+static void produce_oversized(KafkaProducer *kp) {
+    char err[256];
+    size_t n = 150000;
+    char *junk = malloc(n);
+    ck_assert_ptr_nonnull(junk);
+    memset(junk, 0xc1, n);      /* 0xc1 is never valid msgpack */
+    ck_assert_int_eq(kafka_producer_send(kp, "in", 0, "big", 3, junk, n, NULL, 0, err, sizeof err), 0);
+    free(junk);
+    /* {"id": "meta", "messages": [{"role": "user", "content": "hi"}], "metadata": {"m": <120 kB str>}} */
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, 3);
+    msgpack_pack_str(&pk, 2); msgpack_pack_str_body(&pk, "id", 2);
+    msgpack_pack_str(&pk, 4); msgpack_pack_str_body(&pk, "meta", 4);
+    msgpack_pack_str(&pk, 8); msgpack_pack_str_body(&pk, "messages", 8);
+    msgpack_pack_array(&pk, 1);
+    msgpack_pack_map(&pk, 2);
+    msgpack_pack_str(&pk, 4); msgpack_pack_str_body(&pk, "role", 4);
+    msgpack_pack_str(&pk, 4); msgpack_pack_str_body(&pk, "user", 4);
+    msgpack_pack_str(&pk, 7); msgpack_pack_str_body(&pk, "content", 7);
+    msgpack_pack_str(&pk, 2); msgpack_pack_str_body(&pk, "hi", 2);
+    msgpack_pack_str(&pk, 8); msgpack_pack_str_body(&pk, "metadata", 8);
+    msgpack_pack_map(&pk, 1);
+    msgpack_pack_str(&pk, 1); msgpack_pack_str_body(&pk, "m", 1);
+    char *big = malloc(120000);
+    ck_assert_ptr_nonnull(big);
+    memset(big, 'm', 120000);
+    msgpack_pack_str(&pk, 120000); msgpack_pack_str_body(&pk, big, 120000);
+    free(big);
+    ck_assert_int_eq(kafka_producer_send(kp, "in", 1, "meta", 4, sb.data, sb.size, NULL, 0,
+                                         err, sizeof err), 0);
+    msgpack_sbuffer_destroy(&sb);
 }
 
 static void produce_wave(KafkaProducer *kp, int from, int n) {
@@ -184,6 +226,7 @@ START_TEST(test_nothing_lost_under_faults) {
                                       10000, err, sizeof err);
         ck_assert_msg(readers[r] != NULL, "%s", err);
     }
+    produce_oversized(kp);
     produce_wave(kp, 0, WAVE);
     sleep(4);   /* group join, processing under way */
 
@@ -222,7 +265,7 @@ START_TEST(test_nothing_lost_under_faults) {
     PipelineStats st;
     pipeline_stats(p, &st);
     ck_assert_int_ge(st.consumed, 2 * WAVE);
-    ck_assert_int_ge(st.dlq, 2 * WAVE / 10);
+    ck_assert_int_ge(st.dlq, 2 * WAVE / 10 + 2);
     ck_assert_int_gt(st.pauses, 0);     /* a 4-slot queue must have pushed back */
     ck_assert_int_gt(st.delivery_failures, 0);  /* the injected failures reached guardd */
     /* the graceful stop delivers and commits everything */
