@@ -186,7 +186,10 @@ static int run(const char *path) {
     int fatal = serve(path, &s, p, &sigs);
     notify_stopping();
     notify_status("stopping");
-    int unclean = pipeline_stop(p, s.shutdown_timeout_ms);
+    /* what follows the pipeline (embedded cluster, model, HTTP) takes ~1 s */
+    int budget = s.shutdown_timeout_ms > 3000 ? s.shutdown_timeout_ms - 1500
+                                              : s.shutdown_timeout_ms / 2;
+    int unclean = pipeline_stop(p, budget);
     rc = fatal ? 1 : 0;
     if (unclean) log_msg(LOG_WARN, "event=stop_incomplete note=\"uncommitted input is re-read on restart\"");
 out_broker:
