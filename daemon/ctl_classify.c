@@ -130,10 +130,15 @@ static int add_text(const Args *a, Inputs *in) {
 static int read_inputs(const Args *a, Inputs *in) {
     char *line = NULL, err[400];
     size_t cap = 0;
-    ssize_t len;
+    long len;
     int lineno = 0, rc = 0;
-    while (rc == 0 && (len = getline(&line, &cap, stdin)) > 0) {
+    while (rc == 0 && (len = json_read_line(stdin, &line, &cap, err, sizeof err)) != 0) {
         lineno++;
+        if (len < 0) {
+            fprintf(stderr, "guardctl classify: stdin line %d: %s\n", lineno, err);
+            rc = 1;
+            break;
+        }
         if (strspn(line, " \t\r\n") == (size_t)len) continue;
         if (in->n == MAX_CONVERSATIONS) {
             fprintf(stderr, "guardctl classify: more than %d conversations on stdin\n", MAX_CONVERSATIONS);

@@ -78,12 +78,12 @@ static int render_one(const PromptArgs *a, const char *text, size_t len, Prompt 
 static int run_jsonl(const PromptArgs *a) {
     char *line = NULL, err[400];
     size_t cap = 0;
-    ssize_t n;
+    long n;
     int failed = 0;
-    while ((n = getline(&line, &cap, stdin)) > 0) {
+    while ((n = json_read_line(stdin, &line, &cap, err, sizeof err)) != 0) {
         Prompt p;
         json_t *o;
-        if (render_one(a, line, (size_t)n, &p, err, sizeof err) < 0) {
+        if (n < 0 || render_one(a, line, (size_t)n, &p, err, sizeof err) < 0) {
             o = json_pack("{s:s}", "error", err);
             failed = 1;
         } else {

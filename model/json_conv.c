@@ -249,6 +249,33 @@ int categories_load(const char *path, CategoryList *out, char *err, size_t errle
     return rc;
 }
 
+long json_read_line(FILE *f, char **buf, size_t *cap, char *err, size_t errlen) {
+    size_t n = 0;
+    int c;
+    while ((c = getc(f)) != EOF) {
+        if (n + 2 > *cap) {
+            size_t nc = *cap ? *cap * 2 : 4096;
+            if (nc > JSON_CONV_MAX_BYTES + 2) nc = JSON_CONV_MAX_BYTES + 2;
+            char *nb = n + 2 > nc ? NULL : realloc(*buf, nc);
+            if (!nb) {
+                while (c != '\n' && (c = getc(f)) != EOF) {} /* skip the rest */
+                seterr(err, errlen, "input line longer than %u bytes", JSON_CONV_MAX_BYTES);
+                return -1;
+            }
+            *buf = nb;
+            *cap = nc;
+        }
+        (*buf)[n++] = (char)c;
+        if (c == '\n') break;
+    }
+    if (ferror(f)) {
+        seterr(err, errlen, "read error");
+        return -1;
+    }
+    if (*buf) (*buf)[n] = 0;
+    return (long)n;
+}
+
 int exclude_parse(const char *csv, char ***list, int *n, char *err, size_t errlen) {
     const char *p = csv;
     while (1) {

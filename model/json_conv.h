@@ -18,6 +18,7 @@
 #ifndef GUARDD_JSON_CONV_H
 #define GUARDD_JSON_CONV_H
 #include <stddef.h>
+#include <stdio.h>
 #include "conversation.h"
 
 #define JSON_CONV_MAX_BYTES (8u << 20)   /* one conversation object / category file */
@@ -44,6 +45,11 @@ void json_conv_apply_defaults(JsonConv *c, const CategoryList *file_cats,
 int categories_parse(const char *text, size_t len, CategoryList *out, char *err, size_t errlen);
 /* Reads and parses a category file. */
 int categories_load(const char *path, CategoryList *out, char *err, size_t errlen);
+
+/* Reads one line (up to and including '\n') into *buf (grown as needed, at
+ * most JSON_CONV_MAX_BYTES + 1). Returns its length, 0 at end of input, or
+ * -1 with err set for a longer line (the rest of it is skipped) or an error. */
+long json_read_line(FILE *f, char **buf, size_t *cap, char *err, size_t errlen);
 
 /* Splits "S6,S7" into codes appended to *list (count in *n). 0 or -1. */
 int exclude_parse(const char *csv, char ***list, int *n, char *err, size_t errlen);

@@ -49,6 +49,12 @@ printf '%s\n{"messages": [\n' "$user" >"$tmp/in"
 expect_error "bad JSON line" 1 "stdin line 2: bad JSON" $C
 printf '%s\n{"messages":[{"role":"assistant","content":"x"}]}\n' "$user" >"$tmp/in"
 expect_error "roles not alternating" 1 "stdin line 2: message 1 is from the assistant: roles must alternate" $C
+python3 -c 'import json; print(json.dumps({"messages":[{"role":"user","content":"x"*(9<<20)}]}))' >"$tmp/in"
+expect_error "line over 8 MB" 1 "stdin line 1: input line longer than" $C
+printf '%s\n' "$user" >>"$tmp/in"
+$G prompt --jsonl <"$tmp/in" >"$tmp/out" 2>/dev/null
+[ $? = 1 ] && [ "$(wc -l <"$tmp/out")" = 2 ] && head -1 "$tmp/out" | grep -q '"error":"input line longer' \
+    && tail -1 "$tmp/out" | grep -q '"prompt"' || fail "prompt --jsonl: long line then a good one"
 printf '{"messages":[{"role":"user","content":[{"type":"image"}]}]}\n' >"$tmp/in"
 expect_error "image part" 1 "unsupported content type" $C
 : >"$tmp/in"
