@@ -1,14 +1,14 @@
 #!/bin/sh
 # kafka_throughput.sh - events/s through Kafka (guardd, micro-batched) versus
-# guardctl classify on the same events in the same run (one batch, no Kafka).
+# guardctl classify on the same events in the same run (no Kafka).
 #
 # The same N conversation events (tests/e2e/gen_events.py, valid only) are
-# (1) classified by `guardctl classify` as one batch (its --stats "run"
-# seconds, model load excluded), then (2) sent to a guardd consuming from a
-# mock cluster in its own process (guardctl broker), timed from the first send
-# to the broker timestamp of the last of the N verdicts (model load and group
-# join excluded: a warm-up record's verdict is awaited before the clock starts). Prints both rates and
-# their ratio.
+# (1) classified by `guardctl classify` in batches of BENCH_BATCH (the sum of
+# its --stats "run" seconds, model loads excluded), then (2) sent to a guardd
+# consuming from a mock cluster in its own process (guardctl broker), timed
+# from the first send to the broker timestamp of the last of the N verdicts
+# (model load and group join excluded: a warm-up record's verdict is awaited
+# before the clock starts). Prints both rates and their ratio.
 #
 # Environment: BUILD, DEPS_DIR; GUARDD_BENCH_MODEL (default: the full-shape
 # random fixture tools/bench.sh generates), BENCH_EVENTS (default 64),
@@ -42,11 +42,16 @@ per_key=$(( (N + 3) / 4 ))
 cat "$tmp/ev"/b-k*.jsonl | head -n "$N" >"$tmp/all.jsonl"
 N=$(wc -l <"$tmp/all.jsonl")
 
-# (1) guardctl classify: one batch, no Kafka
-"$C" classify --model "$MODEL" --threads "$THREADS" --stats <"$tmp/all.jsonl" \
-    >/dev/null 2>"$tmp/classify.stats"
-cls_s=$(sed -n 's/.*, run \([0-9.]*\) s,.*/\1/p' "$tmp/classify.stats")
-[ -n "$cls_s" ] || { cat "$tmp/classify.stats"; exit 1; }
+# (1) guardctl classify, no Kafka, in batches of the same size guardd uses
+# (sum of the --stats "run" seconds: model loads excluded)
+split -l "$BATCH" "$tmp/all.jsonl" "$tmp/chunk."
+cls_s=0
+for f in "$tmp"/chunk.*; do
+    "$C" classify --model "$MODEL" --threads "$THREADS" --stats <"$f" >/dev/null 2>"$tmp/classify.stats"
+    s=$(sed -n 's/.*, run \([0-9.]*\) s,.*/\1/p' "$tmp/classify.stats")
+    [ -n "$s" ] || { cat "$tmp/classify.stats"; exit 1; }
+    cls_s=$("$PY" -c "print($cls_s + $s)")
+done
 
 # (2) guardd through Kafka
 "$C" broker --brokers 1 --partitions 4 \
@@ -98,7 +103,7 @@ n, cls_s, t0, batch = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), 
 ts = [json.loads(l)["timestamp"] for l in open(sys.argv[5])
       if str(json.loads(l)["value"].get("id", "")).startswith("ok-b-")]
 k_s = max(ts) / 1000.0 - t0
-print(f"kafka_throughput: guardctl classify (one batch, no Kafka): {n} events in {cls_s:.2f} s = {n / cls_s:.2f} events/s")
+print(f"kafka_throughput: guardctl classify (batches of <= {batch}, no Kafka): {n} events in {cls_s:.2f} s = {n / cls_s:.2f} events/s")
 print(f"kafka_throughput: guardd via Kafka (micro-batches of <= {batch}): "
       f"{n} events in {k_s:.2f} s = {n / k_s:.2f} events/s")
 print(f"kafka_throughput: Kafka path / classify = {cls_s / k_s:.2f}")
