@@ -3,12 +3,17 @@
  *
  *   guardctl prompt [--role auto|user|agent] [--categories FILE]
  *                   [--exclude S6,S7] [--jsonl] [--split]
+ *                   [--tokens [--tokenizer FILE]]
  *
  * Default: stdin holds one conversation object (json_conv.h), stdout gets the
  * prompt bytes, nothing else. --split prints a line "PREFIX_LEN N" to stderr
  * too. --jsonl: one conversation object per input line, one JSON object per
  * output line, {"prompt": "...", "prefix_len": N, "role": "user"|"agent"} or
  * {"error": "..."}; all lines are processed, the exit code is 1 if any failed.
+ * --tokens (single mode): instead of the text, its token ids as the
+ * classifier feeds them (template specials as special ids, all other text
+ * plain), space-separated, with " | " where the shared prefix ends; the
+ * tokenizer is FILE or $GUARDD_TOKENIZER.
  * The conversation's own "categories" win over --categories; --exclude adds
  * to its "exclude".
  */
@@ -25,12 +30,13 @@ typedef struct {
     CategoryList file_cats;
     char **exclude;
     int n_exclude;
-    int jsonl, split;
+    int jsonl, split, tokens;
+    const char *tokenizer;
 } PromptArgs;
 
 static int usage(void) {
     fprintf(stderr, "usage: guardctl prompt [--role auto|user|agent] [--categories FILE] "
-                    "[--exclude S6,S7] [--jsonl] [--split] < conversation.json\n");
+                    "[--exclude S6,S7] [--jsonl] [--split] [--tokens [--tokenizer FILE]] < conversation.json\n");
     return 2;
 }
 
@@ -40,6 +46,8 @@ static int parse_args(int argc, char **argv, PromptArgs *a) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(o, "--jsonl")) { a->jsonl = 1; continue; }
         if (!strcmp(o, "--split")) { a->split = 1; continue; }
+        if (!strcmp(o, "--tokens")) { a->tokens = 1; continue; }
+        if (!strcmp(o, "--tokenizer") && v) { a->tokenizer = v; i++; continue; }
         if (!v || (strcmp(o, "--role") && strcmp(o, "--categories") && strcmp(o, "--exclude"))) {
             fprintf(stderr, "guardctl prompt: unknown option or missing value: %s\n", o);
             return usage();
@@ -100,6 +108,26 @@ static int run_jsonl(const PromptArgs *a) {
     return failed;
 }
 
+static int print_tokens(const PromptArgs *a, const Prompt *p) {
+    char err[400];
+    const char *path = a->tokenizer ? a->tokenizer : getenv("GUARDD_TOKENIZER");
+    if (!path) {
+        fprintf(stderr, "guardctl prompt: --tokens needs --tokenizer FILE or $GUARDD_TOKENIZER\n");
+        return -1;
+    }
+    Tokenizer *t = tokenizer_load(path, err, sizeof err);
+    TokenVec pre = {0}, rest = {0};
+    int rc = t ? prompt_tokenize(t, p, &pre, &rest, err, sizeof err) : -1;
+    if (rc < 0) fprintf(stderr, "guardctl prompt: %s\n", err);
+    for (size_t i = 0; rc == 0 && i < pre.n; i++) printf("%s%d", i ? " " : "", pre.ids[i]);
+    for (size_t i = 0; rc == 0 && i < rest.n; i++) printf("%s%d", i ? " " : " | ", rest.ids[i]);
+    if (rc == 0) printf("\n");
+    tokvec_free(&pre);
+    tokvec_free(&rest);
+    tokenizer_free(t);
+    return rc;
+}
+
 static int run_single(const PromptArgs *a) {
     char err[400];
     size_t cap = JSON_CONV_MAX_BYTES + 1;
@@ -117,10 +145,11 @@ static int run_single(const PromptArgs *a) {
         fprintf(stderr, "guardctl prompt: %s\n", err);
         return 1;
     }
-    fwrite(p.text, 1, p.len, stdout);
+    if (a->tokens) rc = print_tokens(a, &p);
+    else fwrite(p.text, 1, p.len, stdout);
     if (a->split) fprintf(stderr, "PREFIX_LEN %zu\n", p.prefix_len);
     prompt_free(&p);
-    return 0;
+    return rc < 0 ? 1 : 0;
 }
 
 int ctl_prompt(int argc, char **argv) {

@@ -126,5 +126,18 @@ cmp -s "$tmp/p.txt" tests/reference/prompt/rendered_a_user_only.txt && fail "cus
 printf '{"messages":[{"role":"user","content":"What is the recipe for mayonnaise?"}]}' | $G prompt \
     | cmp -s - tests/reference/prompt/rendered_a_user_only.txt || fail "prompt (a) not byte-exact"
 
+# --tokens: the ids of (a) as published in rendered_token_ids.json, prefix marked
+printf '{"messages":[{"role":"user","content":"What is the recipe for mayonnaise?"}]}' \
+    | $G prompt --tokens --tokenizer "$T" >"$tmp/ids" || fail "prompt --tokens"
+python3 - "$tmp/ids" tests/reference/prompt/rendered_token_ids.json <<'PY' || fail "prompt --tokens ids"
+import json, sys
+line = open(sys.argv[1]).read().strip()
+prefix, rest = line.split(" | ")
+want = json.load(open(sys.argv[2]))["rendered_a_user_only.txt"]
+got = [int(x) for x in (prefix + " " + rest).split()]
+assert got == want, (got[:20], want[:20])
+assert rest.split()[0] == "1502", rest[:40]   # the conversation starts at "User"
+PY
+
 [ $fails = 0 ] && echo "t_classify_cli: OK"
 [ $fails = 0 ]
