@@ -211,6 +211,50 @@ static ClassifyJob *prepare(Pipeline *p, ConversationEvent *ev, Policy *pol,
     return classifier_prepare(p->clf, &req, err, errlen);
 }
 
+/* Decodes and prepares m. NULL, with *reason and msg set, when the record
+ * belongs on the DLQ instead. */
+static Item *build_item(Pipeline *p, const rd_kafka_message_t *m, const char *topic,
+                        const char **reason, char *msg, size_t msglen) {
+    Item *it = calloc(1, sizeof *it);
+    if (!it || !(it->topic = strdup(topic))) {
+        free(it);
+        *reason = "internal_error";
+        snprintf(msg, msglen, "out of memory");
+        return NULL;
+    }
+    if (event_decode(m->payload ? m->payload : "", m->len, &p->limits, &it->ev, reason,
+                     msg, msglen) < 0) {
+        if (!*reason) *reason = "invalid";
+        item_free(it);
+        return NULL;
+    }
+    it->policy = policy_get(p);
+    it->job = prepare(p, &it->ev, it->policy, msg, msglen);
+    if (!it->job) {
+        /* the classifier enforces limits.max_prompt_tokens ("prompt is N tokens...") */
+        *reason = strncmp(msg, "prompt is ", 10) ? "invalid_conversation" : "prompt_too_long";
+        item_free(it);
+        return NULL;
+    }
+    it->partition = m->partition;
+    it->offset = m->offset;
+    rd_kafka_timestamp_type_t tt;
+    it->ts_ms = rd_kafka_message_timestamp(m, &tt);
+    if (m->key_len) {
+        if (!(it->key = malloc(m->key_len))) {
+            *reason = "internal_error";
+            snprintf(msg, msglen, "out of memory");
+            item_free(it);
+            return NULL;
+        }
+        memcpy(it->key, m->key, m->key_len);
+        it->keylen = m->key_len;
+    }
+    it->hdrs = headers_select(p, m);
+    it->node.tokens = classify_job_new_tokens(it->job);
+    return it;
+}
+
 static void handle_record(Pipeline *p, const rd_kafka_message_t *m) {
     const char *topic = rd_kafka_topic_name(m->rkt);
     uint32_t gen;
@@ -222,42 +266,15 @@ static void handle_record(Pipeline *p, const rd_kafka_message_t *m) {
     }
     atomic_fetch_add(&p->consumed, 1);
     metrics_event_consumed(topic);
-    EventSource src = {topic, m->partition, m->offset};
     const char *reason = NULL;
     char msg[512];
-    Item *it = calloc(1, sizeof *it);
-    if (!it || !(it->topic = strdup(topic))) {
-        free(it);
-        to_dlq(p, m, &src, gen, "internal_error", "out of memory");
+    Item *it = build_item(p, m, topic, &reason, msg, sizeof msg);
+    if (!it) {
+        EventSource src = {topic, m->partition, m->offset};
+        to_dlq(p, m, &src, gen, reason, msg);
         return;
     }
-    if (event_decode(m->payload ? m->payload : "", m->len, &p->limits, &it->ev, &reason,
-                     msg, sizeof msg) < 0) {
-        free(it->topic);
-        free(it);
-        to_dlq(p, m, &src, gen, reason ? reason : "invalid", msg);
-        return;
-    }
-    it->policy = policy_get(p);
-    it->job = prepare(p, &it->ev, it->policy, msg, sizeof msg);
-    if (!it->job) {
-        /* the classifier enforces limits.max_prompt_tokens ("prompt is N tokens...") */
-        item_free(it);
-        to_dlq(p, m, &src, gen, strncmp(msg, "prompt is ", 10) ? "invalid_conversation"
-                                                               : "prompt_too_long", msg);
-        return;
-    }
-    it->partition = m->partition;
-    it->offset = m->offset;
     it->gen = gen;
-    rd_kafka_timestamp_type_t tt;
-    it->ts_ms = rd_kafka_message_timestamp(m, &tt);
-    if (m->key_len && (it->key = malloc(m->key_len))) {
-        memcpy(it->key, m->key, m->key_len);
-        it->keylen = m->key_len;
-    }
-    it->hdrs = headers_select(p, m);
-    it->node.tokens = classify_job_new_tokens(it->job);
     queue_push(&p->queue, &it->node);
     metrics_queue_depth(queue_depth(&p->queue));
 }
