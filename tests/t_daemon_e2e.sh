@@ -6,7 +6,8 @@
 #   A. 1,000 mixed events (valid, schema violations, oversize, raw non-msgpack
 #      bytes) over 8 keys and 4 partitions: every input gets exactly one output
 #      after dropping repeats by record_id, invalid ones only on the DLQ, verdict
-#      fields present, keys and the traceparent header kept, per-key order kept.
+#      fields present (category_scores labelled with the event's active
+#      categories), keys and the traceparent header kept, per-key order kept.
 #   B. kill -9 of guardd mid-stream, three times, restarting each time: every
 #      input offset still gets its output.
 #   C. a second guardd joins the group: the partitions are split; SIGTERM to the
@@ -67,6 +68,7 @@ kafka = {
   properties = ( ("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500") );
 };
 model = { path = "$MODEL"; threads = 1; };
+policy = { category_scores = true; };
 batch = { max_events = 8; max_wait_ms = 10; queue_capacity = 32; };
 limits = { max_event_bytes = 65536; max_message_bytes = 4096; };
 metrics = { listen = "127.0.0.1:0"; };
@@ -112,7 +114,8 @@ for j in $(seq 1 24); do    # 24 records that are not msgpack at all
     printf '\223\001garbage %s' "$j" | "$C" send --brokers "$B" --topic conversations \
         --key "a-raw" --raw >/dev/null 2>>"$logs/send.log" || fail "raw send"
 done
-check --expect-inputs 1000 --timeout 120 --full --header traceparent || fail "A: outputs"
+check --expect-inputs 1000 --timeout 120 --full --header traceparent --category-scores \
+    || fail "A: outputs"
 port=$(sed -n 's/.*event=metrics_listening port=\([0-9]*\).*/\1/p' "$logs/g1.log")
 "$PY" tests/e2e/scrape.py "$port" 1000 129 || fail "A: metrics"
 
@@ -177,7 +180,7 @@ kill -HUP "$G2"
 wait_log "$logs/g2.log" "event=reload_failed" 10
 kill -0 "$G2" || fail "R: guardd died on a bad reload"
 # the random tiny model's P(unsafe) is far below 0.5: from now on all safe
-sed 's/^model = {/policy = { threshold = 0.5; };\nmodel = {/' "$tmp/good.conf" >"$tmp/guardd.conf"
+sed 's/^policy = {/policy = { threshold = 0.5;/' "$tmp/good.conf" >"$tmp/guardd.conf"
 kill -HUP "$G2"
 wait_log "$logs/g2.log" "event=reloaded threshold=0.5" 10
 "$PY" tests/e2e/gen_events.py "$tmp/r" r 1 20 --valid-only >/dev/null

@@ -4,6 +4,7 @@ nothing was lost (at-least-once) and that every output is well formed.
 
   check_outputs.py --guardctl G --brokers B [--input T --allow A --deny D --dlq Q]
                    [--expect-inputs N] [--timeout S] [--full] [--header NAME]
+                  [--category-scores]
 
 Re-reads all four topics (guardctl tail, from the beginning) until every input
 record (partition, offset) has at least one output record whose record_id is
@@ -14,6 +15,8 @@ record_id (allowed after crashes) agree on topic and verdict; keys are kept.
 and nowhere else, valid ones ("ok-*") get a verdict on allow (safe) or deny
 (unsafe) with every schema field present and sane, metadata echoed, header
 NAME copied, and per key the outputs follow the input order.
+--category-scores: each verdict has category_scores for exactly the event's
+active codes (its own list or S1..S13, minus excluded ones).
 Prints a one-line JSON summary on success.
 """
 import argparse
@@ -107,6 +110,14 @@ def check_verdict(rid, inp, v, topic, a):
     for c in v["categories"]:
         if not c.get("code"):
             fail(f"verdict {rid} category without code: {c}")
+    if a.category_scores:
+        ev = inp["value"]
+        codes = list(ev["categories"]) if ev.get("categories") else [f"S{i}" for i in range(1, 14)]
+        want = [c for c in codes if c not in ev.get("exclude", [])]
+        got = v.get("category_scores")
+        if not isinstance(got, dict) or sorted(got) != sorted(want) or \
+                not all(0.0 <= x <= 1.0 for x in got.values()):
+            fail(f"verdict {rid} category_scores {got!r}, expected codes {want}")
     if inp["value"].get("metadata") != v["metadata"]:
         fail(f"verdict {rid} metadata {v['metadata']!r} != {inp['value'].get('metadata')!r}")
 
@@ -163,6 +174,7 @@ def main():
     ap.add_argument("--read-ms", type=int, default=2500)
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--header")
+    ap.add_argument("--category-scores", action="store_true")
     a = ap.parse_args()
     deadline = time.time() + a.timeout
     while True:
