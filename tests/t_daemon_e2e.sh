@@ -76,6 +76,14 @@ log = { level = "info"; };
 shutdown_timeout_ms = 10000;
 EOF
 "$G" --check-config "$tmp/guardd.conf" || fail "test config rejected"
+"$G" --version | grep -q '^guardd [0-9]' || fail "guardd --version"
+echo 'kafka = { brokers = 42; };' >"$tmp/bad.conf"
+rc=0; "$G" --check-config "$tmp/bad.conf" 2>"$tmp/bad.err" || rc=$?
+[ $rc -ne 0 ] && grep -q "bad.conf:1" "$tmp/bad.err" || fail "a bad config must be refused with FILE:LINE"
+rc=0; "$G" --config "$tmp/bad.conf" 2>/dev/null || rc=$?
+[ $rc -ne 0 ] || fail "guardd started with a bad config"
+rc=0; "$G" --bogus 2>/dev/null || rc=$?
+[ $rc -eq 2 ] || fail "unknown option: exit $rc, want 2"
 
 # ---- helpers ------------------------------------------------------------------
 n_guardd=0
