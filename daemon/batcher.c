@@ -10,6 +10,7 @@
  */
 #include "pipeline_int.h"
 #include <stdlib.h>
+#include <unistd.h>
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -29,7 +30,8 @@ static int keep_current(Pipeline *p, Item **items, int n) {
 }
 
 static void engine_failed(Pipeline *p, Item **items, int n, const char *err) {
-    log_msg(LOG_ERROR, "event=inference_failed batch=%d error=\"%s\"", n, err);
+    char q[600];
+    log_msg(LOG_ERROR, "event=inference_failed batch=%d error=%s", n, log_quote(err, q, sizeof q));
     for (int i = 0; i < n; i++) {
         Item *it = items[i];
         EventSource src = {it->topic, it->partition, it->offset};
@@ -91,8 +93,12 @@ void *batcher_main(void *arg) {
             if (nn) { nodes = nn; cap = pol->max_events; }
         }
         int max = pol->max_events < cap ? pol->max_events : cap;
-        int n = cap ? queue_take_batch(&p->queue, nodes, max, pol->max_tokens,
-                                       pol->max_wait_ms, IDLE_MS) : 0;
+        if (max < 1) {      /* no memory for even one slot: wait, try again */
+            policy_put(pol);
+            usleep(IDLE_MS * 1000);
+            continue;
+        }
+        int n = queue_take_batch(&p->queue, nodes, max, pol->max_tokens, pol->max_wait_ms, IDLE_MS);
         metrics_queue_depth(queue_depth(&p->queue));
         if (n == 0 && atomic_load(&p->drain)) atomic_store(&p->stop_infer, 1);
         n = keep_current(p, (Item **)nodes, n);
