@@ -306,12 +306,16 @@ static void deliver_all(Pipeline *p, double deadline) {
     }
 }
 
-/* Commits the final progress and waits for the coordinator's answer. */
+/* Commits the final progress and waits for the coordinator's answer; a
+ * failed commit is tried again (a few times, within the deadline). */
 static void final_commit(Pipeline *p, double deadline) {
-    consumer_commit_progress(p);
-    while (atomic_load(&p->commits_inflight) > 0 && ms_left(deadline) > 0) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 50);
-        if (m) rd_kafka_message_destroy(m);   /* not tracked: re-read by the next owner */
+    for (int attempt = 0; attempt < 3 && ms_left(deadline) > 0; attempt++) {
+        consumer_commit_progress(p);
+        if (atomic_load(&p->commits_inflight) == 0) break;  /* nothing (more) to commit */
+        while (atomic_load(&p->commits_inflight) > 0 && ms_left(deadline) > 0) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, 50);
+            if (m) rd_kafka_message_destroy(m);   /* not tracked: re-read by the next owner */
+        }
     }
 }
 
