@@ -297,7 +297,7 @@ void *consumer_main(void *arg) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, POLL_MS);
         if (m) handle_message(p, m);
         rd_kafka_poll(p->producer, 0);      /* delivery reports -> tracker */
-        out_retry_due(p, 0);
+        out_retry_due(p);
         flow_control(p);
         double now = queue_now();
         if (now - p->last_commit >= COMMIT_INTERVAL_S) {

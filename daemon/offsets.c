@@ -107,12 +107,6 @@ void offsets_revoke(OffsetTracker *t, const char *topic, int32_t partition) {
     pthread_mutex_unlock(&t->mu);
 }
 
-void offsets_revoke_all(OffsetTracker *t) {
-    pthread_mutex_lock(&t->mu);
-    while (t->n > 0) remove_part(t, t->n - 1);
-    pthread_mutex_unlock(&t->mu);
-}
-
 static Entry *at(Part *p, int i) { return &p->ring[(p->head + i) % p->cap]; }
 
 static int grow(Part *p) {

@@ -28,7 +28,6 @@ void offsets_free(OffsetTracker *t);
 uint32_t offsets_assign(OffsetTracker *t, const char *topic, int32_t partition);
 /* Forgets a partition: later acks for it are ignored, it yields no commits. */
 void offsets_revoke(OffsetTracker *t, const char *topic, int32_t partition);
-void offsets_revoke_all(OffsetTracker *t);
 
 /* Registers a consumed record. Returns 1 (tracked; *gen set), 0 when the
  * offset is not above the last one tracked for the partition (a repeat: the

@@ -297,7 +297,7 @@ static int ms_left(double deadline) {
 /* Serves delivery reports and retries until nothing is in flight. */
 static void deliver_all(Pipeline *p, double deadline) {
     while (ms_left(deadline) > 0) {
-        out_retry_due(p, 0);
+        out_retry_due(p);
         rd_kafka_flush(p->producer, ms_left(deadline) < 100 ? ms_left(deadline) : 100);
         pthread_mutex_lock(&p->retry_mu);
         int retries = p->retry_head != NULL;

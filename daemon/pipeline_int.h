@@ -98,7 +98,7 @@ rd_kafka_headers_t *headers_select(Pipeline *p, const rd_kafka_message_t *m);
 /* Produces ob (takes ownership); on a local failure it joins the retry list. */
 void out_send(Pipeline *p, Outbound *ob);
 /* Sends the retry list's due records again (consumer thread). */
-void out_retry_due(Pipeline *p, int all);
+void out_retry_due(Pipeline *p);
 /* Drops what is still waiting for a retry (shutdown). Returns the count. */
 int out_abandon_retries(Pipeline *p);
 void out_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);

@@ -77,13 +77,13 @@ static int still_ours(Pipeline *p, const Outbound *ob) {
     return offsets_is_current(p->offsets, ob->src_topic, ob->partition, ob->gen);
 }
 
-void out_retry_due(Pipeline *p, int all) {
+void out_retry_due(Pipeline *p) {
     double now = queue_now();
     Outbound *due = NULL;
     pthread_mutex_lock(&p->retry_mu);
     for (Outbound **pp = &p->retry_head; *pp;) {
         Outbound *ob = *pp;
-        if (all || ob->retry_at <= now) {
+        if (ob->retry_at <= now) {
             *pp = ob->next;
             ob->next = due;
             due = ob;

@@ -78,12 +78,6 @@ int queue_paused(EventQueue *q) {
     return p;
 }
 
-void queue_set_paused(EventQueue *q, int paused) {
-    pthread_mutex_lock(&q->mu);
-    q->paused = paused;
-    pthread_mutex_unlock(&q->mu);
-}
-
 static struct timespec abs_after(double now, double secs) {
     double t = now + (secs > 0 ? secs : 0);
     struct timespec ts;

@@ -55,8 +55,6 @@ void queue_close(EventQueue *q);
 /* Given the records awaiting acks, decides pause/resume and remembers it. */
 FlowAction queue_flow(EventQueue *q, long pending);
 int queue_paused(EventQueue *q);
-/* Forgets the paused state (after a rebalance replaced the assignment). */
-void queue_set_paused(EventQueue *q, int paused);
 
 /* Waits up to idle_ms for a first item, then fills as described above.
  * Returns the number of items put in out[0..max_events-1]. */
