@@ -134,6 +134,13 @@ static int serve(const char *path, Settings *s, Pipeline *p, const sigset_t *sig
     }
 }
 
+/* 1 if SIGTERM or SIGINT arrived (they are blocked, so they wait as pending). */
+static int stop_pending(void) {
+    sigset_t pend;
+    sigpending(&pend);
+    return sigismember(&pend, SIGTERM) || sigismember(&pend, SIGINT);
+}
+
 static int run(const char *path) {
     Settings s;
     char err[1024], q[1100];
@@ -172,6 +179,12 @@ static int run(const char *path) {
         log_msg(LOG_INFO, "event=metrics_listening port=%d", metrics_http_port());
     Classifier *clf = open_model(&s);
     if (!clf) goto out;
+    if (stop_pending()) {   /* asked to stop while the model loaded: no Kafka at all */
+        log_msg(LOG_INFO, "event=stopping when=model_loaded");
+        notify_stopping();
+        rc = 0;
+        goto out_model;
+    }
     const char *brokers = s.brokers;
     if (!strcmp(s.brokers, "embedded")) {
         if (!(mb = start_embedded(&s))) goto out_model;
