@@ -16,7 +16,9 @@
  *   attention = 4*head_dim*n_heads*n_layers * sum over queries of keys seen
  * where P_layers = all per-layer weight elements (q,k,v,o,gate,up,down), T =
  * B*L. Ratio = executed GFLOPS / sgemm GFLOPS. Every timing is the best of
- * --reps runs after one warm-up run. Last line: peak RSS.
+ * --reps runs after one warm-up run; the sgemm rate is measured before the
+ * model loads and again after the prefill runs, and the better of the two is
+ * the reference, so a busy moment cannot flatter the ratio. Last line: peak RSS.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,6 +125,9 @@ int main(int argc, char **argv) {
     printf("model %s: %d layers, dim %d, vocab %d; load %.2f s (%.2f GB f32)\n", m->name,
            m->cfg.n_layers, m->cfg.dim, m->cfg.vocab_size, m->load_seconds, m->weight_bytes / 1e9);
     Transformer *t = transformer_new(m, threads);
+    typedef struct { int B, L; double secs; } Row;
+    Row rows[32];
+    int n_rows = 0;
     if (!t) { fprintf(stderr, "bench_prefill: transformer_new failed\n"); return 1; }
     for (const char *p = batches; *p;) {
         int B, L, used;
@@ -131,13 +136,17 @@ int main(int argc, char **argv) {
             return 2;
         }
         p += used + (p[used] == ',');
-        double secs = bench_prefill(t, m, B, L, reps);
-        Flops f = count_flops(&m->cfg, B, L);
-        double gf = f.executed / secs / 1e9;
+        if (n_rows < 32) rows[n_rows++] = (Row){B, L, bench_prefill(t, m, B, L, reps)};
+    }
+    double again = bench_sgemm(reps + 2);
+    printf("sgemm again after the prefill runs: %.1f GFLOPS\n", again);
+    if (again > sgemm) sgemm = again;
+    for (int i = 0; i < n_rows; i++) {
+        Flops f = count_flops(&m->cfg, rows[i].B, rows[i].L);
+        double secs = rows[i].secs, gf = f.executed / secs / 1e9;
         printf("prefill %2dx%-3d %6.3f s  %7.1f tokens/s  %6.1f GFLOPS executed (ratio %.2f), "
-               "%6.1f nominal (ratio %.2f)\n", B, L, secs, B * L / secs, gf, gf / sgemm,
-               f.nominal / secs / 1e9, f.nominal / secs / 1e9 / sgemm);
-        fflush(stdout);
+               "%6.1f nominal (ratio %.2f)\n", rows[i].B, rows[i].L, secs, rows[i].B * rows[i].L / secs,
+               gf, gf / sgemm, f.nominal / secs / 1e9, f.nominal / secs / 1e9 / sgemm);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
