@@ -12,7 +12,14 @@ PKGS="build-essential pkg-config git ca-certificates curl
 librdkafka-dev libmsgpack-dev libconfig-dev libblis-dev libblis-openmp-dev libsystemd-dev
 check libpcre2-dev libjansson-dev libmicrohttpd-dev
 python3 python3-numpy python3-jinja2 python3-msgpack python3-jsonschema
-nodejs npm prometheus systemd procps netcat-openbsd"
+prometheus systemd procps"
+
+# Node.js and npm drive the independent-client Kafka tests. Debian's packages
+# are used only when the machine has no node/npm yet: a Node.js installed from
+# another source (e.g. one that bundles its own npm) conflicts with Debian's
+# npm package and apt would refuse the whole install.
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 
 missing=""
 for p in $PKGS; do
