@@ -47,7 +47,7 @@ out=$(systemd-analyze verify "$tmp/bad/guardd.service" 2>&1 || true)
 echo "$out" | grep -q ProtectSytem || fail "verify did not notice a misspelt key (test is blind)"
 
 # The lifecycle settings guardd's notify code relies on.
-for want in 'Type=notify' 'NotifyAccess=main' 'WatchdogSec=30' 'Restart=on-failure' \
+for want in 'Type=notify' 'NotifyAccess=main' 'WatchdogSec=120' 'Restart=on-failure' \
             'ExecReload=/bin/kill -HUP $MAINPID' 'MemoryDenyWriteExecute=yes' \
             'RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX' 'CapabilityBoundingSet=' \
             'ProtectSystem=strict' 'UMask=0077' 'User=guardd'; do
