@@ -6,6 +6,7 @@
  * rd_kafka_poll/rd_kafka_flush in the caller's thread, so the counters need
  * no locking.
  */
+#include "../model/errmsg.h"
 #include "kafka_util.h"
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,15 +14,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* One rule for what is secret, shared with the settings dump (settings.c). */
 int kafka_prop_is_secret(const char *key) {
@@ -32,18 +24,18 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
                    char *err, size_t errlen) {
     char e[512];
     if (!conf || !key || !*key || !value) {
-        set_err(err, errlen, "kafka property '%s': missing name or value", key ? key : "");
+        errmsg(err, errlen, "kafka property '%s': missing name or value", key ? key : "");
         return -1;
     }
     rd_kafka_conf_res_t r = rd_kafka_conf_set(conf, key, value, e, sizeof e);
     if (r == RD_KAFKA_CONF_OK) return 0;
     if (r == RD_KAFKA_CONF_UNKNOWN)
-        set_err(err, errlen, "kafka property '%s': unknown property", key);
+        errmsg(err, errlen, "kafka property '%s': unknown property", key);
     else if (kafka_prop_is_secret(key))
         /* librdkafka's message may quote the value: never pass it on. */
-        set_err(err, errlen, "kafka property '%s': invalid value (not shown)", key);
+        errmsg(err, errlen, "kafka property '%s': invalid value (not shown)", key);
     else
-        set_err(err, errlen, "kafka property '%s': %s", key, e);
+        errmsg(err, errlen, "kafka property '%s': %s", key, e);
     return -1;
 }
 
@@ -82,9 +74,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 
 KafkaProducer *kafka_producer_new(const char *brokers, const KafkaProp *props, int n_props,
                                   char *err, size_t errlen) {
-    if (!brokers || !*brokers) { set_err(err, errlen, "no brokers given"); return NULL; }
+    if (!brokers || !*brokers) { errmsg(err, errlen, "no brokers given"); return NULL; }
     KafkaProducer *p = calloc(1, sizeof *p);
-    if (!p) { set_err(err, errlen, "out of memory"); return NULL; }
+    if (!p) { errmsg(err, errlen, "out of memory"); return NULL; }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     /* Our defaults first so props can override them. */
     if (kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) < 0 ||
@@ -98,7 +90,7 @@ KafkaProducer *kafka_producer_new(const char *brokers, const KafkaProp *props, i
     rd_kafka_conf_set_opaque(conf, p);
     char e[512];
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
-    if (!p->rk) { set_err(err, errlen, "cannot create producer: %s", e); goto fail; }
+    if (!p->rk) { errmsg(err, errlen, "cannot create producer: %s", e); goto fail; }
     return p;
 fail:
     rd_kafka_conf_destroy(conf);
@@ -118,7 +110,7 @@ static rd_kafka_headers_t *make_headers(const KafkaHeader *hdrs, int n) {
 int kafka_producer_send(KafkaProducer *p, const char *topic, int32_t partition,
                         const void *key, size_t keylen, const void *value, size_t len,
                         const KafkaHeader *hdrs, int n_hdrs, char *err, size_t errlen) {
-    if (!p || !topic || !*topic) { set_err(err, errlen, "no topic given"); return -1; }
+    if (!p || !topic || !*topic) { errmsg(err, errlen, "no topic given"); return -1; }
     rd_kafka_resp_err_t e;
     /* A full local queue is transient: serve delivery reports and retry (~60 s). */
     for (int tries = 0;; tries++) {
@@ -133,7 +125,7 @@ int kafka_producer_send(KafkaProducer *p, const char *topic, int32_t partition,
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= 600) break;
         rd_kafka_poll(p->rk, 100);
     }
-    set_err(err, errlen, "cannot produce to %s: %s", topic, rd_kafka_err2str(e));
+    errmsg(err, errlen, "cannot produce to %s: %s", topic, rd_kafka_err2str(e));
     return -1;
 }
 
@@ -142,8 +134,8 @@ int kafka_producer_flush(KafkaProducer *p, int timeout_ms, char *err, size_t err
     rd_kafka_flush(p->rk, timeout_ms);
     int left = rd_kafka_outq_len(p->rk);
     long failed = p->failed_since_flush;
-    if (failed) set_err(err, errlen, "%ld message(s) failed; first: %s", failed, p->first_err);
-    else if (left) set_err(err, errlen, "%d message(s) not delivered within %d ms", left, timeout_ms);
+    if (failed) errmsg(err, errlen, "%ld message(s) failed; first: %s", failed, p->first_err);
+    else if (left) errmsg(err, errlen, "%d message(s) not delivered within %d ms", left, timeout_ms);
     p->failed_since_flush = 0;
     p->first_err[0] = 0;
     return (int)failed + left;
@@ -187,13 +179,13 @@ static int partitions_once(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int timeout_ms
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
     if (e) {
-        set_err(err, errlen, "metadata for %s: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(e));
+        errmsg(err, errlen, "metadata for %s: %s", rd_kafka_topic_name(rkt), rd_kafka_err2str(e));
         return e == RD_KAFKA_RESP_ERR__TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT ? 0 : -1;
     }
     int n = 0;
     if (md->topic_cnt == 1) {
         if (md->topics[0].err)
-            set_err(err, errlen, "topic %s: %s", rd_kafka_topic_name(rkt),
+            errmsg(err, errlen, "topic %s: %s", rd_kafka_topic_name(rkt),
                     rd_kafka_err2str(md->topics[0].err));
         else
             n = md->topics[0].partition_cnt;
@@ -204,12 +196,12 @@ static int partitions_once(rd_kafka_t *rk, rd_kafka_topic_t *rkt, int timeout_ms
 
 int kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
                            char *err, size_t errlen) {
-    if (!rk || !topic || !*topic) { set_err(err, errlen, "no topic given"); return -1; }
+    if (!rk || !topic || !*topic) { errmsg(err, errlen, "no topic given"); return -1; }
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (!rkt) { set_err(err, errlen, "bad topic '%s'", topic); return -1; }
+    if (!rkt) { errmsg(err, errlen, "bad topic '%s'", topic); return -1; }
     long deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int n;
-    set_err(err, errlen, "topic %s: not found within %d ms", topic, timeout_ms);
+    errmsg(err, errlen, "topic %s: not found within %d ms", topic, timeout_ms);
     for (;;) {
         long left = deadline - now_ms();
         n = partitions_once(rk, rkt, left > 1000 ? 1000 : (left > 100 ? (int)left : 100),
@@ -224,7 +216,7 @@ int kafka_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms,
 rd_kafka_t *kafka_reader_new(const char *brokers, const KafkaProp *props, int n_props,
                              const char *topic, int64_t start_offset, int timeout_ms,
                              char *err, size_t errlen) {
-    if (!brokers || !*brokers) { set_err(err, errlen, "no brokers given"); return NULL; }
+    if (!brokers || !*brokers) { errmsg(err, errlen, "no brokers given"); return NULL; }
     char group[64], e[512];
     snprintf(group, sizeof group, "guardd-reader-%ld-%ld", (long)getpid(), now_ms());
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -244,7 +236,7 @@ rd_kafka_t *kafka_reader_new(const char *brokers, const KafkaProp *props, int n_
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, e, sizeof e);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        set_err(err, errlen, "cannot create consumer: %s", e);
+        errmsg(err, errlen, "cannot create consumer: %s", e);
         return NULL;
     }
     int n = kafka_topic_partitions(rk, topic, timeout_ms, err, errlen);
@@ -255,7 +247,7 @@ rd_kafka_t *kafka_reader_new(const char *brokers, const KafkaProp *props, int n_
     rd_kafka_resp_err_t ae = rd_kafka_assign(rk, tp);
     rd_kafka_topic_partition_list_destroy(tp);
     if (ae) {
-        set_err(err, errlen, "cannot assign %s: %s", topic, rd_kafka_err2str(ae));
+        errmsg(err, errlen, "cannot assign %s: %s", topic, rd_kafka_err2str(ae));
         rd_kafka_destroy(rk);
         return NULL;
     }
@@ -274,18 +266,18 @@ int kafka_prop_parse(const char *kv, KafkaProp **props, int *n, char *err, size_
     const char *eq = kv ? strchr(kv, '=') : NULL;
     if (!eq || eq == kv) {
         /* Never echo the argument: it may carry a secret value. */
-        set_err(err, errlen, "kafka property: expected NAME=VALUE");
+        errmsg(err, errlen, "kafka property: expected NAME=VALUE");
         return -1;
     }
-    if (*n >= 1024) { set_err(err, errlen, "too many properties"); return -1; }
+    if (*n >= 1024) { errmsg(err, errlen, "too many properties"); return -1; }
     KafkaProp *np = realloc(*props, (size_t)(*n + 1) * sizeof *np);
-    if (!np) { set_err(err, errlen, "out of memory"); return -1; }
+    if (!np) { errmsg(err, errlen, "out of memory"); return -1; }
     *props = np;
     np[*n].key = strndup(kv, (size_t)(eq - kv));
     np[*n].value = strdup(eq + 1);
     if (!np[*n].key || !np[*n].value) {
         free(np[*n].key); free(np[*n].value);
-        set_err(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         return -1;
     }
     (*n)++;

@@ -6,6 +6,7 @@
  * handle, or librdkafka aborts on an assertion. Everything that includes
  * rdkafka_mock.h is in this file (the API is experimental, no ABI promise).
  */
+#include "../model/errmsg.h"
 #include "mockbroker.h"
 #include <librdkafka/rdkafka_mock.h>
 #include <stdarg.h>
@@ -20,15 +21,6 @@ struct MockBroker {
     int n_brokers;
 };
 
-__attribute__((format(printf, 3, 4)))
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* The owner handle needs no brokers; quieten its "no bootstrap.servers"
  * warning by keeping only errors in its log. */
 static rd_kafka_t *owner_handle(char *err, size_t errlen) {
@@ -37,53 +29,53 @@ static rd_kafka_t *owner_handle(char *err, size_t errlen) {
     if (rd_kafka_conf_set(conf, "log_level", "3", e, sizeof e) != RD_KAFKA_CONF_OK ||
         rd_kafka_conf_set(conf, "client.id", "guardd-mockbroker", e, sizeof e) != RD_KAFKA_CONF_OK) {
         rd_kafka_conf_destroy(conf);
-        set_err(err, errlen, "mock broker: %s", e);
+        errmsg(err, errlen, "mock broker: %s", e);
         return NULL;
     }
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, e, sizeof e);
     if (!rk) {
         rd_kafka_conf_destroy(conf);
-        set_err(err, errlen, "mock broker: cannot create handle: %s", e);
+        errmsg(err, errlen, "mock broker: cannot create handle: %s", e);
     }
     return rk;
 }
 
 MockBroker *mockbroker_start(int n_brokers, char *err, size_t errlen) {
     if (n_brokers < 1 || n_brokers > 16) {
-        set_err(err, errlen, "mock broker: broker count must be 1..16");
+        errmsg(err, errlen, "mock broker: broker count must be 1..16");
         return NULL;
     }
     MockBroker *mb = calloc(1, sizeof *mb);
-    if (!mb) { set_err(err, errlen, "mock broker: out of memory"); return NULL; }
+    if (!mb) { errmsg(err, errlen, "mock broker: out of memory"); return NULL; }
     mb->n_brokers = n_brokers;
     mb->rk = owner_handle(err, errlen);
     if (!mb->rk) { free(mb); return NULL; }
     mb->mc = rd_kafka_mock_cluster_new(mb->rk, n_brokers);
     if (!mb->mc) {
-        set_err(err, errlen, "mock broker: cannot start the mock cluster (ports?)");
+        errmsg(err, errlen, "mock broker: cannot start the mock cluster (ports?)");
         rd_kafka_destroy(mb->rk);
         free(mb);
         return NULL;
     }
     const char *bs = rd_kafka_mock_cluster_bootstraps(mb->mc);
     mb->bootstraps = strdup(bs ? bs : "");
-    if (!mb->bootstraps) { mockbroker_stop(mb); set_err(err, errlen, "mock broker: out of memory"); return NULL; }
+    if (!mb->bootstraps) { mockbroker_stop(mb); errmsg(err, errlen, "mock broker: out of memory"); return NULL; }
     return mb;
 }
 
 int mockbroker_create_topic(MockBroker *mb, const char *topic, int partitions,
                             char *err, size_t errlen) {
     if (!mb || !topic || !*topic || strlen(topic) > 249) {
-        set_err(err, errlen, "mock broker: bad topic name");
+        errmsg(err, errlen, "mock broker: bad topic name");
         return -1;
     }
     if (partitions < 1 || partitions > 1024) {
-        set_err(err, errlen, "mock broker: topic '%s': partitions must be 1..1024", topic);
+        errmsg(err, errlen, "mock broker: topic '%s': partitions must be 1..1024", topic);
         return -1;
     }
     rd_kafka_resp_err_t e = rd_kafka_mock_topic_create(mb->mc, topic, partitions, 1);
     if (e) {
-        set_err(err, errlen, "mock broker: cannot create topic '%s': %s", topic, rd_kafka_err2str(e));
+        errmsg(err, errlen, "mock broker: cannot create topic '%s': %s", topic, rd_kafka_err2str(e));
         return -1;
     }
     return 0;

@@ -23,6 +23,7 @@
  * Everything a run allocates is freed before it returns, except new prefix
  * cache entries.
  */
+#include "errmsg.h"
 #include "classifier.h"
 #include <math.h>
 #include <stdarg.h>
@@ -65,14 +66,6 @@ struct ClassifyJob {
     int *cat_tok;       /* per active category: [position (0 after "\n", 1 after "S"), token] */
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- tokenizer glue (declared in prompt.h) ------------------------------ */
 
 /* Ids of a run of special tokens written back to back, e.g.
@@ -88,7 +81,7 @@ static int encode_specials(const Tokenizer *t, const char *s, TokenVec *out, cha
             piece[n] = 0;
             int id = tokenizer_token_id(t, piece);
             if (id < 0) {
-                seterr(err, errlen, "tokenizer has no special token %s", piece);
+                errmsg(err, errlen, "tokenizer has no special token %s", piece);
                 return -1;
             }
             tokvec_push(out, id);
@@ -137,7 +130,7 @@ static int lookup_ids(Classifier *c, char *err, size_t errlen) {
     const int need[] = {c->id_safe, c->id_unsafe, c->id_nn, c->id_nl, c->id_s, eot};
     for (size_t i = 0; i < sizeof need / sizeof need[0]; i++)
         if (need[i] < 0 || need[i] >= c->vocab) {
-            seterr(err, errlen, "tokenizer lacks a Llama Guard token (safe/unsafe/\\n\\n/\\n/S/<|eot_id|>) "
+            errmsg(err, errlen, "tokenizer lacks a Llama Guard token (safe/unsafe/\\n\\n/\\n/S/<|eot_id|>) "
                    "or it is outside the model's vocabulary of %d", c->vocab);
             return -1;
         }
@@ -149,12 +142,12 @@ static int lookup_ids(Classifier *c, char *err, size_t errlen) {
 
 Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errlen) {
     if (!opt || !opt->model_dir) {
-        seterr(err, errlen, "no model directory given");
+        errmsg(err, errlen, "no model directory given");
         return NULL;
     }
     Classifier *c = calloc(1, sizeof *c);
     if (!c) {
-        seterr(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         return NULL;
     }
     c->opt = *opt;
@@ -167,17 +160,17 @@ Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errl
     }
     blis_setup(opt->threads, opt->blis_arch);
     if (!(c->model = model_load(opt->model_dir, sub, sizeof sub))) {
-        seterr(err, errlen, "%s", sub);
+        errmsg(err, errlen, "%s", sub);
         goto fail;
     }
     c->vocab = c->model->cfg.vocab_size;
     if (!(c->tok = tokenizer_load(tp, sub, sizeof sub))) {
-        seterr(err, errlen, "%s", sub);
+        errmsg(err, errlen, "%s", sub);
         goto fail;
     }
     if (lookup_ids(c, err, errlen) < 0) goto fail;
     if (!(c->tf = transformer_new(c->model, opt->threads))) {
-        seterr(err, errlen, "cannot set up the transformer (out of memory?)");
+        errmsg(err, errlen, "cannot set up the transformer (out of memory?)");
         goto fail;
     }
     return c;
@@ -215,7 +208,7 @@ void classifier_set_threshold(Classifier *c, float threshold) { c->opt.threshold
 static int category_tokens(const Classifier *c, ClassifyJob *j, char *err, size_t errlen) {
     j->cat_tok = calloc((size_t)j->active.n * 2, sizeof *j->cat_tok);
     if (!j->cat_tok) {
-        seterr(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         return -1;
     }
     for (int i = 0; i < j->active.n; i++) {
@@ -237,11 +230,11 @@ static int check_length(const Classifier *c, const ClassifyJob *j, char *err, si
     int total = (int)(j->prefix.n + j->own.n);
     int room = c->opt.max_decode_tokens > CAT_FORCED ? c->opt.max_decode_tokens : CAT_FORCED;
     if (c->opt.max_prompt_tokens > 0 && total > c->opt.max_prompt_tokens) {
-        seterr(err, errlen, "prompt is %d tokens, over the limit of %d", total, c->opt.max_prompt_tokens);
+        errmsg(err, errlen, "prompt is %d tokens, over the limit of %d", total, c->opt.max_prompt_tokens);
         return -1;
     }
     if ((long)total + room > c->model->cfg.max_pos) {
-        seterr(err, errlen, "prompt is %d tokens; with %d decode tokens it exceeds the model's %d positions",
+        errmsg(err, errlen, "prompt is %d tokens; with %d decode tokens it exceeds the model's %d positions",
                total, room, c->model->cfg.max_pos);
         return -1;
     }
@@ -250,7 +243,7 @@ static int check_length(const Classifier *c, const ClassifyJob *j, char *err, si
 
 ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char *err, size_t errlen) {
     if (!c || !req) {
-        seterr(err, errlen, "bad arguments");
+        errmsg(err, errlen, "bad arguments");
         return NULL;
     }
     Prompt p;
@@ -260,7 +253,7 @@ ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char 
     ClassifyJob *j = calloc(1, sizeof *j);
     if (!j) {
         prompt_free(&p);
-        seterr(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         return NULL;
     }
     j->agent = p.agent;
@@ -361,7 +354,7 @@ static int resolve_prefixes(Classifier *c, RunSeq *rs, int n, char *err, size_t 
     PrefixEntry **fresh = calloc((size_t)n, sizeof *fresh);
     int n_new = 0, rc = -1;
     if (!in || !fresh) {
-        seterr(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         goto done;
     }
     c->clock++;
@@ -369,12 +362,12 @@ static int resolve_prefixes(Classifier *c, RunSeq *rs, int n, char *err, size_t 
         PrefixEntry *e = cache_find(c, &rs[i].job->prefix);
         if (!e) {
             if (!(e = cache_add(c, &rs[i].job->prefix))) {
-                seterr(err, errlen, "out of memory for a prefix cache entry");
+                errmsg(err, errlen, "out of memory for a prefix cache entry");
                 goto done;
             }
             fresh[n_new] = e;
             if (!(e->kv = kv_new(&c->model->cfg, e->n, NULL))) {
-                seterr(err, errlen, "out of memory for a prefix K/V cache of %d tokens", e->n);
+                errmsg(err, errlen, "out of memory for a prefix K/V cache of %d tokens", e->n);
                 goto done;
             }
             in[n_new++] = (SeqInput){.tokens = e->ids, .n_tokens = e->n, .kv = e->kv};
@@ -400,7 +393,7 @@ done:
 static int check_finite(const float *row, int n, char *err, size_t errlen) {
     for (int i = 0; i < n; i++)
         if (!isfinite(row[i])) {
-            seterr(err, errlen, "the model produced a non-finite logit (id %d)", i);
+            errmsg(err, errlen, "the model produced a non-finite logit (id %d)", i);
             return -1;
         }
     return 0;
@@ -427,7 +420,7 @@ static int category_scores(const Classifier *c, RunSeq *r, const float *rows, ch
     double lse[2] = {logits_logsumexp(rows, c->vocab), logits_logsumexp(rows + V, c->vocab)};
     float *sc = calloc((size_t)j->active.n, sizeof *sc);
     if (!sc) {
-        seterr(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         return -1;
     }
     for (int k = 0; k < j->active.n; k++) {
@@ -484,13 +477,13 @@ static int first_pass(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen
     SeqInput *in = calloc((size_t)n, sizeof *in);
     int **toks = calloc((size_t)n, sizeof *toks);
     if (!logits || !in || !toks) {
-        seterr(err, errlen, "out of memory for %d x %d logit rows", n, rows);
+        errmsg(err, errlen, "out of memory for %d x %d logit rows", n, rows);
         goto done;
     }
     for (int i = 0; i < n; i++) {
         const TokenVec *own = &rs[i].job->own;
         if (!(toks[i] = malloc((own->n + CAT_FORCED) * sizeof **toks))) {
-            seterr(err, errlen, "out of memory");
+            errmsg(err, errlen, "out of memory");
             goto done;
         }
         memcpy(toks[i], own->ids, own->n * sizeof **toks);
@@ -534,7 +527,7 @@ static int decode(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
     SeqInput *in = calloc((size_t)n, sizeof *in);
     int *who = calloc((size_t)n, sizeof *who);
     if (!logits || !in || !who) {
-        seterr(err, errlen, "out of memory for decoding");
+        errmsg(err, errlen, "out of memory for decoding");
         goto done;
     }
     for (;;) {
@@ -643,21 +636,21 @@ static int setup_seqs(Classifier *c, RunSeq *rs, ClassifyJob **jobs, int n, Clas
     int room = c->opt.max_decode_tokens > CAT_FORCED ? c->opt.max_decode_tokens : CAT_FORCED;
     for (int i = 0; i < n; i++) {
         if (!jobs[i]) {
-            seterr(err, errlen, "job %d is NULL", i);
+            errmsg(err, errlen, "job %d is NULL", i);
             return -1;
         }
         rs[i].job = jobs[i];
         rs[i].res = &results[i];
         rs[i].gen = calloc((size_t)c->opt.max_decode_tokens, sizeof *rs[i].gen);
         if (!rs[i].gen) {
-            seterr(err, errlen, "out of memory");
+            errmsg(err, errlen, "out of memory");
             return -1;
         }
     }
     if (resolve_prefixes(c, rs, n, err, errlen) < 0) return -1;
     for (int i = 0; i < n; i++)
         if (!(rs[i].kv = kv_new(&c->model->cfg, (int)jobs[i]->own.n + room, rs[i].prefix->kv))) {
-            seterr(err, errlen, "out of memory for the K/V cache of job %d", i);
+            errmsg(err, errlen, "out of memory for the K/V cache of job %d", i);
             return -1;
         }
     return 0;
@@ -666,7 +659,7 @@ static int setup_seqs(Classifier *c, RunSeq *rs, ClassifyJob **jobs, int n, Clas
 int classifier_run(Classifier *c, ClassifyJob **jobs, int n, ClassifyResult *results,
                    char *err, size_t errlen) {
     if (!c || n < 0 || (n > 0 && (!jobs || !results))) {
-        seterr(err, errlen, "bad arguments");
+        errmsg(err, errlen, "bad arguments");
         return -1;
     }
     if (n == 0) return 0;
@@ -674,7 +667,7 @@ int classifier_run(Classifier *c, ClassifyJob **jobs, int n, ClassifyResult *res
     RunSeq *rs = calloc((size_t)n, sizeof *rs);
     int rc = -1;
     if (!rs) {
-        seterr(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         return -1;
     }
     if (setup_seqs(c, rs, jobs, n, results, err, errlen) == 0 &&

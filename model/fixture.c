@@ -8,6 +8,7 @@
  * offsets) so the byte layout is predictable; files are written to a .tmp
  * name and renamed so an interrupted run never leaves a valid-looking model.
  */
+#include "errmsg.h"
 #include "fixture.h"
 #include "bf16.h"
 #include <errno.h>
@@ -26,14 +27,6 @@ typedef struct {
     size_t nbytes, begin;   /* within its shard's data area */
     int shard;
 } FTensor;
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static uint64_t splitmix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
@@ -76,7 +69,7 @@ int fixture_preset(const char *name, FixtureSpec *spec, char *err, size_t errlen
     } else if (!strcmp(name, "llama-guard-3-1b")) {
         c->n_layers = 16; c->dim = 2048; c->n_heads = 32; c->n_kv_heads = 8; c->head_dim = 64; c->hidden_dim = 8192;
     } else {
-        return fail(err, errlen, "unknown preset \"%s\" (tiny, llama-guard-3-1b)", name);
+        return errmsg(err, errlen, "unknown preset \"%s\" (tiny, llama-guard-3-1b)", name);
     }
     return 0;
 }
@@ -96,7 +89,7 @@ static void fmt_float(char *buf, size_t len, float f) {
 
 int fixture_write_config(const char *path, const ModelConfig *c, char *err, size_t errlen) {
     FILE *f = fopen(path, "w");
-    if (!f) return fail(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+    if (!f) return errmsg(err, errlen, "%s: cannot create: %s", path, strerror(errno));
     char eps[32], theta[32], fac[32], lo[32], hi[32];
     fmt_float(eps, sizeof eps, c->norm_eps);
     fmt_float(theta, sizeof theta, c->rope_theta);
@@ -123,7 +116,7 @@ int fixture_write_config(const char *path, const ModelConfig *c, char *err, size
         fprintf(f, "  \"rope_scaling\": null,\n");
     fprintf(f, "  \"rope_theta\": %s,\n  \"tie_word_embeddings\": %s,\n  \"torch_dtype\": \"bfloat16\",\n"
                "  \"vocab_size\": %d\n}\n", theta, c->tied ? "true" : "false", c->vocab_size);
-    if (fclose(f)) return fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    if (fclose(f)) return errmsg(err, errlen, "%s: write failed: %s", path, strerror(errno));
     return 0;
 }
 
@@ -220,13 +213,13 @@ static int write_shard(const char *path, FTensor *t, int lo, int hi, const Fixtu
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = h && fbuf && bbuf ? fopen(tmp, "wb") : NULL;
     int rc = -1;
-    if (!f) { fail(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); goto out; }
+    if (!f) { errmsg(err, errlen, "%s: cannot create: %s", tmp, strerror(errno)); goto out; }
     unsigned char le[8];
     for (int i = 0; i < 8; i++) le[i] = (unsigned char)((uint64_t)hlen >> (8 * i));
     int bad = fwrite(le, 1, 8, f) != 8 || fwrite(h, 1, hlen, f) != hlen;
     for (int i = lo; i < hi && !bad && !sp->header_only; i++) bad = write_data(f, &t[i], sp, fbuf, bbuf);
-    if (fclose(f) || bad) { fail(err, errlen, "%s: write failed: %s", tmp, strerror(errno)); unlink(tmp); goto out; }
-    if (rename(tmp, path)) { fail(err, errlen, "%s: rename failed: %s", path, strerror(errno)); goto out; }
+    if (fclose(f) || bad) { errmsg(err, errlen, "%s: write failed: %s", tmp, strerror(errno)); unlink(tmp); goto out; }
+    if (rename(tmp, path)) { errmsg(err, errlen, "%s: rename failed: %s", path, strerror(errno)); goto out; }
     rc = 0;
 out:
     free(h); free(fbuf); free(bbuf);
@@ -250,14 +243,14 @@ static int write_index(const char *dir, const FTensor *t, int n, int shards, con
     size_t total = 0;
     snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
     FILE *f = fopen(path, "w");
-    if (!f) return fail(err, errlen, "%s: cannot create: %s", path, strerror(errno));
+    if (!f) return errmsg(err, errlen, "%s: cannot create: %s", path, strerror(errno));
     for (int i = 0; i < n; i++) total += t[i].nbytes;
     fprintf(f, "{\n  \"metadata\": {\"total_size\": %zu},\n  \"weight_map\": {\n", total);
     for (int i = 0; i < n; i++)
         fprintf(f, "    \"%s\": \"model-%05d-of-%05d.safetensors%s\"%s\n", t[i].name, t[i].shard + 1, shards, sfx,
                 i + 1 < n ? "," : "");
     fprintf(f, "  }\n}\n");
-    if (fclose(f)) return fail(err, errlen, "%s: write failed: %s", path, strerror(errno));
+    if (fclose(f)) return errmsg(err, errlen, "%s: write failed: %s", path, strerror(errno));
     return 0;
 }
 
@@ -290,17 +283,17 @@ static int write_all(const char *dir, FTensor *t, int n, const FixtureSpec *sp, 
 int fixture_write(const char *dir, const FixtureSpec *sp, char *err, size_t errlen) {
     char path[4200];
     ModelConfig cfg;
-    if (strlen(dir) > 4000) return fail(err, errlen, "%s: path too long", dir);
-    if (mkdir_p(dir)) return fail(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
+    if (strlen(dir) > 4000) return errmsg(err, errlen, "%s: path too long", dir);
+    if (mkdir_p(dir)) return errmsg(err, errlen, "%s: cannot create directory: %s", dir, strerror(errno));
     snprintf(path, sizeof path, "%s/config.json", dir);
     /* round-trip through the real parser: the fixture is valid iff the loader says so */
     if (fixture_write_config(path, &sp->cfg, err, errlen) || model_config_load(path, &cfg, err, errlen)) return -1;
     FTensor *t = calloc((size_t)(3 + 9 * cfg.n_layers), sizeof *t);
-    if (!t) return fail(err, errlen, "out of memory");
+    if (!t) return errmsg(err, errlen, "out of memory");
     int n = tensor_list(&cfg, st_dtype_size(sp->dtype), t);
     if (sp->shards < 1 || sp->shards > n) {
         free(t);
-        return fail(err, errlen, "shard count %d must be between 1 and the tensor count %d", sp->shards, n);
+        return errmsg(err, errlen, "shard count %d must be between 1 and the tensor count %d", sp->shards, n);
     }
     if (!sp->header_only) clear_old(dir);
     int rc = write_all(dir, t, n, sp, err, errlen);

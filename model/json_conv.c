@@ -6,6 +6,7 @@
  * which is the order the template renders them. Duplicate keys are refused
  * (JSON_REJECT_DUPLICATES) rather than silently keeping the last one.
  */
+#include "errmsg.h"
 #include "json_conv.h"
 #include <errno.h>
 #include <jansson.h>
@@ -14,30 +15,22 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int parse_categories_obj(json_t *obj, CategoryList *out, char *err, size_t errlen) {
     const char *key;
     json_t *val;
     if (!json_is_object(obj)) {
-        seterr(err, errlen, "\"categories\" must be an object code -> name");
+        errmsg(err, errlen, "\"categories\" must be an object code -> name");
         return -1;
     }
     json_object_foreach(obj, key, val) {
         if (!json_is_string(val)) {
-            seterr(err, errlen, "category %.40s: name must be a string", key);
+            errmsg(err, errlen, "category %.40s: name must be a string", key);
             return -1;
         }
         categories_add(out, key, json_string_value(val));
     }
     if (out->n == 0) {
-        seterr(err, errlen, "\"categories\" is empty");
+        errmsg(err, errlen, "\"categories\" is empty");
         return -1;
     }
     return 0;
@@ -47,17 +40,17 @@ static int parse_exclude_arr(json_t *arr, JsonConv *out, char *err, size_t errle
     size_t i;
     json_t *v;
     if (!json_is_array(arr)) {
-        seterr(err, errlen, "\"exclude\" must be an array of category codes");
+        errmsg(err, errlen, "\"exclude\" must be an array of category codes");
         return -1;
     }
     out->exclude = calloc(json_array_size(arr) + 1, sizeof *out->exclude);
     if (!out->exclude) {
-        seterr(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         return -1;
     }
     json_array_foreach(arr, i, v) {
         if (!json_is_string(v)) {
-            seterr(err, errlen, "\"exclude\"[%zu] is not a string", i);
+            errmsg(err, errlen, "\"exclude\"[%zu] is not a string", i);
             return -1;
         }
         out->exclude[out->n_exclude++] = strdup(json_string_value(v));
@@ -73,22 +66,22 @@ static int parse_content(json_t *content, Message *m, int idx, char *err, size_t
         return 0;
     }
     if (!json_is_array(content)) {
-        seterr(err, errlen, "message %d: \"content\" must be a string or an array of parts", idx);
+        errmsg(err, errlen, "message %d: \"content\" must be a string or an array of parts", idx);
         return -1;
     }
     json_array_foreach(content, i, part) {
         json_t *type = json_object_get(part, "type"), *text = json_object_get(part, "text");
         if (!json_is_object(part) || !json_is_string(type)) {
-            seterr(err, errlen, "message %d part %zu: not an object with a \"type\"", idx, i + 1);
+            errmsg(err, errlen, "message %d part %zu: not an object with a \"type\"", idx, i + 1);
             return -1;
         }
         if (strcmp(json_string_value(type), "text") != 0) {
-            seterr(err, errlen, "message %d part %zu: unsupported content type \"%.20s\" (text only)",
+            errmsg(err, errlen, "message %d part %zu: unsupported content type \"%.20s\" (text only)",
                    idx, i + 1, json_string_value(type));
             return -1;
         }
         if (!json_is_string(text)) {
-            seterr(err, errlen, "message %d part %zu: \"text\" must be a string", idx, i + 1);
+            errmsg(err, errlen, "message %d part %zu: \"text\" must be a string", idx, i + 1);
             return -1;
         }
         message_add_part(m, json_string_value(text));
@@ -100,26 +93,26 @@ static int parse_messages(json_t *msgs, Conversation *conv, char *err, size_t er
     size_t i;
     json_t *msg;
     if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
-        seterr(err, errlen, "\"messages\" must be a non-empty array");
+        errmsg(err, errlen, "\"messages\" must be a non-empty array");
         return -1;
     }
     json_array_foreach(msgs, i, msg) {
         json_t *role = json_object_get(msg, "role");
         const char *r = json_string_value(role);
         if (!json_is_object(msg) || !r) {
-            seterr(err, errlen, "message %zu: not an object with a string \"role\"", i + 1);
+            errmsg(err, errlen, "message %zu: not an object with a string \"role\"", i + 1);
             return -1;
         }
         MessageRole mr;
         if (!strcmp(r, "user")) mr = ROLE_USER;
         else if (!strcmp(r, "assistant")) mr = ROLE_ASSISTANT;
         else {
-            seterr(err, errlen, "message %zu: role \"%.20s\" is neither \"user\" nor \"assistant\"", i + 1, r);
+            errmsg(err, errlen, "message %zu: role \"%.20s\" is neither \"user\" nor \"assistant\"", i + 1, r);
             return -1;
         }
         json_t *content = json_object_get(msg, "content");
         if (!content) {
-            seterr(err, errlen, "message %zu: no \"content\"", i + 1);
+            errmsg(err, errlen, "message %zu: no \"content\"", i + 1);
             return -1;
         }
         if (parse_content(content, conversation_add_message(conv, mr), (int)i + 1, err, errlen) < 0)
@@ -131,11 +124,11 @@ static int parse_messages(json_t *msgs, Conversation *conv, char *err, size_t er
 static json_t *load_json(const char *text, size_t len, char *err, size_t errlen) {
     json_error_t je;
     if (len > JSON_CONV_MAX_BYTES) {
-        seterr(err, errlen, "JSON input of %zu bytes is over the %u limit", len, JSON_CONV_MAX_BYTES);
+        errmsg(err, errlen, "JSON input of %zu bytes is over the %u limit", len, JSON_CONV_MAX_BYTES);
         return NULL;
     }
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) seterr(err, errlen, "bad JSON at line %d column %d: %s", je.line, je.column, je.text);
+    if (!root) errmsg(err, errlen, "bad JSON at line %d column %d: %s", je.line, je.column, je.text);
     return root;
 }
 
@@ -145,7 +138,7 @@ int json_conv_parse(const char *text, size_t len, JsonConv *out, char *err, size
     if (!root) return -1;
     int rc = -1;
     if (!json_is_object(root)) {
-        seterr(err, errlen, "conversation must be a JSON object");
+        errmsg(err, errlen, "conversation must be a JSON object");
         goto done;
     }
     json_t *cats = json_object_get(root, "categories"), *ex = json_object_get(root, "exclude");
@@ -195,7 +188,7 @@ static int parse_category_lines(const char *text, size_t len, CategoryList *out,
         char *sep = buf ? strstr(buf, ": ") : NULL;
         if (!sep || sep == buf || memchr(buf, 0, n)) {
             free(buf);
-            seterr(err, errlen, "category line %d: expected \"CODE: NAME\"", lineno);
+            errmsg(err, errlen, "category line %d: expected \"CODE: NAME\"", lineno);
             return -1;
         }
         *sep = 0;
@@ -203,7 +196,7 @@ static int parse_category_lines(const char *text, size_t len, CategoryList *out,
         free(buf);
     }
     if (out->n == 0) {
-        seterr(err, errlen, "category list is empty");
+        errmsg(err, errlen, "category list is empty");
         return -1;
     }
     return 0;
@@ -230,7 +223,7 @@ int categories_load(const char *path, CategoryList *out, char *err, size_t errle
     memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "cannot open category file %s: %s", path, strerror(errno));
+        errmsg(err, errlen, "cannot open category file %s: %s", path, strerror(errno));
         return -1;
     }
     char *buf = malloc(JSON_CONV_MAX_BYTES + 1);
@@ -239,13 +232,13 @@ int categories_load(const char *path, CategoryList *out, char *err, size_t errle
     fclose(f);
     if (bad || n > JSON_CONV_MAX_BYTES) {
         free(buf);
-        seterr(err, errlen, "cannot read category file %s (%s)", path, bad ? "read error" : "too large");
+        errmsg(err, errlen, "cannot read category file %s (%s)", path, bad ? "read error" : "too large");
         return -1;
     }
     char sub[200];
     int rc = categories_parse(buf, n, out, sub, sizeof sub);
     free(buf);
-    if (rc < 0) seterr(err, errlen, "category file %s: %s", path, sub);
+    if (rc < 0) errmsg(err, errlen, "category file %s: %s", path, sub);
     return rc;
 }
 
@@ -259,7 +252,7 @@ long json_read_line(FILE *f, char **buf, size_t *cap, char *err, size_t errlen) 
             char *nb = n + 2 > nc ? NULL : realloc(*buf, nc);
             if (!nb) {
                 while (c != '\n' && (c = getc(f)) != EOF) {} /* skip the rest */
-                seterr(err, errlen, "input line longer than %u bytes", JSON_CONV_MAX_BYTES);
+                errmsg(err, errlen, "input line longer than %u bytes", JSON_CONV_MAX_BYTES);
                 return -1;
             }
             *buf = nb;
@@ -269,7 +262,7 @@ long json_read_line(FILE *f, char **buf, size_t *cap, char *err, size_t errlen) 
         if (c == '\n') break;
     }
     if (ferror(f)) {
-        seterr(err, errlen, "read error");
+        errmsg(err, errlen, "read error");
         return -1;
     }
     if (*buf) (*buf)[n] = 0;
@@ -284,12 +277,12 @@ int exclude_parse(const char *csv, char ***list, int *n, char *err, size_t errle
         while (len && *p == ' ') p++, len--;
         while (len && p[len - 1] == ' ') len--;
         if (len == 0) {
-            seterr(err, errlen, "empty code in exclude list \"%.60s\"", csv);
+            errmsg(err, errlen, "empty code in exclude list \"%.60s\"", csv);
             return -1;
         }
         char **nl = realloc(*list, (size_t)(*n + 1) * sizeof **list);
         if (!nl) {
-            seterr(err, errlen, "out of memory");
+            errmsg(err, errlen, "out of memory");
             return -1;
         }
         *list = nl;

@@ -13,6 +13,7 @@
  * still carries lm_head.weight is accepted; that tensor is shape-checked and
  * ignored, as transformers does when it re-ties the weights after loading.
  */
+#include "errmsg.h"
 #include "model.h"
 #include "safetensors.h"
 #include "sha256.h"
@@ -35,14 +36,6 @@ typedef struct {
     float *arena;           /* anonymous mapping of arena_bytes */
     size_t arena_bytes;
 } Priv;
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
@@ -114,9 +107,9 @@ static int check_tensor(const StSet *s, const StTensor *t, const Want *w, char *
     char have[160];
     st_shape_str(t, have, sizeof have);
     if (w->cols)
-        return fail(err, errlen, "%s: tensor \"%s\" has shape %s, config.json implies [%lld, %lld]",
+        return errmsg(err, errlen, "%s: tensor \"%s\" has shape %s, config.json implies [%lld, %lld]",
                     where(s, t), t->name, have, (long long)w->rows, (long long)w->cols);
-    return fail(err, errlen, "%s: tensor \"%s\" has shape %s, config.json implies [%lld]",
+    return errmsg(err, errlen, "%s: tensor \"%s\" has shape %s, config.json implies [%lld]",
                 where(s, t), t->name, have, (long long)w->rows);
 }
 
@@ -125,16 +118,16 @@ static int check_tensor(const StSet *s, const StTensor *t, const Want *w, char *
 static int match(const StSet *s, const ModelConfig *c, const Want *w, int n, char *err, size_t errlen) {
     const char *where_set = s->index_path ? s->index_path : s->files[0].path;
     char *used = calloc((size_t)s->n_tensors + 1, 1);
-    if (!used) return fail(err, errlen, "out of memory");
+    if (!used) return errmsg(err, errlen, "out of memory");
     int rc = -1;
     for (int i = 0; i < n; i++) {
         const StTensor *t = st_find(s, w[i].name);
         if (!t && !strcmp(w[i].name, "lm_head.weight")) {
-            fail(err, errlen, "%s: missing tensor \"lm_head.weight\" (config.json says tie_word_embeddings is false)",
+            errmsg(err, errlen, "%s: missing tensor \"lm_head.weight\" (config.json says tie_word_embeddings is false)",
                  where_set);
             goto out;
         }
-        if (!t) { fail(err, errlen, "%s: missing tensor \"%s\"", where_set, w[i].name); goto out; }
+        if (!t) { errmsg(err, errlen, "%s: missing tensor \"%s\"", where_set, w[i].name); goto out; }
         if (check_tensor(s, t, &w[i], err, errlen)) goto out;
         used[t - s->tensors] = 1;
     }
@@ -146,7 +139,7 @@ static int match(const StSet *s, const ModelConfig *c, const Want *w, int n, cha
             if (check_tensor(s, t, &lm, err, errlen)) goto out;
             continue;
         }
-        fail(err, errlen, "%s: unexpected tensor \"%s\" (not part of the Llama layout)", where(s, t), t->name);
+        errmsg(err, errlen, "%s: unexpected tensor \"%s\" (not part of the Llama layout)", where(s, t), t->name);
         goto out;
     }
     rc = 0;
@@ -232,14 +225,14 @@ static int load_weights(Model *m, const StSet *s, char *err, size_t errlen) {
     const ModelConfig *c = &m->cfg;
     int cap = 3 + 9 * c->n_layers;
     Want *w = calloc((size_t)cap, sizeof *w);
-    if (!w) return fail(err, errlen, "out of memory");
+    if (!w) return errmsg(err, errlen, "out of memory");
     size_t total;
     int n = plan(c, w, &total), rc = -1;
     Priv *p = m->priv;
     if (match(s, c, w, n, err, errlen)) goto out;
     m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
     if (!m->w.layers || alloc_arena(p, total * sizeof(float))) {
-        fail(err, errlen, "cannot allocate %zu bytes for the f32 weights", total * sizeof(float));
+        errmsg(err, errlen, "cannot allocate %zu bytes for the f32 weights", total * sizeof(float));
         goto out;
     }
     convert(s, w, n, p->arena);
@@ -258,11 +251,11 @@ Model *model_load(const char *dir, char *err, size_t errlen) {
     Model *m = calloc(1, sizeof *m);
     if (!m || !(m->priv = calloc(1, sizeof(Priv)))) {
         free(m);
-        fail(err, errlen, "out of memory");
+        errmsg(err, errlen, "out of memory");
         return NULL;
     }
     if (snprintf(path, sizeof path, "%s/config.json", dir) >= (int)sizeof path) {
-        fail(err, errlen, "%s: directory path too long", dir);
+        errmsg(err, errlen, "%s: directory path too long", dir);
         model_free(m);
         return NULL;
     }
@@ -271,7 +264,7 @@ Model *model_load(const char *dir, char *err, size_t errlen) {
         return NULL;
     }
     int rc = load_weights(m, &s, err, errlen);
-    if (rc == 0 && revision(path, &s, m->revision)) rc = fail(err, errlen, "%s: cannot reread", path);
+    if (rc == 0 && revision(path, &s, m->revision)) rc = errmsg(err, errlen, "%s: cannot reread", path);
     st_close(&s);
     if (rc) {
         model_free(m);

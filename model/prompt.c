@@ -8,20 +8,13 @@
  * Pure text: prompt_tokenize() lives in classifier.c with the rest of the
  * tokenizer glue, so this file (and guardctl prompt) needs no tokenizer.
  */
+#include "errmsg.h"
 #include "prompt.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- UTF-8 ---------------------------------------------------------------- */
 
@@ -131,30 +124,30 @@ static int code_ok(const char *code) {
 
 static int check_conversation(const Conversation *conv, char *err, size_t errlen) {
     if (!conv || conv->n_msgs <= 0) {
-        seterr(err, errlen, "conversation has no messages");
+        errmsg(err, errlen, "conversation has no messages");
         return -1;
     }
     if (conv->n_msgs > PROMPT_MAX_MESSAGES) {
-        seterr(err, errlen, "conversation has %d messages (max %d)", conv->n_msgs, PROMPT_MAX_MESSAGES);
+        errmsg(err, errlen, "conversation has %d messages (max %d)", conv->n_msgs, PROMPT_MAX_MESSAGES);
         return -1;
     }
     for (int i = 0; i < conv->n_msgs; i++) {
         const Message *m = &conv->msgs[i];
         MessageRole want = (i % 2 == 0) ? ROLE_USER : ROLE_ASSISTANT;
         if (m->role != want) {
-            seterr(err, errlen, "message %d is from the %s: roles must alternate "
+            errmsg(err, errlen, "message %d is from the %s: roles must alternate "
                    "user/assistant/user/... starting with user", i + 1,
                    m->role == ROLE_USER ? "user" : "assistant");
             return -1;
         }
         if (m->n_parts < 0 || m->n_parts > PROMPT_MAX_PARTS) {
-            seterr(err, errlen, "message %d has %d content parts (max %d)", i + 1, m->n_parts, PROMPT_MAX_PARTS);
+            errmsg(err, errlen, "message %d has %d content parts (max %d)", i + 1, m->n_parts, PROMPT_MAX_PARTS);
             return -1;
         }
         for (int j = 0; j < m->n_parts; j++) {
             const char *t = m->parts[j] ? m->parts[j] : "";
             if (!utf8_valid(t, strlen(t))) {
-                seterr(err, errlen, "message %d part %d is not valid UTF-8", i + 1, j + 1);
+                errmsg(err, errlen, "message %d part %d is not valid UTF-8", i + 1, j + 1);
                 return -1;
             }
         }
@@ -173,23 +166,23 @@ static int excluded(const char *code, const char *const *exclude, int n_exclude)
 static int active_categories(const CategoryList *cats, const char *const *exclude, int n_exclude,
                              CategoryList *out, char *err, size_t errlen) {
     if (cats->n <= 0 || cats->n > PROMPT_MAX_CATEGORIES) {
-        seterr(err, errlen, "category list has %d entries (need 1..%d)", cats->n, PROMPT_MAX_CATEGORIES);
+        errmsg(err, errlen, "category list has %d entries (need 1..%d)", cats->n, PROMPT_MAX_CATEGORIES);
         return -1;
     }
     for (int i = 0; i < cats->n; i++) {
         const Category *c = &cats->items[i];
         if (!c->code || !code_ok(c->code)) {
-            seterr(err, errlen, "category %d: code '%.40s' must be 1..%d characters of A-Z a-z 0-9 _ . -",
+            errmsg(err, errlen, "category %d: code '%.40s' must be 1..%d characters of A-Z a-z 0-9 _ . -",
                    i + 1, c->code ? c->code : "", PROMPT_MAX_CODE_LEN);
             return -1;
         }
         if (!c->name || !utf8_valid(c->name, strlen(c->name))) {
-            seterr(err, errlen, "category %s: name missing or not valid UTF-8", c->code);
+            errmsg(err, errlen, "category %s: name missing or not valid UTF-8", c->code);
             return -1;
         }
         for (int k = 0; k < i; k++)
             if (!strcmp(cats->items[k].code, c->code)) {
-                seterr(err, errlen, "category code %s appears twice", c->code);
+                errmsg(err, errlen, "category code %s appears twice", c->code);
                 return -1;
             }
     }
@@ -198,7 +191,7 @@ static int active_categories(const CategoryList *cats, const char *const *exclud
         for (int i = 0; exclude[e] && i < cats->n && !found; i++)
             found = !strcmp(cats->items[i].code, exclude[e]);
         if (!found) {
-            seterr(err, errlen, "excluded category '%.40s' is not in the category list",
+            errmsg(err, errlen, "excluded category '%.40s' is not in the category list",
                    exclude[e] ? exclude[e] : "(null)");
             return -1;
         }
@@ -207,7 +200,7 @@ static int active_categories(const CategoryList *cats, const char *const *exclud
         if (!excluded(cats->items[i].code, exclude, n_exclude))
             categories_add(out, cats->items[i].code, cats->items[i].name);
     if (out->n == 0) {
-        seterr(err, errlen, "every category is excluded");
+        errmsg(err, errlen, "every category is excluded");
         return -1;
     }
     return 0;
@@ -234,7 +227,7 @@ int prompt_render(const Conversation *conv, const CategoryList *categories,
                   Prompt *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
     if (n_exclude < 0 || (n_exclude > 0 && !exclude)) {
-        seterr(err, errlen, "bad exclude list");
+        errmsg(err, errlen, "bad exclude list");
         return -1;
     }
     if (check_conversation(conv, err, errlen) < 0) return -1;
@@ -276,7 +269,7 @@ int prompt_render(const Conversation *conv, const CategoryList *categories,
         free(b.p);
         categories_free(&out->active);
         memset(out, 0, sizeof *out);
-        seterr(err, errlen, "prompt would exceed %u bytes", PROMPT_MAX_BYTES);
+        errmsg(err, errlen, "prompt would exceed %u bytes", PROMPT_MAX_BYTES);
         return -1;
     }
     out->text = b.p;

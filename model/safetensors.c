@@ -9,6 +9,7 @@
  * sorting by offset, that no two tensors overlap. Shards listed by an index
  * must agree exactly with the index's weight_map.
  */
+#include "errmsg.h"
 #include "safetensors.h"
 #include "bf16.h"
 #include <errno.h>
@@ -21,14 +22,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 size_t st_dtype_size(StDtype d) { return d == ST_F32 ? 4 : 2; }
 const char *st_dtype_name(StDtype d) { return d == ST_BF16 ? "BF16" : d == ST_F16 ? "F16" : "F32"; }
@@ -52,17 +45,17 @@ void st_shape_str(const StTensor *t, char *buf, size_t len) {
  * against overflow so nbytes below is exact. */
 static int parse_shape(json_t *sh, StTensor *t, const char *path, char *err, size_t errlen) {
     if (!json_is_array(sh) || json_array_size(sh) > ST_MAX_DIMS)
-        return fail(err, errlen, "%s: tensor \"%s\": shape must be a list of at most %d integers",
+        return errmsg(err, errlen, "%s: tensor \"%s\": shape must be a list of at most %d integers",
                     path, t->name, ST_MAX_DIMS);
     size_t i, n = 1;
     json_t *v;
     json_array_foreach(sh, i, v) {
         if (!json_is_integer(v) || json_integer_value(v) < 0)
-            return fail(err, errlen, "%s: tensor \"%s\": shape[%zu] is not a non-negative integer",
+            return errmsg(err, errlen, "%s: tensor \"%s\": shape[%zu] is not a non-negative integer",
                         path, t->name, i);
         size_t d = (size_t)json_integer_value(v);
         if (__builtin_mul_overflow(n, d, &n))
-            return fail(err, errlen, "%s: tensor \"%s\": shape element count overflows", path, t->name);
+            return errmsg(err, errlen, "%s: tensor \"%s\": shape element count overflows", path, t->name);
         t->shape[i] = (int64_t)d;
     }
     t->ndim = (int)json_array_size(sh);
@@ -74,15 +67,15 @@ static int parse_offsets(json_t *off, StTensor *t, const StFile *f, char *err, s
     json_t *b = json_array_get(off, 0), *e = json_array_get(off, 1);
     if (!json_is_array(off) || json_array_size(off) != 2 || !json_is_integer(b) || !json_is_integer(e) ||
         json_integer_value(b) < 0 || json_integer_value(e) < 0)
-        return fail(err, errlen, "%s: tensor \"%s\": data_offsets must be [begin, end] non-negative integers",
+        return errmsg(err, errlen, "%s: tensor \"%s\": data_offsets must be [begin, end] non-negative integers",
                     f->path, t->name);
     size_t begin = (size_t)json_integer_value(b), end = (size_t)json_integer_value(e);
     size_t data_len = f->size - 8 - f->header_len;
     if (begin > end || end > data_len)
-        return fail(err, errlen, "%s: tensor \"%s\": data_offsets [%zu, %zu] out of bounds (data area is %zu bytes)",
+        return errmsg(err, errlen, "%s: tensor \"%s\": data_offsets [%zu, %zu] out of bounds (data area is %zu bytes)",
                     f->path, t->name, begin, end, data_len);
     if (__builtin_mul_overflow(t->nelem, st_dtype_size(t->dtype), &t->nbytes) || t->nbytes != end - begin)
-        return fail(err, errlen, "%s: tensor \"%s\": data_offsets span %zu bytes but shape and dtype need %zu",
+        return errmsg(err, errlen, "%s: tensor \"%s\": data_offsets span %zu bytes but shape and dtype need %zu",
                     f->path, t->name, end - begin, t->nbytes);
     t->data = f->map + 8 + f->header_len + begin;
     return 0;
@@ -90,15 +83,15 @@ static int parse_offsets(json_t *off, StTensor *t, const StFile *f, char *err, s
 
 static int parse_entry(const char *key, json_t *v, StTensor *t, const StFile *f, char *err, size_t errlen) {
     if (strlen(key) >= ST_MAX_NAME || !*key)
-        return fail(err, errlen, "%s: tensor name \"%.40s...\" is empty or longer than %d bytes",
+        return errmsg(err, errlen, "%s: tensor name \"%.40s...\" is empty or longer than %d bytes",
                     f->path, key, ST_MAX_NAME - 1);
     memset(t, 0, sizeof *t);
     strcpy(t->name, key);
-    if (!json_is_object(v)) return fail(err, errlen, "%s: tensor \"%s\": entry is not an object", f->path, key);
+    if (!json_is_object(v)) return errmsg(err, errlen, "%s: tensor \"%s\": entry is not an object", f->path, key);
     json_t *dt = json_object_get(v, "dtype");
-    if (!json_is_string(dt)) return fail(err, errlen, "%s: tensor \"%s\": missing dtype", f->path, key);
+    if (!json_is_string(dt)) return errmsg(err, errlen, "%s: tensor \"%s\": missing dtype", f->path, key);
     if (parse_dtype(json_string_value(dt), &t->dtype))
-        return fail(err, errlen, "%s: tensor \"%s\": unsupported dtype \"%.16s\" (BF16, F16, F32 only)",
+        return errmsg(err, errlen, "%s: tensor \"%s\": unsupported dtype \"%.16s\" (BF16, F16, F32 only)",
                     f->path, key, json_string_value(dt));
     if (parse_shape(json_object_get(v, "shape"), t, f->path, err, errlen)) return -1;
     return parse_offsets(json_object_get(v, "data_offsets"), t, f, err, errlen);
@@ -117,7 +110,7 @@ static int check_overlaps(StTensor *t, int n, const char *path, char *err, size_
     int far = 0;   /* the tensor reaching furthest so far */
     for (int i = 1; i < n; i++) {
         if (t[i].nbytes > 0 && t[far].data + t[far].nbytes > t[i].data)
-            return fail(err, errlen, "%s: tensor \"%s\" overlaps tensor \"%s\"", path, t[i].name, t[far].name);
+            return errmsg(err, errlen, "%s: tensor \"%s\" overlaps tensor \"%s\"", path, t[i].name, t[far].name);
         if (t[i].data + t[i].nbytes > t[far].data + t[far].nbytes) far = i;
     }
     return 0;
@@ -127,23 +120,23 @@ static int parse_header(StSet *set, int fi, char *err, size_t errlen) {
     StFile *f = &set->files[fi];
     json_error_t je;
     json_t *root = json_loadb((const char *)f->map + 8, f->header_len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) return fail(err, errlen, "%s: header is not valid JSON (%s at byte %d)", f->path, je.text, je.position);
+    if (!root) return errmsg(err, errlen, "%s: header is not valid JSON (%s at byte %d)", f->path, je.text, je.position);
     int rc = -1;
-    if (!json_is_object(root)) { fail(err, errlen, "%s: header is not a JSON object", f->path); goto out; }
+    if (!json_is_object(root)) { errmsg(err, errlen, "%s: header is not a JSON object", f->path); goto out; }
     size_t cap = (size_t)set->n_tensors + json_object_size(root);
     if (cap > ST_MAX_TENSORS) {   /* bounds the table below, whatever the header says */
-        fail(err, errlen, "%s: more than %d tensors", f->path, ST_MAX_TENSORS);
+        errmsg(err, errlen, "%s: more than %d tensors", f->path, ST_MAX_TENSORS);
         goto out;
     }
     StTensor *nt = realloc(set->tensors, (cap ? cap : 1) * sizeof *nt);
-    if (!nt) { fail(err, errlen, "%s: out of memory", f->path); goto out; }
+    if (!nt) { errmsg(err, errlen, "%s: out of memory", f->path); goto out; }
     set->tensors = nt;
     int first = set->n_tensors;
     const char *key;
     json_t *v;
     json_object_foreach(root, key, v) {
         if (!strcmp(key, "__metadata__")) {
-            if (!json_is_object(v)) { fail(err, errlen, "%s: __metadata__ is not an object", f->path); goto out; }
+            if (!json_is_object(v)) { errmsg(err, errlen, "%s: __metadata__ is not an object", f->path); goto out; }
             continue;
         }
         StTensor *t = &set->tensors[set->n_tensors];
@@ -159,18 +152,18 @@ out:
 
 static int map_file(StFile *f, char *err, size_t errlen) {
     int fd = open(f->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return fail(err, errlen, "%s: cannot open: %s", f->path, strerror(errno));
+    if (fd < 0) return errmsg(err, errlen, "%s: cannot open: %s", f->path, strerror(errno));
     struct stat st;
     int rc = -1;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) { fail(err, errlen, "%s: not a regular file", f->path); goto out; }
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) { errmsg(err, errlen, "%s: not a regular file", f->path); goto out; }
     f->size = (size_t)st.st_size;
-    if (f->size < 8) { fail(err, errlen, "%s: truncated: %zu bytes, no header length", f->path, f->size); goto out; }
+    if (f->size < 8) { errmsg(err, errlen, "%s: truncated: %zu bytes, no header length", f->path, f->size); goto out; }
     f->map = mmap(NULL, f->size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (f->map == MAP_FAILED) { f->map = NULL; fail(err, errlen, "%s: mmap: %s", f->path, strerror(errno)); goto out; }
+    if (f->map == MAP_FAILED) { f->map = NULL; errmsg(err, errlen, "%s: mmap: %s", f->path, strerror(errno)); goto out; }
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--) n = n << 8 | f->map[i];
     if (n == 0 || n > ST_MAX_HEADER || n > f->size - 8) {
-        fail(err, errlen, "%s: header length %llu is zero, exceeds %u or runs past the %zu-byte file",
+        errmsg(err, errlen, "%s: header length %llu is zero, exceeds %u or runs past the %zu-byte file",
              f->path, (unsigned long long)n, ST_MAX_HEADER, f->size);
         goto out;
     }
@@ -183,13 +176,13 @@ out:
 
 /* Maps and parses path as file number set->n_files. */
 static int add_file(StSet *set, const char *path, char *err, size_t errlen) {
-    if (set->n_files >= ST_MAX_FILES) return fail(err, errlen, "%s: too many shard files", path);
+    if (set->n_files >= ST_MAX_FILES) return errmsg(err, errlen, "%s: too many shard files", path);
     StFile *nf = realloc(set->files, (size_t)(set->n_files + 1) * sizeof *nf);
-    if (!nf) return fail(err, errlen, "%s: out of memory", path);
+    if (!nf) return errmsg(err, errlen, "%s: out of memory", path);
     set->files = nf;
     StFile *f = &set->files[set->n_files];
     memset(f, 0, sizeof *f);
-    if (!(f->path = strdup(path))) return fail(err, errlen, "%s: out of memory", path);
+    if (!(f->path = strdup(path))) return errmsg(err, errlen, "%s: out of memory", path);
     set->n_files++;
     if (map_file(f, err, errlen)) return -1;
     return parse_header(set, set->n_files - 1, err, errlen);
@@ -201,7 +194,7 @@ static int finish(StSet *set, char *err, size_t errlen) {
     qsort(set->tensors, (size_t)set->n_tensors, sizeof *set->tensors, by_name);
     for (int i = 1; i < set->n_tensors; i++)
         if (!strcmp(set->tensors[i].name, set->tensors[i - 1].name))
-            return fail(err, errlen, "%s: tensor \"%s\" also appears in %s", st_path(set, &set->tensors[i]),
+            return errmsg(err, errlen, "%s: tensor \"%s\" also appears in %s", st_path(set, &set->tensors[i]),
                         set->tensors[i].name, st_path(set, &set->tensors[i - 1]));
     return 0;
 }
@@ -231,7 +224,7 @@ static int open_shards(StSet *set, const char *dir, json_t *wm, char *err, size_
     char path[4096];
     json_object_foreach(wm, key, v) {
         if (!json_is_string(v) || !safe_basename(json_string_value(v)))
-            return fail(err, errlen, "%s: weight_map entry for tensor \"%.200s\" is not a plain file name",
+            return errmsg(err, errlen, "%s: weight_map entry for tensor \"%.200s\" is not a plain file name",
                         set->index_path, key);
         snprintf(path, sizeof path, "%s/%s", dir, json_string_value(v));
         if (find_file(set, path) < 0 && add_file(set, path, err, errlen)) return -1;
@@ -240,14 +233,14 @@ static int open_shards(StSet *set, const char *dir, json_t *wm, char *err, size_
     json_object_foreach(wm, key, v) {
         snprintf(path, sizeof path, "%s/%s", dir, json_string_value(v));
         const StTensor *t = st_find(set, key);
-        if (!t) return fail(err, errlen, "%s: tensor \"%.200s\" listed in the index is missing from the shard", path, key);
+        if (!t) return errmsg(err, errlen, "%s: tensor \"%.200s\" listed in the index is missing from the shard", path, key);
         if (t->file != find_file(set, path))
-            return fail(err, errlen, "%s: tensor \"%s\" is in %s, not in %s as the index says",
+            return errmsg(err, errlen, "%s: tensor \"%s\" is in %s, not in %s as the index says",
                         set->index_path, t->name, st_path(set, t), path);
     }
     for (int i = 0; i < set->n_tensors; i++)
         if (!json_object_get(wm, set->tensors[i].name))
-            return fail(err, errlen, "%s: tensor \"%s\" is not listed in %s", st_path(set, &set->tensors[i]),
+            return errmsg(err, errlen, "%s: tensor \"%s\" is not listed in %s", st_path(set, &set->tensors[i]),
                         set->tensors[i].name, set->index_path);
     return 0;
 }
@@ -256,13 +249,13 @@ static int open_index(StSet *set, const char *dir, char *err, size_t errlen) {
     json_error_t je;
     struct stat st;
     if (stat(set->index_path, &st) || st.st_size > (off_t)ST_MAX_HEADER)
-        return fail(err, errlen, "%s: unreadable or larger than %u bytes", set->index_path, ST_MAX_HEADER);
+        return errmsg(err, errlen, "%s: unreadable or larger than %u bytes", set->index_path, ST_MAX_HEADER);
     json_t *root = json_load_file(set->index_path, JSON_REJECT_DUPLICATES, &je);
-    if (!root) return fail(err, errlen, "%s: invalid JSON at line %d: %s", set->index_path, je.line, je.text);
+    if (!root) return errmsg(err, errlen, "%s: invalid JSON at line %d: %s", set->index_path, je.line, je.text);
     json_t *wm = json_object_get(root, "weight_map");
     int rc;
     if (!json_is_object(wm) || json_object_size(wm) == 0)
-        rc = fail(err, errlen, "%s: missing or empty \"weight_map\" object", set->index_path);
+        rc = errmsg(err, errlen, "%s: missing or empty \"weight_map\" object", set->index_path);
     else
         rc = open_shards(set, dir, wm, err, errlen);
     json_decref(root);
@@ -273,15 +266,15 @@ int st_open_dir(StSet *set, const char *dir, char *err, size_t errlen) {
     char path[4096];
     memset(set, 0, sizeof *set);
     if (snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir) >= (int)sizeof path - 300)
-        return fail(err, errlen, "%s: directory path too long", dir);
+        return errmsg(err, errlen, "%s: directory path too long", dir);
     if (access(path, F_OK) == 0) {
-        if (!(set->index_path = strdup(path))) return fail(err, errlen, "%s: out of memory", path);
+        if (!(set->index_path = strdup(path))) return errmsg(err, errlen, "%s: out of memory", path);
         if (open_index(set, dir, err, errlen)) { st_close(set); return -1; }
         return 0;
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     if (access(path, F_OK) != 0)
-        return fail(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", dir);
+        return errmsg(err, errlen, "%s: no model.safetensors or model.safetensors.index.json", dir);
     return st_open_file(set, path, err, errlen);
 }
 

@@ -10,21 +10,12 @@
  * Hugging Face; (4) each pre-token goes through BPE (tok_bpe.c).
  * Match data is allocated per call, so concurrent encodes share nothing mutable.
  */
+#include "errmsg.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "tok_internal.h"
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Length of the valid UTF-8 sequence at s[0..n) (n >= 1), or 0 with *why set. */
 static size_t utf8_seq(const unsigned char *s, size_t n, const char **why)
@@ -87,7 +78,7 @@ typedef struct {
 static int emit(Enc *e, const char *s, size_t n)
 {
     if (tok_bpe(e->t, s, n, e->out) < 0) {
-        seterr(e->err, e->errlen, "tokenize: out of memory");
+        errmsg(e->err, e->errlen, "tokenize: out of memory");
         return -1;
     }
     return 0;
@@ -111,7 +102,7 @@ static int pretokenize(Enc *e, const char *s, size_t n)
         if (rc < 0) {
             PCRE2_UCHAR msg[120];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            seterr(e->err, e->errlen, "tokenize: regex failed near byte %zu: %s", search, (char *)msg);
+            errmsg(e->err, e->errlen, "tokenize: regex failed near byte %zu: %s", search, (char *)msg);
             return -1;
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(e->md);
@@ -173,7 +164,7 @@ static int encode_valid(Enc *e, const char *text, size_t len, int allow_special)
         if (!hit)
             break;
         if (tok_reserve(e->out, 1) < 0) {
-            seterr(e->err, e->errlen, "tokenize: out of memory");
+            errmsg(e->err, e->errlen, "tokenize: out of memory");
             return -1;
         }
         e->out->ids[e->out->n++] = hit->id;
@@ -186,18 +177,18 @@ int tokenizer_encode(const Tokenizer *t, const char *text, size_t len, int allow
                      char *err, size_t errlen)
 {
     if (!t || !out || (!text && len)) {
-        seterr(err, errlen, "tokenize: bad arguments");
+        errmsg(err, errlen, "tokenize: bad arguments");
         return -1;
     }
     const char *why = "";
     size_t bad = utf8_check((const unsigned char *)text, len, &why);
     if (bad < len) {
-        seterr(err, errlen, "invalid UTF-8 at byte offset %zu: %s", bad, why);
+        errmsg(err, errlen, "invalid UTF-8 at byte offset %zu: %s", bad, why);
         return -1;
     }
     Enc e = { t, pcre2_match_data_create_from_pattern(t->re, NULL), out, err, errlen };
     if (!e.md) {
-        seterr(err, errlen, "tokenize: out of memory");
+        errmsg(err, errlen, "tokenize: out of memory");
         return -1;
     }
     size_t n0 = out->n;

@@ -12,6 +12,7 @@
  * that encode and decode work on bytes only. See tok_internal.h for layout,
  * tok_bpe.c for the tables and merging, tok_encode.c for encode/decode.
  */
+#include "errmsg.h"
 #include <errno.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -22,16 +23,6 @@
 #include "tok_internal.h"
 
 #define MAX_FILE_BYTES (512L << 20)
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void tokvec_push(TokenVec *v, int id)
 {
@@ -124,17 +115,17 @@ static int check_model(json_t *model, char *err, size_t errlen)
 {
     const char *type = json_string_value(json_object_get(model, "type"));
     if (!json_is_object(model) || (type && strcmp(type, "BPE") != 0)) {
-        seterr(err, errlen, "tokenizer: model type %s is not supported (only BPE)", type ? type : "?");
+        errmsg(err, errlen, "tokenizer: model type %s is not supported (only BPE)", type ? type : "?");
         return -1;
     }
     if (!is_null_or_empty(json_object_get(model, "dropout")) || is_true(model, "byte_fallback") ||
         !is_null_or_empty(json_object_get(model, "continuing_subword_prefix")) ||
         !is_null_or_empty(json_object_get(model, "end_of_word_suffix"))) {
-        seterr(err, errlen, "tokenizer: BPE dropout, byte_fallback and subword prefix/suffix are not supported");
+        errmsg(err, errlen, "tokenizer: BPE dropout, byte_fallback and subword prefix/suffix are not supported");
         return -1;
     }
     if (!json_is_object(json_object_get(model, "vocab")) || !json_is_array(json_object_get(model, "merges"))) {
-        seterr(err, errlen, "tokenizer: model.vocab (object) and model.merges (array) are required");
+        errmsg(err, errlen, "tokenizer: model.vocab (object) and model.merges (array) are required");
         return -1;
     }
     return 0;
@@ -143,7 +134,7 @@ static int check_model(json_t *model, char *err, size_t errlen)
 static int check_byte_level(json_t *bl, char *err, size_t errlen)
 {
     if (is_true(bl, "use_regex") || is_true(bl, "add_prefix_space")) {
-        seterr(err, errlen, "tokenizer: ByteLevel pre-tokenizer with use_regex or add_prefix_space is not supported");
+        errmsg(err, errlen, "tokenizer: ByteLevel pre-tokenizer with use_regex or add_prefix_space is not supported");
         return -1;
     }
     return 0;
@@ -155,7 +146,7 @@ static const char *split_regex(json_t *pre, char *err, size_t errlen)
     const char *type = json_string_value(json_object_get(pre, "type"));
     json_t *seq = json_object_get(pre, "pretokenizers");
     if (!type || strcmp(type, "Sequence") != 0 || json_array_size(seq) != 2) {
-        seterr(err, errlen, "tokenizer: pre_tokenizer must be Sequence[Split, ByteLevel]");
+        errmsg(err, errlen, "tokenizer: pre_tokenizer must be Sequence[Split, ByteLevel]");
         return NULL;
     }
     json_t *split = json_array_get(seq, 0), *bl = json_array_get(seq, 1);
@@ -164,11 +155,11 @@ static const char *split_regex(json_t *pre, char *err, size_t errlen)
     const char *beh = json_string_value(json_object_get(split, "behavior"));
     const char *re = json_string_value(json_object_get(json_object_get(split, "pattern"), "Regex"));
     if (!t0 || !t1 || strcmp(t0, "Split") || strcmp(t1, "ByteLevel")) {
-        seterr(err, errlen, "tokenizer: pre_tokenizer must be Sequence[Split, ByteLevel]");
+        errmsg(err, errlen, "tokenizer: pre_tokenizer must be Sequence[Split, ByteLevel]");
         return NULL;
     }
     if (!re || !beh || strcmp(beh, "Isolated") || is_true(split, "invert")) {
-        seterr(err, errlen, "tokenizer: only a Split with a Regex pattern, Isolated, not inverted, is supported");
+        errmsg(err, errlen, "tokenizer: only a Split with a Regex pattern, Isolated, not inverted, is supported");
         return NULL;
     }
     return check_byte_level(bl, err, errlen) < 0 ? NULL : re;
@@ -178,13 +169,13 @@ static int check_config(json_t *root, char *err, size_t errlen)
 {
     json_t *norm = json_object_get(root, "normalizer");
     if (norm && !json_is_null(norm)) {
-        seterr(err, errlen, "tokenizer: normalizers are not supported");
+        errmsg(err, errlen, "tokenizer: normalizers are not supported");
         return -1;
     }
     json_t *dec = json_object_get(root, "decoder");
     const char *dtype = json_string_value(json_object_get(dec, "type"));
     if (dec && !json_is_null(dec) && (!dtype || strcmp(dtype, "ByteLevel") != 0)) {
-        seterr(err, errlen, "tokenizer: decoder %s is not supported (only ByteLevel)", dtype ? dtype : "?");
+        errmsg(err, errlen, "tokenizer: decoder %s is not supported (only ByteLevel)", dtype ? dtype : "?");
         return -1;
     }
     return check_model(json_object_get(root, "model"), err, errlen);
@@ -200,7 +191,7 @@ static int max_id(json_t *vocab, json_t *added, char *err, size_t errlen)
     json_object_foreach(vocab, key, v) {
         json_int_t id = json_integer_value(v);
         if (!json_is_integer(v) || id < 0 || id >= TOK_MAX_ID) {
-            seterr(err, errlen, "tokenizer: vocab entry has a bad id (must be 0..%d)", TOK_MAX_ID - 1);
+            errmsg(err, errlen, "tokenizer: vocab entry has a bad id (must be 0..%d)", TOK_MAX_ID - 1);
             return -1;
         }
         if (id > maxid)
@@ -211,7 +202,7 @@ static int max_id(json_t *vocab, json_t *added, char *err, size_t errlen)
         json_t *jid = json_object_get(v, "id");
         json_int_t id = json_integer_value(jid);
         if (!json_is_integer(jid) || id < 0 || id >= TOK_MAX_ID) {
-            seterr(err, errlen, "tokenizer: added_tokens[%zu] has a bad id", i);
+            errmsg(err, errlen, "tokenizer: added_tokens[%zu] has a bad id", i);
             return -1;
         }
         if (id > maxid)
@@ -231,17 +222,17 @@ static int load_vocab(Tokenizer *t, json_t *vocab, const int inv[324], char *err
         int id = (int)json_integer_value(v);
         long n = byte_level_decode(inv, key, strlen(key), buf);
         if (n <= 0) {
-            seterr(err, errlen, "tokenizer: vocab entry \"%.60s\" is not a byte-level token", key);
+            errmsg(err, errlen, "tokenizer: vocab entry \"%.60s\" is not a byte-level token", key);
             return -1;
         }
         if (t->tok_len[id] != UINT32_MAX) {
-            seterr(err, errlen, "tokenizer: vocab id %d is used twice", id);
+            errmsg(err, errlen, "tokenizer: vocab id %d is used twice", id);
             return -1;
         }
         if (arena_add(t, id, buf, (size_t)n) < 0)
             goto oom;
         if (tok_vocab_insert(t, id)) {
-            seterr(err, errlen, "tokenizer: vocab entry \"%.60s\" is listed twice", key);
+            errmsg(err, errlen, "tokenizer: vocab entry \"%.60s\" is listed twice", key);
             return -1;
         }
         if (n == 1)
@@ -249,13 +240,13 @@ static int load_vocab(Tokenizer *t, json_t *vocab, const int inv[324], char *err
     }
     for (int b = 0; b < 256; b++) {
         if (t->byte_id[b] < 0) {
-            seterr(err, errlen, "tokenizer: vocab lacks the single-byte token for byte 0x%02X", b);
+            errmsg(err, errlen, "tokenizer: vocab lacks the single-byte token for byte 0x%02X", b);
             return -1;
         }
     }
     return 0;
 oom:
-    seterr(err, errlen, "tokenizer: out of memory loading the vocabulary");
+    errmsg(err, errlen, "tokenizer: out of memory loading the vocabulary");
     return -1;
 }
 
@@ -273,11 +264,11 @@ static int load_one_added(Tokenizer *t, json_t *a, size_t i, char *err, size_t e
     json_t *c = json_object_get(a, "content");
     size_t n = json_string_length(c);
     if (!json_is_string(c) || n == 0 || n > TOK_MAX_TOKEN_LEN) {
-        seterr(err, errlen, "tokenizer: added_tokens[%zu] needs a non-empty content string", i);
+        errmsg(err, errlen, "tokenizer: added_tokens[%zu] needs a non-empty content string", i);
         return -1;
     }
     if (is_true(a, "lstrip") || is_true(a, "rstrip") || is_true(a, "single_word")) {
-        seterr(err, errlen, "tokenizer: added token \"%.60s\": lstrip/rstrip/single_word are not supported",
+        errmsg(err, errlen, "tokenizer: added token \"%.60s\": lstrip/rstrip/single_word are not supported",
                json_string_value(c));
         return -1;
     }
@@ -285,11 +276,11 @@ static int load_one_added(Tokenizer *t, json_t *a, size_t i, char *err, size_t e
     if (t->tok_len[id] != UINT32_MAX) {
         /* Already a vocabulary entry: allowed only if it is the same text. */
         if (t->tok_len[id] != n || memcmp(t->arena + t->tok_off[id], s, n) != 0) {
-            seterr(err, errlen, "tokenizer: added token \"%.60s\" reuses id %d", s, id);
+            errmsg(err, errlen, "tokenizer: added token \"%.60s\" reuses id %d", s, id);
             return -1;
         }
     } else if (arena_add(t, id, s, n) < 0) {
-        seterr(err, errlen, "tokenizer: out of memory loading added tokens");
+        errmsg(err, errlen, "tokenizer: out of memory loading added tokens");
         return -1;
     }
     TokAdded *d = &t->added[t->n_added++];
@@ -311,7 +302,7 @@ static int index_added(Tokenizer *t, char *err, size_t errlen)
         cap *= 2;
     t->added_slot = calloc(cap, sizeof *t->added_slot);
     if (!t->added_slot) {
-        seterr(err, errlen, "tokenizer: out of memory loading added tokens");
+        errmsg(err, errlen, "tokenizer: out of memory loading added tokens");
         return -1;
     }
     t->added_mask = (uint32_t)(cap - 1);
@@ -320,7 +311,7 @@ static int index_added(Tokenizer *t, char *err, size_t errlen)
         t->added_first[(unsigned char)a->text[0]] = 1;
         if (t->n_added_lens == 0 || t->added_lens[t->n_added_lens - 1] != a->len) {
             if (t->n_added_lens == sizeof t->added_lens / sizeof t->added_lens[0]) {
-                seterr(err, errlen, "tokenizer: added tokens have more than 64 distinct lengths");
+                errmsg(err, errlen, "tokenizer: added tokens have more than 64 distinct lengths");
                 return -1;
             }
             t->added_lens[t->n_added_lens++] = a->len;
@@ -329,7 +320,7 @@ static int index_added(Tokenizer *t, char *err, size_t errlen)
         for (uint32_t v; (v = t->added_slot[h]) != 0; h = (h + 1) & t->added_mask) {
             const TokAdded *b = &t->added[v - 1];
             if (b->len == a->len && memcmp(b->text, a->text, a->len) == 0) {
-                seterr(err, errlen, "tokenizer: added token \"%.*s\" is listed twice",
+                errmsg(err, errlen, "tokenizer: added token \"%.*s\" is listed twice",
                        (int)(a->len < 60 ? a->len : 60), a->text);
                 return -1;
             }
@@ -347,7 +338,7 @@ static int load_added(Tokenizer *t, json_t *added, char *err, size_t errlen)
         return 0;
     t->added = calloc(n, sizeof *t->added);
     if (!t->added) {
-        seterr(err, errlen, "tokenizer: out of memory loading added tokens");
+        errmsg(err, errlen, "tokenizer: out of memory loading added tokens");
         return -1;
     }
     json_array_foreach(added, i, a) {
@@ -390,7 +381,7 @@ static int load_one_merge(Tokenizer *t, json_t *m, size_t rank, const int inv[32
     const char *a, *b;
     size_t na, nb;
     if (merge_parts(m, &a, &na, &b, &nb) < 0) {
-        seterr(err, errlen, "tokenizer: merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", rank);
+        errmsg(err, errlen, "tokenizer: merges[%zu] is neither \"a b\" nor [\"a\", \"b\"]", rank);
         return -1;
     }
     long ra = byte_level_decode(inv, a, na, buf);
@@ -399,7 +390,7 @@ static int load_one_merge(Tokenizer *t, json_t *m, size_t rank, const int inv[32
     int right = rb > 0 ? tok_vocab_find(t, buf + ra, (size_t)rb) : -1;
     int merged = rb > 0 ? tok_vocab_find(t, buf, (size_t)(ra + rb)) : -1;
     if (left < 0 || right < 0 || merged < 0) {
-        seterr(err, errlen, "tokenizer: merges[%zu] (\"%.40s\" + \"%.40s\") uses a token not in the vocabulary",
+        errmsg(err, errlen, "tokenizer: merges[%zu] (\"%.40s\" + \"%.40s\") uses a token not in the vocabulary",
                rank, a, b);
         return -1;
     }
@@ -412,11 +403,11 @@ static int load_merges(Tokenizer *t, json_t *merges, const int inv[324], char *e
     size_t i;
     json_t *m;
     if (json_array_size(merges) > TOK_MAX_MERGES) {
-        seterr(err, errlen, "tokenizer: more than %d merges are not supported", TOK_MAX_MERGES);
+        errmsg(err, errlen, "tokenizer: more than %d merges are not supported", TOK_MAX_MERGES);
         return -1;
     }
     if (tok_merge_init(&t->merges, json_array_size(merges)) < 0) {
-        seterr(err, errlen, "tokenizer: out of memory loading merges");
+        errmsg(err, errlen, "tokenizer: out of memory loading merges");
         return -1;
     }
     json_array_foreach(merges, i, m) {
@@ -440,13 +431,13 @@ static char *rewrite_whitespace(const char *re, char *err, size_t errlen)
     int in_class = 0;
     char *out = n <= MAX_REGEX_LEN ? malloc(n * (sizeof WHITE_SPACE + 3) + 1) : NULL;
     if (!out) {
-        seterr(err, errlen, "tokenizer: pre-tokenizer regex too long (max %d bytes)", MAX_REGEX_LEN);
+        errmsg(err, errlen, "tokenizer: pre-tokenizer regex too long (max %d bytes)", MAX_REGEX_LEN);
         return NULL;
     }
     for (size_t i = 0; i < n; i++) {
         char c = re[i], d = i + 1 < n ? re[i + 1] : 0;
         if (c == '\\' && (d == 'Q' || (d == 'S' && in_class))) {
-            seterr(err, errlen, "tokenizer: regex uses \\%c %s, which is not supported", d, d == 'Q' ? "" : "in a class");
+            errmsg(err, errlen, "tokenizer: regex uses \\%c %s, which is not supported", d, d == 'Q' ? "" : "in a class");
             free(out);
             return NULL;
         }
@@ -489,7 +480,7 @@ static int compile_regex(Tokenizer *t, const char *file_re, char *err, size_t er
     if (!t->re) {
         PCRE2_UCHAR msg[160];
         pcre2_get_error_message(code, msg, sizeof msg);
-        seterr(err, errlen, "tokenizer: pre-tokenizer regex does not compile at offset %zu: %s", (size_t)off,
+        errmsg(err, errlen, "tokenizer: pre-tokenizer regex does not compile at offset %zu: %s", (size_t)off,
                (char *)msg);
         return -1;
     }
@@ -503,19 +494,19 @@ static json_t *read_json(const char *path, char *err, size_t errlen)
 {
     struct stat st;
     if (stat(path, &st) != 0) {
-        seterr(err, errlen, "tokenizer: cannot open %s: %s", path, strerror(errno));
+        errmsg(err, errlen, "tokenizer: cannot open %s: %s", path, strerror(errno));
         return NULL;
     }
     if (st.st_size > MAX_FILE_BYTES) {
-        seterr(err, errlen, "tokenizer: %s is larger than %ld MB", path, MAX_FILE_BYTES >> 20);
+        errmsg(err, errlen, "tokenizer: %s is larger than %ld MB", path, MAX_FILE_BYTES >> 20);
         return NULL;
     }
     json_error_t je;
     json_t *root = json_load_file(path, 0, &je);
     if (!root)
-        seterr(err, errlen, "tokenizer: %s:%d: %s", path, je.line, je.text);
+        errmsg(err, errlen, "tokenizer: %s:%d: %s", path, je.line, je.text);
     else if (!json_is_object(root)) {
-        seterr(err, errlen, "tokenizer: %s is not a JSON object", path);
+        errmsg(err, errlen, "tokenizer: %s is not a JSON object", path);
         json_decref(root);
         root = NULL;
     }
@@ -539,7 +530,7 @@ static int build(Tokenizer *t, json_t *root, char *err, size_t errlen)
     t->tok_off = calloc((size_t)t->n_ids, sizeof *t->tok_off);
     t->tok_len = malloc((size_t)t->n_ids * sizeof *t->tok_len);
     if (!t->tok_off || !t->tok_len) {
-        seterr(err, errlen, "tokenizer: out of memory");
+        errmsg(err, errlen, "tokenizer: out of memory");
         return -1;
     }
     memset(t->tok_len, 0xff, (size_t)t->n_ids * sizeof *t->tok_len);
@@ -560,7 +551,7 @@ Tokenizer *tokenizer_load(const char *path, char *err, size_t errlen)
         return NULL;
     Tokenizer *t = calloc(1, sizeof *t);
     if (!t) {
-        seterr(err, errlen, "tokenizer: out of memory");
+        errmsg(err, errlen, "tokenizer: out of memory");
     } else if (build(t, root, err, errlen) < 0) {
         tokenizer_free(t);
         t = NULL;

@@ -14,6 +14,7 @@
  * A Transformer keeps scratch buffers sized to the largest batch seen, so it
  * is not reentrant: one forward at a time per Transformer.
  */
+#include "errmsg.h"
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
@@ -53,16 +54,6 @@ typedef struct {
     int n_segs;
     KVSegment segs[KV_MAX_DEPTH];
 } SeqPlan;
-
-static int fail(char *err, size_t errlen, const char *fmt, ...) {
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 Transformer *transformer_new(const Model *m, int threads) {
     if (!m) return NULL;
@@ -169,28 +160,28 @@ static int plan_batch(Transformer *t, SeqInput *seqs, int n, SeqPlan *plan, int 
     for (int i = 0; i < n; i++) {
         SeqInput *s = &seqs[i];
         KVCache *kv = s->kv;
-        if (!kv) return fail(err, errlen, "sequence %d: no KV cache", i);
+        if (!kv) return errmsg(err, errlen, "sequence %d: no KV cache", i);
         if (kv->n_layers != t->c.n_layers || kv->kv_dim != t->kv_dim)
-            return fail(err, errlen, "sequence %d: KV cache made for another model shape", i);
+            return errmsg(err, errlen, "sequence %d: KV cache made for another model shape", i);
         if (s->n_tokens < 0 || (s->n_tokens > 0 && !s->tokens))
-            return fail(err, errlen, "sequence %d: bad token count %d", i, s->n_tokens);
+            return errmsg(err, errlen, "sequence %d: bad token count %d", i, s->n_tokens);
         if (s->n_logits < 0 || s->n_logits > s->n_tokens || (s->n_logits > 0 && !s->logits))
-            return fail(err, errlen, "sequence %d: asks logits for %d of %d new tokens", i,
+            return errmsg(err, errlen, "sequence %d: asks logits for %d of %d new tokens", i,
                         s->n_logits, s->n_tokens);
         if (s->n_tokens > kv->capacity - kv->len)
-            return fail(err, errlen, "sequence %d: KV cache full (%d new tokens, room for %d)", i,
+            return errmsg(err, errlen, "sequence %d: KV cache full (%d new tokens, room for %d)", i,
                         s->n_tokens, kv->capacity - kv->len);
         for (int j = 0; j < s->n_tokens; j++)
             if (s->tokens[j] < 0 || s->tokens[j] >= t->c.vocab_size)
-                return fail(err, errlen, "sequence %d: token id %d at %d outside vocabulary [0, %d)",
+                return errmsg(err, errlen, "sequence %d: token id %d at %d outside vocabulary [0, %d)",
                             i, s->tokens[j], j, t->c.vocab_size);
         if (s->n_tokens && kv_in_use_elsewhere(seqs, n, i, kv))
-            return fail(err, errlen, "sequence %d: its KV cache is also used by another sequence "
+            return errmsg(err, errlen, "sequence %d: its KV cache is also used by another sequence "
                         "of the batch", i);
         SeqPlan *p = &plan[i];
         p->n_segs = kv_segments(kv, p->segs);
         if (p->n_segs < 0)
-            return fail(err, errlen, "sequence %d: prefix KV cache changed length since this "
+            return errmsg(err, errlen, "sequence %d: prefix KV cache changed length since this "
                         "cache was made", i);
         p->segs[p->n_segs - 1].len += s->n_tokens;   /* attention sees this batch's K/V */
         p->row0 = (int)rows;
@@ -200,7 +191,7 @@ static int plan_batch(Transformer *t, SeqInput *seqs, int n, SeqPlan *plan, int 
         rows += s->n_tokens;
         lrows += s->n_logits;
         if (rows > MAX_BATCH_TOKENS)
-            return fail(err, errlen, "batch over %d tokens", MAX_BATCH_TOKENS);
+            return errmsg(err, errlen, "batch over %d tokens", MAX_BATCH_TOKENS);
         if (p->pos0 + p->n > *max_ctx) *max_ctx = p->pos0 + p->n;
     }
     *n_logit_rows = (int)lrows;
@@ -329,14 +320,14 @@ static void final_logits(Transformer *t, SeqInput *seqs, int n, int L) {
 }
 
 int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, size_t errlen) {
-    if (!t || n_seqs < 0 || (n_seqs > 0 && !seqs)) return fail(err, errlen, "bad arguments");
+    if (!t || n_seqs < 0 || (n_seqs > 0 && !seqs)) return errmsg(err, errlen, "bad arguments");
     if (n_seqs == 0) return 0;
     SeqPlan *plan = malloc(sizeof *plan * (size_t)n_seqs);
     int *keep = malloc(sizeof(int) * 2 * (size_t)n_seqs);
     if (!plan || !keep) {
         free(plan);
         free(keep);
-        return fail(err, errlen, "out of memory");
+        return errmsg(err, errlen, "out of memory");
     }
     int L = 0, max_ctx = 0, rc = -1;
     int T = plan_batch(t, seqs, n_seqs, plan, &L, &max_ctx, err, errlen);
@@ -344,7 +335,7 @@ int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, s
     if (T == 0) { rc = 0; goto out; }
     if (ensure_rows(t, T) || ensure_rope(t, max_ctx) ||
         ensure_scratch(t, (size_t)t->threads * max_ctx, L)) {
-        fail(err, errlen, "out of memory for a batch of %d tokens", T);
+        errmsg(err, errlen, "out of memory for a batch of %d tokens", T);
         goto out;
     }
     embed_rows(t, seqs, n_seqs);

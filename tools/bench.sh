@@ -1,8 +1,9 @@
 #!/bin/sh
 # tools/bench.sh - the `make bench` driver: runs every benchmark program
-# $BUILD/bench/* (built from tests/bench/*.c) one after the other and prints
-# their output. To add a benchmark, drop tests/bench/NAME.c: it is built and
-# run with no arguments; it reads what it needs from the environment below.
+# $BUILD/bench/* (built from tests/bench/*.c), then every benchmark script
+# tests/bench/*.sh, one after the other, and prints their output. To add a
+# benchmark, drop tests/bench/NAME.c (built and run with no arguments) or
+# tests/bench/NAME.sh; each reads what it needs from the environment below.
 #
 #   GUARDD_BENCH_MODEL  full-shape Llama Guard 3 1B random-weight fixture
 #                       ($DEPS_DIR/fixtures/lg3-1b-seed1, generated once here
@@ -44,5 +45,12 @@ for b in "$BUILD"/bench/*; do
     case "$name" in *${BENCH:-}*) ;; *) continue ;; esac
     echo "== $name"
     "$b" || { echo "bench: $name failed (exit $?)"; rc=1; }
+done
+for b in tests/bench/*.sh; do
+    [ -f "$b" ] || continue
+    name=$(basename "$b" .sh)
+    case "$name" in *${BENCH:-}*) ;; *) continue ;; esac
+    echo "== $name"
+    BUILD=$BUILD DEPS_DIR=$DEPS_DIR sh "$b" || { echo "bench: $name failed (exit $?)"; rc=1; }
 done
 exit $rc
