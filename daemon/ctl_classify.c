@@ -4,12 +4,14 @@
  *   guardctl classify --model DIR [--tokenizer FILE] [--threshold X]
  *       [--categories FILE] [--exclude S6,S7] [--role auto|user|agent]
  *       [--json] [--category-scores] [--max-decode N] [--threads N]
- *       [--blis-arch NAME] [--stats] [TEXT]
+ *       [--blis-arch NAME] [--batch N] [--stats] [TEXT]
  *
  * TEXT is one user message. Without TEXT, stdin holds conversation objects
- * (model/json_conv.h), one per line; all of them run as ONE batch and the
- * output has one line per input line, in order. Everything is validated
- * before the model is loaded, so bad input fails fast.
+ * (model/json_conv.h), one per line; all of them run as ONE batch (or, with
+ * --batch N, as consecutive batches of at most N in one process, the prefix
+ * cache staying warm across them as in the daemon) and the output has one
+ * line per input line, in order. Everything is validated before the model is
+ * loaded, so bad input fails fast.
  *
  * Output line (default):
  *   safe SCORE
@@ -20,8 +22,9 @@
  * --json: one object per line: {"verdict", "categories": [{"code","name"}],
  * "score", "role": "user"|"agent", "raw", "parse_error", "tokens": {"prompt",
  * "cached", "decode"}} (+ "category_scores": {code: P} with --category-scores).
- * --stats: one summary line on stderr (load and run seconds, tokens
- * prefilled and served from the prefix cache, tokens generated).
+ * --stats: one summary line on stderr (load seconds; run seconds: prompts,
+ * tokenizing and inference; tokens prefilled and served from the prefix
+ * cache, tokens generated).
  * Errors: one line on stderr, exit 1 (2 for bad usage).
  */
 #include <jansson.h>
@@ -43,13 +46,14 @@ typedef struct {
     char **exclude;
     int n_exclude;
     int json, stats;
+    int batch;                  /* max conversations per classifier_run; 0 = all */
     const char *text;
 } Args;
 
 static int usage(const char *msg, const char *arg) {
     fprintf(stderr, "guardctl classify: %s%s%s (usage: guardctl classify --model DIR [--tokenizer FILE] "
             "[--threshold X] [--categories FILE] [--exclude S6,S7] [--role auto|user|agent] [--json] "
-            "[--category-scores] [--max-decode N] [--threads N] [--blis-arch NAME] [--stats] [TEXT])\n",
+            "[--category-scores] [--max-decode N] [--threads N] [--blis-arch NAME] [--batch N] [--stats] [TEXT])\n",
             msg, arg ? ": " : "", arg ? arg : "");
     return 2;
 }
@@ -75,6 +79,10 @@ static int parse_valued(Args *a, const char *o, const char *v) {
     } else if (!strcmp(o, "--max-decode")) {
         if (parse_number(v, 1, 256, &x) < 0 || x != (int)x) return usage("--max-decode must be 1..256", v);
         a->opt.max_decode_tokens = (int)x;
+    } else if (!strcmp(o, "--batch")) {
+        if (parse_number(v, 1, MAX_CONVERSATIONS, &x) < 0 || x != (int)x)
+            return usage("--batch must be 1..4096", v);
+        a->batch = (int)x;
     } else if (!strcmp(o, "--threads")) {
         if (parse_number(v, 0, 1024, &x) < 0 || x != (int)x) return usage("--threads must be 0..1024", v);
         a->opt.threads = (int)x;
@@ -263,12 +271,15 @@ static int classify_all(const Args *a, Inputs *in) {
             rc = 1;
         }
     }
-    double t2 = now();
-    if (rc == 0 && classifier_run(c, jobs, in->n, res, err, sizeof err) < 0) {
-        fprintf(stderr, "guardctl classify: %s\n", err);
-        rc = 1;
+    int step = a->batch > 0 ? a->batch : in->n;
+    for (int i = 0; rc == 0 && i < in->n; i += step) {
+        int m = in->n - i < step ? in->n - i : step;
+        if (classifier_run(c, jobs + i, m, res + i, err, sizeof err) < 0) {
+            fprintf(stderr, "guardctl classify: %s\n", err);
+            rc = 1;
+        }
     }
-    if (rc == 0 && a->stats) print_stats(res, in->n, t1 - t0, now() - t2);
+    if (rc == 0 && a->stats) print_stats(res, in->n, t1 - t0, now() - t1);
     for (int i = 0; i < in->n; i++) {
         if (rc == 0) (a->json ? print_json : print_text)(&res[i], classify_job_categories(jobs[i]));
         if (res) classify_result_free(&res[i]);

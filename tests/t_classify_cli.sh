@@ -103,6 +103,23 @@ t = batch[0]["tokens"]
 assert t["prompt"] > 150 and t["cached"] == 0 and t["decode"] >= 0, t
 PY
 
+# --batch N: consecutive batches in one process give the same verdicts, and the
+# prefix K/V computed by the first batch serves the later ones
+printf '%s\n' "$user" >>"$tmp/three"
+$C --json --batch 1 <"$tmp/three" >"$tmp/b1.jsonl" || fail "--batch 1 run failed"
+$C --json <"$tmp/three" >"$tmp/b4.jsonl" || fail "4-line run failed"
+python3 - "$tmp/b1.jsonl" "$tmp/b4.jsonl" <<'PY' || fail "--batch 1 differs from one batch"
+import json, sys
+b1 = [json.loads(l) for l in open(sys.argv[1])]
+b4 = [json.loads(l) for l in open(sys.argv[2])]
+assert len(b1) == len(b4) == 4, (len(b1), len(b4))
+for x, y in zip(b1, b4):
+    assert x["verdict"] == y["verdict"] and x["raw"] == y["raw"], (x, y)
+    assert abs(x["score"] - y["score"]) <= 1e-5, (x["score"], y["score"])
+assert b1[0]["tokens"]["cached"] == 0 and b1[3]["tokens"]["cached"] > 100, [x["tokens"] for x in b1]
+PY
+expect_error "bad --batch" 2 "--batch must be" $G classify --model "$M" --batch 0 hi
+
 # --threshold 0: every verdict unsafe, decoded after a forced "unsafe"
 $C --threshold 0 --json <"$tmp/three" >"$tmp/t0.jsonl" || fail "threshold 0 run failed"
 python3 - "$tmp/t0.jsonl" <<'PY' || fail "threshold 0 checks"

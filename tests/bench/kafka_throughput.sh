@@ -3,12 +3,13 @@
 # guardctl classify on the same events in the same run (no Kafka).
 #
 # The same N conversation events (tests/e2e/gen_events.py, valid only) are
-# (1) classified by `guardctl classify` in batches of BENCH_BATCH (the sum of
-# its --stats "run" seconds, model loads excluded), then (2) sent to a guardd
-# consuming from a mock cluster in its own process (guardctl broker), timed
-# from the first send to the broker timestamp of the last of the N verdicts
-# (model load and group join excluded: a warm-up record's verdict is awaited
-# before the clock starts). Prints both rates and their ratio.
+# (1) classified by one `guardctl classify --batch BENCH_BATCH` process (its
+# --stats "run" seconds: prompt building, tokenizing and inference, model load
+# excluded), then (2) produced to a mock cluster in its own process (guardctl
+# broker) and consumed by a guardd started afterwards, timed from its
+# partitions_assigned log line to the producer timestamp of the last of the N
+# verdicts (model load and group join excluded). Both start with a cold
+# prompt-prefix cache. Prints both rates and their ratio.
 #
 # Environment: BUILD, DEPS_DIR; GUARDD_BENCH_MODEL (default: the full-shape
 # random fixture tools/bench.sh generates), BENCH_EVENTS (default 64),
@@ -36,22 +37,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
-now() { date +%s.%N; }
 per_key=$(( (N + 3) / 4 ))
 "$PY" tests/e2e/gen_events.py "$tmp/ev" b 4 "$per_key" --valid-only >/dev/null
 cat "$tmp/ev"/b-k*.jsonl | head -n "$N" >"$tmp/all.jsonl"
 N=$(wc -l <"$tmp/all.jsonl")
 
 # (1) guardctl classify, no Kafka, in batches of the same size guardd uses
-# (sum of the --stats "run" seconds: model loads excluded)
-split -l "$BATCH" "$tmp/all.jsonl" "$tmp/chunk."
-cls_s=0
-for f in "$tmp"/chunk.*; do
-    "$C" classify --model "$MODEL" --threads "$THREADS" --stats <"$f" >/dev/null 2>"$tmp/classify.stats"
-    s=$(sed -n 's/.*, run \([0-9.]*\) s,.*/\1/p' "$tmp/classify.stats")
-    [ -n "$s" ] || { cat "$tmp/classify.stats"; exit 1; }
-    cls_s=$("$PY" -c "print($cls_s + $s)")
-done
+# (the --stats "run" seconds: model load excluded)
+"$C" classify --model "$MODEL" --threads "$THREADS" --batch "$BATCH" --stats \
+    <"$tmp/all.jsonl" >/dev/null 2>"$tmp/classify.stats"
+cls_s=$(sed -n 's/.*, run \([0-9.]*\) s,.*/\1/p' "$tmp/classify.stats")
+[ -n "$cls_s" ] || { cat "$tmp/classify.stats"; exit 1; }
 
 # (2) guardd through Kafka
 "$C" broker --brokers 1 --partitions 4 \
@@ -66,9 +62,18 @@ kafka = { brokers = "$B"; group_id = "bench"; input_topics = [ "conversations" ]
 model = { path = "$MODEL"; threads = $THREADS; };
 batch = { max_events = $BATCH; };
 metrics = { listen = ""; };
-log = { level = "warn"; };
+log = { level = "info"; };
 shutdown_timeout_ms = 60000;
 EOF
+# The events wait in the topic before guardd starts, as a consumer lag would:
+# the clock runs from guardd's partitions_assigned (model already loaded, group
+# joined) to the broker timestamp of the last verdict, so it measures
+# consuming, batching, inference and producing, not start-up.
+for f in "$tmp/ev"/b-k*.jsonl; do
+    k=$(basename "$f" .jsonl)
+    grep -F "\"ok-$k-" "$tmp/all.jsonl" | "$C" send --brokers "$B" --topic conversations \
+        --key "$k" >/dev/null 2>&1
+done
 "$G" --config "$tmp/guardd.conf" >"$tmp/guardd.log" 2>&1 &
 gpid=$!
 pids="$pids $gpid"
@@ -78,22 +83,15 @@ count_verdicts() { # pattern: verdicts on allow+deny whose line matches
     done >"$tmp/verdicts.jsonl"
     grep -c "$1" "$tmp/verdicts.jsonl" || true
 }
-# warm-up record: its verdict means the model is loaded and partitions assigned
-"$C" send --brokers "$B" --topic conversations --key warmup "warm-up" >/dev/null 2>&1
-until [ "$(count_verdicts '"topic"')" -ge 1 ]; do
-    kill -0 "$gpid" 2>/dev/null || { tail "$tmp/guardd.log"; exit 1; }
-done
-t0=$(now)
-for f in "$tmp/ev"/b-k*.jsonl; do
-    k=$(basename "$f" .jsonl)
-    grep -F "\"ok-$k-" "$tmp/all.jsonl" | "$C" send --brokers "$B" --topic conversations \
-        --key "$k" >/dev/null 2>&1
-done
 while :; do
     got=$(count_verdicts '"id": *"ok-b-')
     [ "$got" -ge "$N" ] && break
     kill -0 "$gpid" 2>/dev/null || { tail "$tmp/guardd.log"; exit 1; }
+    sleep 2
 done
+t0=$(sed -n 's/^ts=\([^ ]*\) .*event=partitions_assigned.*/\1/p' "$tmp/guardd.log" | head -1)
+[ -n "$t0" ] || { echo "kafka_throughput: no partitions_assigned in the log"; tail "$tmp/guardd.log"; exit 1; }
+t0=$(date -d "$t0" +%s.%N)
 kill -TERM "$gpid"; wait "$gpid" || true
 "$PY" - "$N" "$cls_s" "$t0" "$BATCH" "$tmp/verdicts.jsonl" <<'EOF'
 import json, sys
