@@ -9,7 +9,8 @@
 # broker) and consumed by a guardd started afterwards, timed from its
 # partitions_assigned log line to the producer timestamp of the last of the N
 # verdicts (model load and group join excluded). Both start with a cold
-# prompt-prefix cache. Prints both rates and their ratio.
+# prompt-prefix cache. Prints both rates and their ratio, for two cases: the
+# model's own verdicts and every verdict "safe" (see the end of this file).
 #
 # Environment: BUILD, DEPS_DIR; GUARDD_BENCH_MODEL (default: the full-shape
 # random fixture tools/bench.sh generates), BENCH_EVENTS (default 64),
@@ -42,67 +43,88 @@ per_key=$(( (N + 3) / 4 ))
 cat "$tmp/ev"/b-k*.jsonl | head -n "$N" >"$tmp/all.jsonl"
 N=$(wc -l <"$tmp/all.jsonl")
 
-# (1) guardctl classify, no Kafka, in batches of the same size guardd uses
-# (the --stats "run" seconds: model load excluded)
-"$C" classify --model "$MODEL" --threads "$THREADS" --batch "$BATCH" --stats \
-    <"$tmp/all.jsonl" >/dev/null 2>"$tmp/classify.stats"
-cls_s=$(sed -n 's/.*, run \([0-9.]*\) s,.*/\1/p' "$tmp/classify.stats")
-[ -n "$cls_s" ] || { cat "$tmp/classify.stats"; exit 1; }
-
-# (2) guardd through Kafka
-"$C" broker --brokers 1 --partitions 4 \
-    --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
-    --bootstrap-file "$tmp/bs" >/dev/null 2>&1 &
-pids="$pids $!"
-i=0; while [ ! -s "$tmp/bs" ]; do i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.1; done
-B=$(sed 's/^bootstrap=//' "$tmp/bs")
-cat >"$tmp/guardd.conf" <<EOF
-kafka = { brokers = "$B"; group_id = "bench"; input_topics = [ "conversations" ];
-          properties = ( ("session.timeout.ms", "6000") ); };
-model = { path = "$MODEL"; threads = $THREADS; };
-batch = { max_events = $BATCH; };
-metrics = { listen = ""; };
-log = { level = "info"; };
-shutdown_timeout_ms = 60000;
-EOF
-# The events wait in the topic before guardd starts, as a consumer lag would:
-# the clock runs from guardd's partitions_assigned (model already loaded, group
-# joined) to the broker timestamp of the last verdict, so it measures
-# consuming, batching, inference and producing, not start-up.
-for f in "$tmp/ev"/b-k*.jsonl; do
-    k=$(basename "$f" .jsonl)
-    grep -F "\"ok-$k-" "$tmp/all.jsonl" | "$C" send --brokers "$B" --topic conversations \
-        --key "$k" >/dev/null 2>&1
-done
-"$G" --config "$tmp/guardd.conf" >"$tmp/guardd.log" 2>&1 &
-gpid=$!
-pids="$pids $gpid"
 count_verdicts() { # pattern: verdicts on allow+deny whose line matches
     for t in verdicts.allow verdicts.deny; do
         "$C" tail --brokers "$B" --topic "$t" --timeout-ms 1500 2>/dev/null
     done >"$tmp/verdicts.jsonl"
     grep -c "$1" "$tmp/verdicts.jsonl" || true
 }
-while :; do
-    got=$(count_verdicts '"id": *"ok-b-')
-    [ "$got" -ge "$N" ] && break
-    kill -0 "$gpid" 2>/dev/null || { tail "$tmp/guardd.log"; exit 1; }
-    sleep 2
-done
-t0=$(sed -n 's/^ts=\([^ ]*\) .*event=partitions_assigned.*/\1/p' "$tmp/guardd.log" | head -1)
-[ -n "$t0" ] || { echo "kafka_throughput: no partitions_assigned in the log"; tail "$tmp/guardd.log"; exit 1; }
-t0=$(date -d "$t0" +%s.%N)
-kill -TERM "$gpid"; wait "$gpid" || true
-"$PY" - "$N" "$cls_s" "$t0" "$BATCH" "$tmp/verdicts.jsonl" <<'EOF'
+
+# measure LABEL THRESHOLD: classify, then guardd, on the same events
+measure() {
+    label=$1 threshold=$2
+    # (1) guardctl classify, no Kafka, in batches of the same size guardd uses
+    # (the --stats "run" seconds: model load excluded)
+    thr=""   # classify has no "off" value: leave the option out instead
+    [ "$threshold" = -1.0 ] || thr="--threshold $threshold"
+    # shellcheck disable=SC2086
+    "$C" classify --model "$MODEL" --threads "$THREADS" --batch "$BATCH" $thr --stats <"$tmp/all.jsonl" >/dev/null 2>"$tmp/classify.stats"
+    cls_s=$(sed -n 's/.*, run \([0-9.]*\) s,.*/\1/p' "$tmp/classify.stats")
+    [ -n "$cls_s" ] || { cat "$tmp/classify.stats"; exit 1; }
+
+    # (2) guardd through Kafka, a fresh cluster each time
+    rm -f "$tmp/bs"
+    "$C" broker --brokers 1 --partitions 4 \
+        --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
+        --bootstrap-file "$tmp/bs" >/dev/null 2>&1 &
+    bpid=$!
+    pids="$pids $bpid"
+    i=0; while [ ! -s "$tmp/bs" ]; do i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.1; done
+    B=$(sed 's/^bootstrap=//' "$tmp/bs")
+    cat >"$tmp/guardd.conf" <<EOF
+kafka = { brokers = "$B"; group_id = "bench"; input_topics = [ "conversations" ];
+          properties = ( ("session.timeout.ms", "6000") ); };
+model = { path = "$MODEL"; threads = $THREADS; };
+policy = { threshold = $threshold; };
+batch = { max_events = $BATCH; };
+metrics = { listen = ""; };
+log = { level = "info"; };
+shutdown_timeout_ms = 60000;
+EOF
+    # The events wait in the topic before guardd starts, as a consumer lag
+    # would: the clock runs from guardd's partitions_assigned (model loaded,
+    # group joined) to the producer timestamp of the last verdict, so it
+    # measures consuming, batching, inference and producing, not start-up.
+    for f in "$tmp/ev"/b-k*.jsonl; do
+        k=$(basename "$f" .jsonl)
+        grep -F "\"ok-$k-" "$tmp/all.jsonl" | "$C" send --brokers "$B" --topic conversations \
+            --key "$k" >/dev/null 2>&1
+    done
+    "$G" --config "$tmp/guardd.conf" >"$tmp/guardd.log" 2>&1 &
+    gpid=$!
+    pids="$pids $gpid"
+    while :; do
+        got=$(count_verdicts '"id": *"ok-b-')
+        [ "$got" -ge "$N" ] && break
+        kill -0 "$gpid" 2>/dev/null || { tail "$tmp/guardd.log"; exit 1; }
+        sleep 2
+    done
+    t0=$(sed -n 's/^ts=\([^ ]*\) .*event=partitions_assigned.*/\1/p' "$tmp/guardd.log" | head -1)
+    [ -n "$t0" ] || { echo "kafka_throughput: no partitions_assigned in the log"; tail "$tmp/guardd.log"; exit 1; }
+    t0=$(date -d "$t0" +%s.%N)
+    kill -TERM "$gpid"; wait "$gpid" || true
+    kill -9 "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true
+    "$PY" - "$N" "$cls_s" "$t0" "$BATCH" "$tmp/verdicts.jsonl" "$label" <<'EOF'
 import json, sys
 n, cls_s, t0, batch = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+label = sys.argv[6]
 # the clock stops at the producer timestamp of the last verdict (when guardd
 # produced it), not when this script happened to poll
-ts = [json.loads(l)["timestamp"] for l in open(sys.argv[5])
-      if str(json.loads(l)["value"].get("id", "")).startswith("ok-b-")]
-k_s = max(ts) / 1000.0 - t0
-print(f"kafka_throughput: guardctl classify (batches of <= {batch}, no Kafka): {n} events in {cls_s:.2f} s = {n / cls_s:.2f} events/s")
-print(f"kafka_throughput: guardd via Kafka (micro-batches of <= {batch}): "
-      f"{n} events in {k_s:.2f} s = {n / k_s:.2f} events/s")
-print(f"kafka_throughput: Kafka path / classify = {cls_s / k_s:.2f}")
+recs = [json.loads(l) for l in open(sys.argv[5])]
+recs = [r for r in recs if str(r["value"].get("id", "")).startswith("ok-b-")]
+k_s = max(r["timestamp"] for r in recs) / 1000.0 - t0
+unsafe = sum(r["value"].get("verdict") == "unsafe" for r in recs)
+p = f"kafka_throughput [{label}]"
+print(f"{p}: guardctl classify (batches of <= {batch}, no Kafka): {n} events in {cls_s:.2f} s = {n / cls_s:.2f} events/s")
+print(f"{p}: guardd via Kafka (micro-batches of <= {batch}): "
+      f"{n} events in {k_s:.2f} s = {n / k_s:.2f} events/s ({unsafe} unsafe)")
+print(f"{p}: Kafka path / classify = {cls_s / k_s:.2f}")
 EOF
+}
+
+# The random-weight model's own verdicts: never "safe", so every batch decodes
+# to the token limit (the slowest path); then threshold 0.99, which (P(unsafe)
+# is ~1e-5 on this model) makes every
+# verdict "safe" with no decode step (the path most real traffic takes).
+measure "model verdicts" -1.0
+measure "all safe" 0.99
