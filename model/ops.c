@@ -75,15 +75,70 @@ static inline __attribute__((always_inline)) float dot(const float *a, const flo
     return acc;
 }
 
-/* scores[j] = q . k_j * scale for keys 0..n_keys-1 across the segments. */
-static inline __attribute__((always_inline)) void score_keys(const float *q, const KVSegment *segs, int n_segs, int layer, int kv_dim,
-                       int koff, int hd, float scale, int n_keys, float *scores) {
-    int j = 0;
-    for (int s = 0; s < n_segs && j < n_keys; s++) {
-        const float *k = segs[s].k + (size_t)layer * segs[s].capacity * kv_dim + koff;
-        int m = segs[s].len < n_keys - j ? segs[s].len : n_keys - j;
-        for (int t = 0; t < m; t++) scores[j + t] = dot(q, k + (size_t)t * kv_dim, hd) * scale;
-        j += m;
+/* Keys are visited in increasing index across the segments (prefix first);
+ * the cursor finds key j's row without rescanning the segment list. */
+typedef struct {
+    const KVSegment *segs;
+    int n_segs, s, base;    /* current segment and the index of its first key */
+    int layer, kv_dim, koff;
+    int values;             /* 0: rows of K, 1: rows of V */
+} KeyCursor;
+
+static inline const float *key_row(KeyCursor *c, int j) {
+    while (c->s < c->n_segs - 1 && j >= c->base + c->segs[c->s].len) c->base += c->segs[c->s++].len;
+    const KVSegment *g = &c->segs[c->s];
+    const float *m = c->values ? g->v : g->k;
+    return m + ((size_t)c->layer * g->capacity + (size_t)(j - c->base)) * c->kv_dim + c->koff;
+}
+
+/* kt[d * ATT_KB + t] = key (j0 + t)[d] for t < nk, 0 for the rest of the tile:
+ * transposed so that one query element times a tile row is one vector FMA. */
+static inline __attribute__((always_inline)) void load_key_tile(float *kt, KeyCursor *c, int j0, int nk, int hd) {
+    for (int t = 0; t < ATT_KB; t++) {
+        if (t < nk) {
+            const float *k = key_row(c, j0 + t);
+            for (int d = 0; d < hd; d++) kt[d * ATT_KB + t] = k[d];
+        } else {
+            for (int d = 0; d < hd; d++) kt[d * ATT_KB + t] = 0;
+        }
+    }
+}
+
+/* scores[r * lds + j] = q_r . k_j * scale for rows r < nr (<= ATT_QB) and keys
+ * j < n_keys. Each tile of ATT_KB keys is transposed once and then scored
+ * against every row, four rows at a time: four independent FMA chains over
+ * the head dimension and no horizontal sums (one per key per row, as plain
+ * dot products need, costs more than the multiplications at head_dim 64). */
+static inline __attribute__((always_inline)) void score_rows(const float *q, int ldq, int nr, KeyCursor *c, int hd,
+                                                           float scale, int n_keys, float *kt, float *scores,
+                                                           int lds) {
+    c->s = 0;
+    c->base = 0;
+    for (int j0 = 0; j0 < n_keys; j0 += ATT_KB) {
+        int nk = n_keys - j0 < ATT_KB ? n_keys - j0 : ATT_KB;
+        load_key_tile(kt, c, j0, nk, hd);
+        for (int r0 = 0; r0 < nr; r0 += 4) {
+            const float *q0 = q + (size_t)r0 * ldq;
+            /* rows past nr repeat the last row: computed, never stored */
+            const float *q1 = r0 + 1 < nr ? q0 + ldq : q0;
+            const float *q2 = r0 + 2 < nr ? q0 + 2 * (size_t)ldq : q0;
+            const float *q3 = r0 + 3 < nr ? q0 + 3 * (size_t)ldq : q0;
+            float a0[ATT_KB] = {0}, a1[ATT_KB] = {0}, a2[ATT_KB] = {0}, a3[ATT_KB] = {0};
+            for (int d = 0; d < hd; d++) {
+                const float *kd = kt + d * ATT_KB;
+                float x0 = q0[d], x1 = q1[d], x2 = q2[d], x3 = q3[d];
+#pragma omp simd
+                for (int t = 0; t < ATT_KB; t++) {
+                    a0[t] += x0 * kd[t];
+                    a1[t] += x1 * kd[t];
+                    a2[t] += x2 * kd[t];
+                    a3[t] += x3 * kd[t];
+                }
+            }
+            const float *acc[4] = {a0, a1, a2, a3};
+            for (int r = 0; r < 4 && r0 + r < nr; r++)
+                for (int t = 0; t < nk; t++) scores[(size_t)(r0 + r) * lds + j0 + t] = acc[r][t] * scale;
+        }
     }
 }
 
@@ -104,26 +159,86 @@ static inline __attribute__((always_inline)) void mix_values(float *out, const K
     }
 }
 
+/* out_r = sum_j p_r[j] v_j for four rows at once (rows past nr repeat row 0:
+ * computed, never stored), 16 output elements at a time so the four
+ * accumulators stay in registers and each value row is loaded once for all
+ * four. Needs head_dim % 16 == 0; p_r[j] must be 0 where row r is masked. */
+static inline __attribute__((always_inline)) void mix_block(float *out, int ldo, int nr, const float *p, int lds,
+                                                          int n_keys, KeyCursor *c, int hd) {
+    const float *p0 = p, *p1 = nr > 1 ? p + lds : p;
+    const float *p2 = nr > 2 ? p + 2 * (size_t)lds : p, *p3 = nr > 3 ? p + 3 * (size_t)lds : p;
+    for (int d0 = 0; d0 < hd; d0 += 16) {
+        float a0[16] = {0}, a1[16] = {0}, a2[16] = {0}, a3[16] = {0};
+        c->s = 0;
+        c->base = 0;
+        for (int j = 0; j < n_keys; j++) {
+            const float *v = key_row(c, j) + d0;
+            float w0 = p0[j], w1 = p1[j], w2 = p2[j], w3 = p3[j];
+#pragma omp simd
+            for (int t = 0; t < 16; t++) {
+                a0[t] += w0 * v[t];
+                a1[t] += w1 * v[t];
+                a2[t] += w2 * v[t];
+                a3[t] += w3 * v[t];
+            }
+        }
+        float *acc[4] = {a0, a1, a2, a3};
+        for (int r = 0; r < nr && r < 4; r++) memcpy(out + (size_t)r * ldo + d0, acc[r], sizeof a0);
+    }
+}
+
+size_t attend_scratch_floats(int n_ctx, int head_dim) {
+    return (size_t)ATT_QB * (size_t)n_ctx + (size_t)ATT_KB * (size_t)head_dim;
+}
+
+static inline __attribute__((always_inline)) void softmax_row(float *x, int n) {
+    float mx = x[0];
+    for (int j = 1; j < n; j++) mx = x[j] > mx ? x[j] : mx;
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < n; j++) {
+        x[j] = fast_expf(x[j] - mx);
+        sum += x[j];
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (int j = 0; j < n; j++) x[j] *= inv;
+}
+
 OPS_CLONES void attend_head(const float *q, int ldq, float *out, int ldo, int n_q, int pos0,
                  const KVSegment *segs, int n_segs, int layer, int kv_dim, int kvh, int head_dim,
-                 float *scores) {
+                 float *scratch) {
     float scale = 1.0f / sqrtf((float)head_dim);
-    for (int i = 0; i < n_q; i++) {
-        int n_keys = pos0 + i + 1;   /* causal: itself and everything before */
-        const float *qi = q + (size_t)i * ldq;
-        score_keys(qi, segs, n_segs, layer, kv_dim, kvh * head_dim, head_dim, scale, n_keys, scores);
-        float mx = scores[0];
-        for (int j = 1; j < n_keys; j++) mx = scores[j] > mx ? scores[j] : mx;
-        float sum = 0;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < n_keys; j++) {
-            scores[j] = fast_expf(scores[j] - mx);
-            sum += scores[j];
+    int ctx = pos0 + n_q;                       /* row stride of the score block */
+    float *kt = scratch + (size_t)ATT_QB * ctx; /* one transposed key tile */
+    KeyCursor c = {.segs = segs, .n_segs = n_segs, .layer = layer, .kv_dim = kv_dim,
+                   .koff = kvh * head_dim};
+    KeyCursor v = c;
+    v.values = 1;
+    for (int i0 = 0; i0 < n_q; i0 += ATT_QB) {
+        int nr = n_q - i0 < ATT_QB ? n_q - i0 : ATT_QB;
+        /* causal: row r sees pos0 + i0 + r + 1 keys; the block scores up to
+         * the last row's count, and each row's probabilities past its own
+         * count are zeroed so rows can be mixed together */
+        int n_block = pos0 + i0 + nr;
+        score_rows(q + (size_t)i0 * ldq, ldq, nr, &c, head_dim, scale, n_block, kt, scratch, ctx);
+        for (int r = 0; r < nr; r++) {
+            int n_keys = pos0 + i0 + r + 1;
+            float *p = scratch + (size_t)r * ctx;
+            softmax_row(p, n_keys);
+            memset(p + n_keys, 0, (size_t)(n_block - n_keys) * sizeof *p);
         }
-        float inv = 1.0f / sum;
-#pragma omp simd
-        for (int j = 0; j < n_keys; j++) scores[j] *= inv;
-        mix_values(out + (size_t)i * ldo, segs, n_segs, layer, kv_dim, kvh * head_dim, head_dim,
-                   n_keys, scores);
+        for (int r0 = 0; r0 < nr; r0 += 4) {
+            int m = nr - r0 < 4 ? nr - r0 : 4;
+            float *o = out + (size_t)(i0 + r0) * ldo;
+            const float *p = scratch + (size_t)r0 * ctx;
+            if (head_dim % 16 == 0) {
+                mix_block(o, ldo, m, p, ctx, pos0 + i0 + r0 + m, &v, head_dim);
+            } else {
+                for (int r = 0; r < m; r++)
+                    mix_values(o + (size_t)r * ldo, segs, n_segs, layer, kv_dim, kvh * head_dim,
+                               head_dim, pos0 + i0 + r0 + r + 1, p + (size_t)r * ctx);
+            }
+        }
     }
 }

@@ -55,8 +55,14 @@ void silu_mul_rows(float *h, int ld, int rows, int hidden);
 /* Causal attention of one query head for n_q new tokens whose first position
  * is pos0, against keys/values of kv head `kvh` in segs (all already holding
  * this layer's new K/V). q rows at stride ldq, out rows at stride ldo;
- * scores: scratch of pos0 + n_q floats. */
+ * scratch: attend_scratch_floats(pos0 + n_q, head_dim) floats. */
 void attend_head(const float *q, int ldq, float *out, int ldo, int n_q, int pos0,
                  const KVSegment *segs, int n_segs, int layer, int kv_dim, int kvh, int head_dim,
-                 float *scores);
+                 float *scratch);
+
+/* Query rows and keys per attention tile (see ops.c), and the scratch floats
+ * attend_head needs for a context of n_ctx positions. */
+#define ATT_QB 64
+#define ATT_KB 16
+size_t attend_scratch_floats(int n_ctx, int head_dim);
 #endif

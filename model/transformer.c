@@ -237,7 +237,7 @@ static void attention(Transformer *t, const SeqPlan *plan, int n, int layer, con
         int i = task / t->c.n_heads, h = task % t->c.n_heads;
         int skip = plan[i].n - keep[i];
         if (keep[i] <= 0) continue;
-        float *scores = t->scores + (size_t)omp_get_thread_num() * max_ctx;
+        float *scores = t->scores + (size_t)omp_get_thread_num() * attend_scratch_floats(max_ctx, hd);
         const float *q = t->qkv + (size_t)(plan[i].row0 + skip) * t->qkv_dim + h * hd;
         float *out = t->att + (size_t)out_row0[i] * t->q_dim + h * hd;
         attend_head(q, t->qkv_dim, out, t->q_dim, keep[i], plan[i].pos0 + skip, plan[i].segs,
@@ -334,7 +334,7 @@ int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, s
     if (T < 0) goto out;
     if (T == 0) { rc = 0; goto out; }
     if (ensure_rows(t, T) || ensure_rope(t, max_ctx) ||
-        ensure_scratch(t, (size_t)t->threads * max_ctx, L)) {
+        ensure_scratch(t, (size_t)t->threads * attend_scratch_floats(max_ctx, t->c.head_dim), L)) {
         errmsg(err, errlen, "out of memory for a batch of %d tokens", T);
         goto out;
     }

@@ -271,6 +271,67 @@ START_TEST(test_rope_apply) {
 }
 END_TEST
 
+/* attend_head against a plain double-precision loop: keys spread over several
+ * segments, a query block longer than ATT_QB, row counts that are not a
+ * multiple of 4, head_dim 64 and 16 (tiled value mixing) and 8 (fallback),
+ * kv head 1 of 2 in layer 1 of 2, q/out rows with padding. The scratch is
+ * filled with NaN so a read of anything not written first shows. */
+static void check_attend(int hd, const int *lens, int n_segs, int n_q) {
+    const int layers = 2, layer = 1, n_kv = 2, kvh = 1, kv_dim = n_kv * hd;
+    KVSegment segs[4];
+    int total = 0;
+    for (int s = 0; s < n_segs; s++) {
+        int cap = lens[s] + 3;
+        float *k = malloc(sizeof(float) * layers * cap * kv_dim), *v = malloc(sizeof(float) * layers * cap * kv_dim);
+        for (int i = 0; i < layers * cap * kv_dim; i++) { k[i] = 2 * frand(); v[i] = frand(); }
+        segs[s] = (KVSegment){k, v, lens[s], cap};
+        total += lens[s];
+    }
+    int pos0 = total - n_q, ldq = 3 * hd + 5, ldo = 2 * hd + 1;
+    float *q = malloc(sizeof(float) * n_q * ldq), *out = malloc(sizeof(float) * n_q * ldo);
+    for (int i = 0; i < n_q * ldq; i++) q[i] = frand();
+    size_t ns = attend_scratch_floats(total, hd);
+    float *scratch = malloc(sizeof(float) * ns);
+    for (size_t i = 0; i < ns; i++) scratch[i] = NAN;
+    attend_head(q, ldq, out, ldo, n_q, pos0, segs, n_segs, layer, kv_dim, kvh, hd, scratch);
+    double *sc = malloc(sizeof(double) * total);
+    for (int i = 0; i < n_q; i++) {
+        int nk = pos0 + i + 1;
+        const float *rows[2][1024];   /* [k|v][key] */
+        for (int s = 0, j = 0; s < n_segs; s++)
+            for (int t = 0; t < segs[s].len; t++, j++) {
+                size_t off = ((size_t)layer * segs[s].capacity + t) * kv_dim + kvh * hd;
+                rows[0][j] = segs[s].k + off;
+                rows[1][j] = segs[s].v + off;
+            }
+        double mx = -INFINITY, sum = 0;
+        for (int j = 0; j < nk; j++) {
+            double d = 0;
+            for (int e = 0; e < hd; e++) d += (double)q[i * ldq + e] * rows[0][j][e];
+            sc[j] = d / sqrt(hd);
+            if (sc[j] > mx) mx = sc[j];
+        }
+        for (int j = 0; j < nk; j++) sum += (sc[j] = exp(sc[j] - mx));
+        for (int e = 0; e < hd; e++) {
+            double want = 0;
+            for (int j = 0; j < nk; j++) want += sc[j] / sum * rows[1][j][e];
+            ck_assert_msg(fabs(out[i * ldo + e] - want) < 1e-5, "hd %d n_q %d row %d elem %d: %g vs %g",
+                          hd, n_q, i, e, out[i * ldo + e], want);
+        }
+    }
+    for (int s = 0; s < n_segs; s++) { free((void *)segs[s].k); free((void *)segs[s].v); }
+    free(q); free(out); free(scratch); free(sc);
+}
+
+START_TEST(test_attend_head) {
+    check_attend(64, (int[]){37, 5, 100}, 3, 100);   /* prefix of 2 segments, 2 query blocks */
+    check_attend(16, (int[]){131}, 1, 131);          /* no prefix, 131 = 2*64 + 3 rows */
+    check_attend(8, (int[]){3, 70}, 2, 70);          /* head_dim 8: the untiled mixing */
+    check_attend(64, (int[]){200, 1}, 2, 1);         /* one decode row after a long prefix */
+    check_attend(64, (int[]){17, 6}, 2, 6);          /* fewer rows than one block of 4 */
+}
+END_TEST
+
 static void check_gemm(int M, int N, int K, int acc) {
     float *X = malloc(sizeof(float) * M * K), *W = malloc(sizeof(float) * N * K);
     float *Y = malloc(sizeof(float) * M * (N + 3));
@@ -520,6 +581,7 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_fast_expf);
+    tcase_add_test(tc, test_attend_head);
     tcase_add_test(tc, test_rmsnorm);
     tcase_add_test(tc, test_rope_freqs_llama3);
     tcase_add_test(tc, test_rope_apply);
