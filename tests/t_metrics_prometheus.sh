@@ -99,9 +99,11 @@ EOF
 {"id": "c1", "categories": {"C1": "Spoilers."}, "messages": [{"role": "user", "content": "Who dies at the end?"}]}
 {"id": "p3", "messages": [{"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]}]}
 EOF
-    "$BUILD/guardctl" send --brokers "$bs" --topic conversations <"$tmp/events.jsonl" >/dev/null 2>"$tmp/send.log" \
-        || fail "guardctl send: $(cat "$tmp/send.log")"
-    printf '\301 not msgpack' | "$BUILD/guardctl" send --brokers "$bs" --topic conversations --raw \
+    # explicit partitions: both must hold a record (and so a committed offset)
+    # for their lag to be known; unkeyed records could all land on one
+    "$BUILD/guardctl" send --brokers "$bs" --topic conversations --partition 0 <"$tmp/events.jsonl" \
+        >/dev/null 2>"$tmp/send.log" || fail "guardctl send: $(cat "$tmp/send.log")"
+    printf '\301 not msgpack' | "$BUILD/guardctl" send --brokers "$bs" --topic conversations --raw --partition 1 \
         >/dev/null 2>>"$tmp/send.log" || fail "guardctl send --raw: $(cat "$tmp/send.log")"
     # bounded wait until guardd has accounted for all six records
     all_done() { curl -fsS "http://127.0.0.1:$gport/metrics" | awk '
@@ -114,7 +116,7 @@ EOF
     lag_zero() { curl -fsS "http://127.0.0.1:$gport/metrics" | awk '
         /^guardd_consumer_lag\{topic="conversations"/ { n++; if ($2 != 0) bad++ }
         END { exit !(n == 2 && bad == 0) }'; }
-    wait_for 30 lag_zero || { curl -fsS "http://127.0.0.1:$gport/metrics" | grep consumer_lag
+    wait_for 45 lag_zero || { curl -fsS "http://127.0.0.1:$gport/metrics" | grep consumer_lag
         fail "guardd_consumer_lag not reported as 0 for conversations/0,1"; }
     curl -fsS "http://127.0.0.1:$gport/metrics" >"$tmp/guardd-scrape.txt" || fail "GET guardd /metrics"
     "$PROMTOOL" check metrics <"$tmp/guardd-scrape.txt" || fail "promtool check metrics rejected guardd's scrape"
