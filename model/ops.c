@@ -75,6 +75,18 @@ static inline __attribute__((always_inline)) float dot(const float *a, const flo
     return acc;
 }
 
+/* scores[j] = q . k_j * scale for keys 0..n_keys-1 across the segments. */
+static inline __attribute__((always_inline)) void score_keys(const float *q, const KVSegment *segs, int n_segs, int layer, int kv_dim,
+                       int koff, int hd, float scale, int n_keys, float *scores) {
+    int j = 0;
+    for (int s = 0; s < n_segs && j < n_keys; s++) {
+        const float *k = segs[s].k + (size_t)layer * segs[s].capacity * kv_dim + koff;
+        int m = segs[s].len < n_keys - j ? segs[s].len : n_keys - j;
+        for (int t = 0; t < m; t++) scores[j + t] = dot(q, k + (size_t)t * kv_dim, hd) * scale;
+        j += m;
+    }
+}
+
 /* Keys are visited in increasing index across the segments (prefix first);
  * the cursor finds key j's row without rescanning the segment list. */
 typedef struct {
@@ -104,6 +116,10 @@ static inline __attribute__((always_inline)) void load_key_tile(float *kt, KeyCu
     }
 }
 
+/* Transposing a key tile costs about as much as scoring it against a dozen
+ * rows with plain dot products: fewer rows than this use score_keys. */
+#define ATT_TILE_MIN_ROWS 12
+
 /* scores[r * lds + j] = q_r . k_j * scale for rows r < nr (<= ATT_QB) and keys
  * j < n_keys. Each tile of ATT_KB keys is transposed once and then scored
  * against every row, four rows at a time: four independent FMA chains over
@@ -119,7 +135,7 @@ static inline __attribute__((always_inline)) void score_rows(const float *q, int
         load_key_tile(kt, c, j0, nk, hd);
         for (int r0 = 0; r0 < nr; r0 += 4) {
             const float *q0 = q + (size_t)r0 * ldq;
-            /* rows past nr repeat the last row: computed, never stored */
+            /* rows past nr repeat row r0: computed, never stored */
             const float *q1 = r0 + 1 < nr ? q0 + ldq : q0;
             const float *q2 = r0 + 2 < nr ? q0 + 2 * (size_t)ldq : q0;
             const float *q3 = r0 + 3 < nr ? q0 + 3 * (size_t)ldq : q0;
@@ -221,7 +237,13 @@ OPS_CLONES void attend_head(const float *q, int ldq, float *out, int ldo, int n_
          * the last row's count, and each row's probabilities past its own
          * count are zeroed so rows can be mixed together */
         int n_block = pos0 + i0 + nr;
-        score_rows(q + (size_t)i0 * ldq, ldq, nr, &c, head_dim, scale, n_block, kt, scratch, ctx);
+        if (nr >= ATT_TILE_MIN_ROWS) {
+            score_rows(q + (size_t)i0 * ldq, ldq, nr, &c, head_dim, scale, n_block, kt, scratch, ctx);
+        } else {   /* too few rows to pay for transposing the keys (decode steps) */
+            for (int r = 0; r < nr; r++)
+                score_keys(q + (size_t)(i0 + r) * ldq, segs, n_segs, layer, kv_dim, kvh * head_dim,
+                           head_dim, scale, pos0 + i0 + r + 1, scratch + (size_t)r * ctx);
+        }
         for (int r = 0; r < nr; r++) {
             int n_keys = pos0 + i0 + r + 1;
             float *p = scratch + (size_t)r * ctx;
@@ -232,7 +254,7 @@ OPS_CLONES void attend_head(const float *q, int ldq, float *out, int ldo, int n_
             int m = nr - r0 < 4 ? nr - r0 : 4;
             float *o = out + (size_t)(i0 + r0) * ldo;
             const float *p = scratch + (size_t)r0 * ctx;
-            if (head_dim % 16 == 0) {
+            if (head_dim % 16 == 0 && m > 1) {
                 mix_block(o, ldo, m, p, ctx, pos0 + i0 + r0 + m, &v, head_dim);
             } else {
                 for (int r = 0; r < m; r++)
