@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "prompt.h"
 
 /* ---- small owned-string helpers ---------------------------------------- */
 
@@ -500,7 +501,7 @@ static int read_model(Ctx *c, const config_t *cfg, Settings *s) {
     if (!g) return 0;
     if (get_string(c, g, "path", &s->model_path, 0) < 0 ||
         get_string(c, g, "tokenizer", &s->tokenizer_path, 1) < 0 ||
-        get_int(c, g, "threads", -1, 1024, &s->threads) < 0 ||
+        get_int(c, g, "threads", 0, 1024, &s->threads) < 0 ||
         get_string(c, g, "blis_arch", &s->blis_arch, 1) < 0)
         return -1;
     if (s->tokenizer_path && !*s->tokenizer_path) { free(s->tokenizer_path); s->tokenizer_path = NULL; }
@@ -543,6 +544,9 @@ static int read_categories(Ctx *c, const config_setting_t *g, Settings *s) {
     if (!grp && !is_list(st))
         return wrong_type(c, st, "a list of (\"S1\", \"Violent Crimes.\") pairs or a group S1 = \"...\";");
     int n = config_setting_length(st);
+    if (n > PROMPT_MAX_CATEGORIES)   /* the prompt builder refuses longer lists */
+        return fail(c, st, NULL, "%d entries; at most %d categories can be shown to the model",
+                    n, PROMPT_MAX_CATEGORIES);
     free_categories(&s->categories);
     s->categories.items = xcalloc((size_t)n, sizeof(Category));
     for (int i = 0; i < n; i++) {
@@ -591,16 +595,24 @@ static int read_policy(Ctx *c, const config_t *cfg, Settings *s) {
     double t = 0;
     int r = get_number(c, g, "threshold", &t, &where);
     if (r < 0) return -1;
-    if (r == 0 && !(t >= -1.0 && t < 1.0))
+    if (r == 0 && !(t == -1.0 || (t >= 0.0 && t < 1.0)))
         return fail(c, where, NULL, "%g is out of range: use a probability in [0, 1) or -1 for the greedy verdict", t);
     if (r == 0) s->threshold = (float)t;
     if (read_categories(c, g, s) < 0 ||
         get_strv(c, g, "exclude", 0, NULL, &s->exclude, &s->n_exclude) < 0 ||
         get_bool(c, g, "category_scores", &s->category_scores) < 0)
         return -1;
-    if (s->n_exclude > 0 && s->n_exclude >= (s->categories.n ? s->categories.n : 13))
+    if (check_exclude(c, g, s) < 0) return -1;
+    /* repeated codes are harmless (events accept them too): count distinct ones */
+    int distinct = 0;
+    for (int i = 0; i < s->n_exclude; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = !strcmp(s->exclude[i], s->exclude[j]);
+        distinct += !seen;
+    }
+    if (distinct > 0 && distinct >= (s->categories.n ? s->categories.n : 13))
         return fail(c, config_setting_get_member(g, "exclude"), NULL, "excludes every category");
-    return check_exclude(c, g, s);
+    return 0;
 }
 
 static int read_batch(Ctx *c, const config_t *cfg, Settings *s) {

@@ -31,13 +31,13 @@ typedef struct {
     /* model */
     char *model_path;
     char *tokenizer_path;       /* NULL: model_path/tokenizer.json */
-    int threads;                /* <= 0: all cores */
+    int threads;                /* 1..1024; 0: one per online CPU */
     char *blis_arch;            /* NULL/"auto" */
 
     /* policy (reloadable) */
-    CategoryList categories;    /* n == 0: default S1..S13 */
+    CategoryList categories;    /* n == 0: default S1..S13; at most PROMPT_MAX_CATEGORIES */
     char **exclude; int n_exclude;
-    float threshold;            /* < 0: greedy */
+    float threshold;            /* -1: greedy; else in [0, 1) */
     int category_scores;
 
     /* batching (reloadable) */

@@ -225,6 +225,57 @@ START_TEST(error_categories) {
 }
 END_TEST
 
+/* The prompt builder takes 1..PROMPT_MAX_CATEGORIES (64) categories: a longer
+ * configured list used to pass the check and reload, then dead-letter every
+ * event. It is refused at load time, naming the list. */
+START_TEST(error_too_many_categories) {
+    char text[8192];
+    size_t n = (size_t)snprintf(text, sizeof text, "policy = {\n categories = (\n");
+    for (int i = 1; i <= 70; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "  (\"C%d\", \"Category %d.\")%s\n", i, i, i < 70 ? "," : "");
+    snprintf(text + n, sizeof text - n, " );\n};\n");
+    expect_error(text, 2, "policy.categories", "70 entries; at most 64");
+    /* 64 is fine */
+    n = (size_t)snprintf(text, sizeof text, "policy = {\n categories = (\n");
+    for (int i = 1; i <= 64; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "  (\"C%d\", \"Category %d.\")%s\n", i, i, i < 64 ? "," : "");
+    snprintf(text + n, sizeof text - n, " );\n};\n");
+    Settings s = load_ok(text);
+    ck_assert_int_eq(s.categories.n, 64);
+    settings_free(&s);
+}
+END_TEST
+
+/* Events accept an exclude list with repeated codes (they are harmless); the
+ * configuration must too, counting distinct codes when deciding whether
+ * every category is excluded. */
+START_TEST(exclude_duplicates_accepted) {
+    Settings s = load_ok("policy = {\n categories = ( (\"A\", \"a\"), (\"B\", \"b\") );\n exclude = [\"A\", \"A\"];\n};\n");
+    ck_assert_int_eq(s.n_exclude, 2);
+    settings_free(&s);
+    s = load_ok("policy = { exclude = [\"S6\", \"S6\", \"S6\", \"S6\", \"S6\", \"S6\", \"S6\", \"S6\", \"S6\", "
+                "\"S6\", \"S6\", \"S6\", \"S6\", \"S6\"]; };\n");
+    settings_free(&s);
+    expect_error("policy = {\n categories = ( (\"A\", \"a\"), (\"B\", \"b\") );\n exclude = [\"A\", \"B\", \"A\"];\n};\n",
+                 3, "policy.exclude", "excludes every category");
+}
+END_TEST
+
+/* threshold: -1 (greedy) or a probability in [0, 1); -0.5 meant nothing.
+ * model.threads: 0 = all cores; negative values are refused. */
+START_TEST(error_threshold_and_threads) {
+    expect_error("policy = {\n threshold = -0.5;\n};\n", 2, "policy.threshold", "out of range");
+    expect_error("policy = { threshold = -1.5; };\n", 1, "policy.threshold", "out of range");
+    expect_error("model = {\n threads = -1;\n};\n", 2, "model.threads", "out of range");
+    Settings s = load_ok("policy = { threshold = -1; };\nmodel = { threads = 0; };\n");
+    ck_assert(s.threshold < 0);
+    settings_free(&s);
+    s = load_ok("policy = { threshold = 0; };\n");
+    ck_assert(s.threshold == 0.0f);
+    settings_free(&s);
+}
+END_TEST
+
 START_TEST(error_kafka_rules) {
     expect_error("kafka = {\n delivery = \"exactly-once\";\n};\n", 2, "kafka.delivery", "exactly-once is not supported");
     expect_error("kafka = {\n input_topics = [\"in\"];\n dlq_topic = \"in\";\n};\n", 3, "kafka.dlq_topic",
@@ -451,6 +502,9 @@ int main(void) {
     tcase_add_test(tc, error_out_of_range);
     tcase_add_test(tc, error_unknown_setting);
     tcase_add_test(tc, error_categories);
+    tcase_add_test(tc, error_too_many_categories);
+    tcase_add_test(tc, exclude_duplicates_accepted);
+    tcase_add_test(tc, error_threshold_and_threads);
     tcase_add_test(tc, error_kafka_rules);
     tcase_add_test(tc, error_cross_settings);
     tcase_add_test(tc, error_in_included_file_names_that_file);

@@ -20,6 +20,14 @@ if [ ! -x "$bin" ]; then
     echo "$bin is not built (make tests-build)"
     exit 1
 fi
+# Metric names the schemas mention must be ones guardd exports (registered by
+# name in daemon/metrics.c), so an operator can find them.
+for m in $(grep -oh 'guardd_[a-z0-9_]*' schemas/*.json | sort -u); do
+    if ! grep -q "\"$m\"" daemon/metrics.c; then
+        echo "schemas name the metric $m, which daemon/metrics.c does not export"
+        exit 1
+    fi
+done
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 if ! GUARDD_SAMPLES_DIR=$tmp CK_RUN_CASE=samples "$bin" >"$tmp/check.log" 2>&1; then
