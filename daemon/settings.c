@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kafka_util.h"
 #include "prompt.h"
 
 /* ---- small owned-string helpers ---------------------------------------- */
@@ -449,6 +450,108 @@ static int read_props(Ctx *c, const config_setting_t *g, Settings *s) {
     return 0;
 }
 
+/* ---- kafka properties, checked by librdkafka itself ---------------------- */
+
+static void quiet_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+    (void)rk; (void)level; (void)fac; (void)buf;
+}
+
+/* Property values (read back from librdkafka, so aliases such as
+ * request.required.acks or topic.acks count) that break guardd's promise:
+ * an input offset is committed only after the broker acknowledged its
+ * output, and every input is read. The scratch configuration starts from
+ * guardd's own values, so only a property can make one of these bad. */
+static const struct { const char *key, *bad, *why; } delivery_rules[] = {
+    {"acks", "0", "with acks=0 the broker never acknowledges a verdict, so guardd would commit "
+                  "inputs whose verdicts may be lost (use \"all\", the default, or 1)"},
+    {"delivery.report.only.error", "true", "guardd commits an input only when the delivery report "
+                  "of its output arrives; without reports for successes nothing would be committed"},
+    {"auto.offset.reset", "largest", "a new group, or an offset lost to retention, would skip "
+                  "input without a verdict (use \"earliest\", guardd's default)"},
+    {"auto.offset.reset", "error", "guardd needs a start position for a partition without a "
+                  "committed offset (use \"earliest\", guardd's default)"},
+};
+
+/* Copies msg to out with every secret property value replaced by "***". */
+static void redact_secrets(const Settings *s, const char *msg, char *out, size_t outlen) {
+    size_t w = 0;
+    while (*msg && w + 1 < outlen) {
+        size_t skip = 0;
+        for (int i = 0; i < s->n_props && !skip; i++)
+            if (settings_is_secret(s->props[i].key) && *s->props[i].value &&
+                !strncmp(msg, s->props[i].value, strlen(s->props[i].value)))
+                skip = strlen(s->props[i].value);
+        if (skip) {
+            w += (size_t)snprintf(out + w, outlen - w, "***");
+            if (w >= outlen) w = outlen - 1;
+            msg += skip;
+        } else {
+            out[w++] = *msg++;
+        }
+    }
+    out[w] = 0;
+}
+
+/* Builds a client of the given type from conf (a copy is taken) to catch
+ * what librdkafka only checks then: combinations of properties, unreadable
+ * certificate files, SASL mechanisms this build lacks. No broker is
+ * contacted (no bootstrap servers are set). */
+static int try_client(Ctx *c, const config_setting_t *list, const Settings *s,
+                      const rd_kafka_conf_t *base, rd_kafka_type_t type) {
+    char e[512], shown[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_dup(base);
+    rd_kafka_conf_set_log_cb(conf, quiet_log);
+    if (type == RD_KAFKA_CONSUMER) {
+        /* what guardd sets after the properties (pipeline.c) */
+        const char *fixed[] = {"group.id", s->group_id, "enable.auto.commit", "false",
+                               "enable.auto.offset.store", "false", NULL};
+        for (int i = 0; fixed[i]; i += 2) rd_kafka_conf_set(conf, fixed[i], fixed[i + 1], e, sizeof e);
+    }
+    rd_kafka_t *rk = rd_kafka_new(type, conf, e, sizeof e);
+    if (rk) {
+        rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        return 0;
+    }
+    rd_kafka_conf_destroy(conf);
+    redact_secrets(s, e, shown, sizeof shown);
+    return fail(c, list, NULL, "librdkafka refuses these properties for the %s: %s",
+                type == RD_KAFKA_PRODUCER ? "producer" : "consumer", shown);
+}
+
+/* Every property through rd_kafka_conf_set on a scratch configuration (an
+ * unknown name or a bad value names its pair), the delivery rules above,
+ * then a producer and a consumer built from it. Done at load time so that
+ * --check-config and reload refuse what would otherwise stop the daemon
+ * only after it loaded the model. Secret values are never shown. */
+static int check_props(Ctx *c, const config_setting_t *g, const Settings *s) {
+    if (s->n_props == 0) return 0;
+    const config_setting_t *list = config_setting_get_member(g, "properties");
+    char e[512];
+    int rc = 0;
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "acks", "all", e, sizeof e);             /* guardd's defaults */
+    rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", e, sizeof e);
+    for (int i = 0; i < s->n_props && rc == 0; i++) {
+        const config_setting_t *pair = config_setting_get_elem(list, (unsigned)i);
+        if (kafka_conf_set(conf, s->props[i].key, s->props[i].value, e, sizeof e) < 0) {
+            rc = fail(c, pair, NULL, "%s", e);
+            break;
+        }
+        for (size_t r = 0; r < sizeof delivery_rules / sizeof delivery_rules[0] && rc == 0; r++) {
+            char v[64];
+            size_t vlen = sizeof v;
+            if (rd_kafka_conf_get(conf, delivery_rules[r].key, v, &vlen) == RD_KAFKA_CONF_OK &&
+                !strcmp(v, delivery_rules[r].bad))
+                rc = fail(c, pair, NULL, "\"%s\" = \"%s\" is refused: %s", s->props[i].key,
+                          s->props[i].value, delivery_rules[r].why);
+        }
+    }
+    if (rc == 0) rc = try_client(c, list, s, conf, RD_KAFKA_PRODUCER);
+    if (rc == 0) rc = try_client(c, list, s, conf, RD_KAFKA_CONSUMER);
+    rd_kafka_conf_destroy(conf);
+    return rc;
+}
+
 static int read_delivery(Ctx *c, const config_setting_t *g, Settings *s) {
     const config_setting_t *st = config_setting_get_member(g, "delivery");
     if (!st) return 0;
@@ -474,7 +577,8 @@ static int read_kafka(Ctx *c, const config_t *cfg, Settings *s) {
         get_strv(c, g, "keep_headers", 0, header_ok, &s->keep_headers, &s->n_keep_headers) < 0 ||
         get_int(c, g, "embedded_partitions", 1, 256, &s->embedded_partitions) < 0)
         return -1;
-    return read_props(c, g, s);
+    if (read_props(c, g, s) < 0) return -1;
+    return check_props(c, g, s);
 }
 
 /* Output topics must not be inputs: guardd would consume its own verdicts. */

@@ -132,7 +132,7 @@ START_TEST(full_config_values_are_read) {
         "kafka = { brokers = \"k1:9092,k2:9092\"; group_id = \"g\"; input_topics = [\"a\", \"b.c\"];\n"
         "  allow_topic = \"ok\"; deny_topic = \"no\"; dlq_topic = \"dead\"; keep_headers = [\"*\"];\n"
         "  embedded_partitions = 5;\n"
-        "  properties = ( (\"security.protocol\", \"sasl_ssl\"), (\"session.timeout.ms\", 45000),\n"
+        "  properties = ( (\"security.protocol\", \"plaintext\"), (\"session.timeout.ms\", 45000),\n"
         "                 (\"enable.idempotence\", true) ); };\n"
         "model = { path = \"/m\"; tokenizer = \"/t.json\"; threads = 2; blis_arch = \"skx\"; };\n"
         "policy = { categories = { S1 = \"One.\"; X_2 = \"Two.\"; }; exclude = [\"X_2\"];\n"
@@ -288,6 +288,45 @@ START_TEST(error_kafka_rules) {
 }
 END_TEST
 
+/* kafka.properties go through librdkafka at load time (so --check-config and
+ * reload refuse them, instead of the daemon exiting after loading the model),
+ * and settings that break at-least-once delivery are refused. Errors name the
+ * pair's line; secret values never appear in them. */
+START_TEST(error_kafka_properties_checked_by_librdkafka) {
+    expect_error("kafka = {\n properties = (\n (\"session.timeout.ms\", 6000),\n (\"no.such.property\", \"1\") );\n};\n",
+                 4, "kafka.properties[1]", "'no.such.property': unknown property");
+    expect_error("kafka = {\n properties = (\n (\"session.timeout.ms\", \"soon\") );\n};\n", 3,
+                 "kafka.properties[0]", "'session.timeout.ms'");
+    expect_error("kafka = {\n properties = (\n (\"acks\", 0) );\n};\n", 3, "kafka.properties[0]",
+                 "\"acks\" = \"0\" is refused");
+    expect_error("kafka = {\n properties = ( (\"linger.ms\", 1),\n (\"request.required.acks\", \"0\") );\n};\n", 3,
+                 "kafka.properties[1]", "never acknowledges");
+    expect_error("kafka = {\n properties = (\n (\"topic.acks\", \"0\") );\n};\n", 3, "kafka.properties[0]", "acks=0");
+    expect_error("kafka = {\n properties = (\n (\"delivery.report.only.error\", true) );\n};\n", 3,
+                 "kafka.properties[0]", "delivery report");
+    expect_error("kafka = {\n properties = (\n (\"auto.offset.reset\", \"latest\") );\n};\n", 3,
+                 "kafka.properties[0]", "skip");
+    /* combinations librdkafka only checks when a client is built */
+    expect_error("kafka = {\n properties = ( (\"enable.idempotence\", true),\n (\"acks\", 1) );\n};\n", 2,
+                 "kafka.properties", "producer: `acks` must be set to `all`");
+    /* a secret's value is not echoed, whether librdkafka's complaint is about
+     * it or not */
+    const char *path = write_conf("t.conf", "kafka = {\n properties = ( (\"sasl.password\", \"hunter2\"),\n"
+                                            " (\"security.protocol\", \"sasl_plaintext\"),\n"
+                                            " (\"sasl.mechanisms\", \"hunter2\") );\n};\n");
+    char err[1024];
+    Settings s;
+    ck_assert_int_eq(settings_load(path, &s, err, sizeof err), -1);
+    ck_assert_msg(!strstr(err, "hunter2") && strstr(err, "kafka.properties"), "%s", err);
+    /* accepted: acks=1, earliest, a usual SASL setup */
+    s = load_ok("kafka = { properties = ( (\"acks\", \"1\"), (\"auto.offset.reset\", \"earliest\"),\n"
+                " (\"security.protocol\", \"sasl_plaintext\"), (\"sasl.mechanisms\", \"SCRAM-SHA-512\"),\n"
+                " (\"sasl.username\", \"u\"), (\"sasl.password\", \"p\") ); };\n");
+    ck_assert_int_eq(s.n_props, 6);
+    settings_free(&s);
+}
+END_TEST
+
 START_TEST(error_cross_settings) {
     expect_error("batch = { max_tokens = 1024; };\nlimits = {\n max_prompt_tokens = 2048;\n};\n", 3,
                  "limits.max_prompt_tokens", "exceeds batch.max_tokens");
@@ -321,7 +360,7 @@ START_TEST(secrets_are_redacted) {
     Settings s = load_ok(
         "kafka = { properties = ( (\"sasl.username\", \"alice\"), (\"sasl.password\", \"hunter2\"),\n"
         "  (\"ssl.key.password\", \"k3y-pass\"), (\"sasl.oauthbearer.config\", \"principal=x secret=y\"),\n"
-        "  (\"sasl.oauthbearer.client.secret\", \"cl1ent\") ); };\n");
+        "  (\"ssl.keystore.password\", \"cl1ent\") ); };\n");
     char *out = NULL;
     size_t len;
     FILE *f = open_memstream(&out, &len);
@@ -506,6 +545,7 @@ int main(void) {
     tcase_add_test(tc, exclude_duplicates_accepted);
     tcase_add_test(tc, error_threshold_and_threads);
     tcase_add_test(tc, error_kafka_rules);
+    tcase_add_test(tc, error_kafka_properties_checked_by_librdkafka);
     tcase_add_test(tc, error_cross_settings);
     tcase_add_test(tc, error_in_included_file_names_that_file);
     tcase_add_test(tc, error_missing_file);
