@@ -4,7 +4,8 @@
  * commits.
  *
  * Per record: track its offset (outstanding until its output is acked),
- * decode with the configured limits, render + tokenize; any failure becomes a
+ * decode with the configured limits (msgpack, or JSON by the content-type
+ * header or a leading '{': event_decode_record), render + tokenize; any failure becomes a
  * DLQ record with a reason code, never a silent drop. Prepared jobs go to the
  * bounded queue; when it is full (or too many records wait for acks) every
  * assigned partition is paused, and resumed once the queue drained to its
@@ -222,8 +223,10 @@ static Item *build_item(Pipeline *p, const rd_kafka_message_t *m, const char *to
         snprintf(msg, msglen, "out of memory");
         return NULL;
     }
-    if (event_decode(m->payload ? m->payload : "", m->len, &p->limits, &it->ev, reason,
-                     msg, msglen) < 0) {
+    rd_kafka_headers_t *in_hdrs = NULL;
+    if (rd_kafka_message_headers(m, &in_hdrs)) in_hdrs = NULL;
+    if (event_decode_record(m->payload, m->len, in_hdrs, &p->limits, &it->ev, reason,
+                            msg, msglen) < 0) {
         if (!*reason) *reason = "invalid";
         item_free(it);
         return NULL;

@@ -10,6 +10,7 @@
 #define GUARDD_EVENT_H
 #include <stddef.h>
 #include <stdint.h>
+#include <librdkafka/rdkafka.h>
 #include "conversation.h"
 #include "classifier.h"
 
@@ -71,11 +72,23 @@ void event_free(ConversationEvent *ev);
 int event_decode_json(const void *buf, size_t len, const EventLimits *lim,
                       ConversationEvent *ev, const char **reason, char *msg, size_t msglen);
 /* Either encoding: content_type (e.g. the record's "content-type" header)
- * containing "json" or "msgpack" decides; NULL or anything else sniffs the
+ * containing "json" or "msgpack" (any case) decides; NULL or anything else sniffs the
  * bytes: a '{' after optional whitespace is JSON (those bytes are small
  * integers in msgpack, never a valid event), everything else msgpack. */
 int event_decode_any(const void *buf, size_t len, const char *content_type, const EventLimits *lim,
                      ConversationEvent *ev, const char **reason, char *msg, size_t msglen);
+/* What the consumer calls for a record: the content type comes from the
+ * record's "content-type" header (name in any case; the last one wins; hdrs
+ * may be NULL), then event_decode_any. The rule, also in
+ * schemas/conversation-event.schema.json and README.md:
+ *   media type mentioning "json" (any case)    -> JSON
+ *   media type mentioning "msgpack" (any case) -> msgpack
+ *   no header, or any other media type          -> sniffed: JSON when the first
+ *                                                  byte after spaces, tabs, CR
+ *                                                  and LF is '{', else msgpack */
+int event_decode_record(const void *buf, size_t len, const rd_kafka_headers_t *hdrs,
+                        const EventLimits *lim, ConversationEvent *ev, const char **reason,
+                        char *msg, size_t msglen);
 /* JSON text -> msgpack bytes of the same value (malloc'd, length in *outlen),
  * or NULL with err set. For tools that let people write events as JSON. */
 void *event_json_to_msgpack(const void *json, size_t len, size_t *outlen, char *err, size_t errlen);

@@ -3,10 +3,12 @@
  *   event_json_to_msgpack / event_decode_json   JSON events -> msgpack -> the
  *                        one validator in event.c, so both encodings obey
  *                        exactly the same rules.
- *   event_decode_any     picks one by content type or by sniffing.
+ *   event_decode_any     picks one by content type or by sniffing;
+ *   event_decode_record  the same for a Kafka record (its content-type header).
  * msgpack is walked with the bounded reader (event_mp.h); recursion depth is
  * capped so hostile nesting cannot exhaust the stack.
  */
+#define _GNU_SOURCE     /* strcasestr */
 #include "event.h"
 #include "event_mp.h"
 #include <jansson.h>
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define JSON_MAX_DEPTH 64
 
@@ -239,9 +242,32 @@ static int looks_like_json(const uint8_t *p, size_t len) {
 int event_decode_any(const void *buf, size_t len, const char *content_type, const EventLimits *lim,
                      ConversationEvent *ev, const char **reason, char *msg, size_t msglen) {
     int json;
-    if (content_type && strstr(content_type, "json")) json = 1;
-    else if (content_type && strstr(content_type, "msgpack")) json = 0;
+    if (content_type && strcasestr(content_type, "json")) json = 1;
+    else if (content_type && strcasestr(content_type, "msgpack")) json = 0;
     else json = buf && looks_like_json(buf, len);
     return json ? event_decode_json(buf, len, lim, ev, reason, msg, msglen)
                 : event_decode(buf, len, lim, ev, reason, msg, msglen);
+}
+
+/* Longest content-type value looked at: media types are short; a longer value
+ * is cut (what is left still decides, or the bytes are sniffed). */
+#define CONTENT_TYPE_MAX 128
+
+int event_decode_record(const void *buf, size_t len, const rd_kafka_headers_t *hdrs,
+                        const EventLimits *lim, ConversationEvent *ev, const char **reason,
+                        char *msg, size_t msglen) {
+    char ct[CONTENT_TYPE_MAX + 1];
+    int have = 0;
+    const char *name;
+    const void *val;
+    size_t sz;
+    for (size_t i = 0; hdrs && !rd_kafka_header_get_all(hdrs, i, &name, &val, &sz); i++) {
+        if (strcasecmp(name, "content-type")) continue;
+        size_t n = val ? sz : 0;
+        if (n > CONTENT_TYPE_MAX) n = CONTENT_TYPE_MAX;
+        if (n) memcpy(ct, val, n);
+        ct[n] = 0;
+        have = 1;
+    }
+    return event_decode_any(buf ? buf : "", len, have ? ct : NULL, lim, ev, reason, msg, msglen);
 }

@@ -228,6 +228,69 @@ START_TEST(decode_any_picks_the_encoding) {
 }
 END_TEST
 
+/* Media types are case-insensitive (RFC 9110): "Application/JSON" is JSON. */
+START_TEST(decode_any_content_type_ignores_case) {
+    B *b = b_new();
+    m_(b, 2); kv(b, "id", "m"); one_msg_(b);
+    ConversationEvent ev;
+    const char *reason = NULL;
+    char m[256];
+    ck_assert_int_eq(event_decode_any(b->sb.data, b->sb.size, "Application/JSON; charset=utf-8", &LIM, &ev,
+                                      &reason, m, sizeof m), -1);
+    ck_assert_str_eq(reason, "bad_json");
+    const char *js = "{\"id\":\"j\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    ck_assert_int_eq(event_decode_any(js, strlen(js), "APPLICATION/MSGPACK", &LIM, &ev, &reason, m, sizeof m), -1);
+    ck_assert_str_eq(reason, "not_a_map");
+    b_free(b);
+}
+END_TEST
+
+/* What the consumer calls: the record's content-type header (any case of the
+ * name, last one wins) decides, else the bytes are sniffed. */
+START_TEST(record_decode_uses_the_header) {
+    const char *js = "{\"id\":\"j\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}";
+    B *b = b_new();
+    m_(b, 2); kv(b, "id", "m"); one_msg_(b);
+    ConversationEvent ev;
+    const char *reason = NULL;
+    char m[256];
+    /* no headers at all: sniffed */
+    ck_assert_msg(event_decode_record(js, strlen(js), NULL, &LIM, &ev, &reason, m, sizeof m) == 0, "%s: %s", reason, m);
+    ck_assert_str_eq(ev.id, "j");
+    event_free(&ev);
+    ck_assert_int_eq(event_decode_record(b->sb.data, b->sb.size, NULL, &LIM, &ev, &reason, m, sizeof m), 0);
+    ck_assert_str_eq(ev.id, "m");
+    event_free(&ev);
+    /* unrelated headers: still sniffed */
+    rd_kafka_headers_t *h = rd_kafka_headers_new(4);
+    rd_kafka_header_add(h, "traceparent", -1, "00-1-01", -1);
+    ck_assert_int_eq(event_decode_record(js, strlen(js), h, &LIM, &ev, &reason, m, sizeof m), 0);
+    event_free(&ev);
+    /* the header decides: JSON declared, msgpack sent */
+    rd_kafka_header_add(h, "Content-Type", -1, "application/json", -1);
+    ck_assert_int_eq(event_decode_record(b->sb.data, b->sb.size, h, &LIM, &ev, &reason, m, sizeof m), -1);
+    ck_assert_str_eq(reason, "bad_json");
+    ck_assert_int_eq(event_decode_record(js, strlen(js), h, &LIM, &ev, &reason, m, sizeof m), 0);
+    event_free(&ev);
+    /* the last one wins; a value that is not NUL-terminated or is huge is fine */
+    rd_kafka_header_add(h, "content-type", -1, "application/msgpackXXXX", 19);
+    ck_assert_int_eq(event_decode_record(b->sb.data, b->sb.size, h, &LIM, &ev, &reason, m, sizeof m), 0);
+    event_free(&ev);
+    char big[4096];
+    memset(big, ' ', sizeof big);
+    memcpy(big + sizeof big - 4, "json", 4);
+    rd_kafka_header_add(h, "content-type", -1, big, sizeof big);
+    ck_assert_int_eq(event_decode_record(js, strlen(js), h, &LIM, &ev, &reason, m, sizeof m), 0);
+    event_free(&ev);
+    /* a content type saying neither: sniffed */
+    rd_kafka_header_add(h, "content-type", -1, "text/plain", -1);
+    ck_assert_int_eq(event_decode_record(js, strlen(js), h, &LIM, &ev, &reason, m, sizeof m), 0);
+    event_free(&ev);
+    rd_kafka_headers_destroy(h);
+    b_free(b);
+}
+END_TEST
+
 /* ---- one case per reason code -------------------------------------------------- */
 
 typedef struct {
@@ -878,6 +941,8 @@ int main(void) {
     tcase_add_test(tc, metadata_echoed_byte_for_byte);
     tcase_add_test(tc, json_event_decodes_like_msgpack);
     tcase_add_test(tc, decode_any_picks_the_encoding);
+    tcase_add_test(tc, decode_any_content_type_ignores_case);
+    tcase_add_test(tc, record_decode_uses_the_header);
     tcase_add_loop_test(tc, bad_event_reason, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
     tcase_add_test(tc, too_large_checked_first);
     tcase_add_test(tc, many_messages_rejected_by_count);

@@ -1,0 +1,125 @@
+#!/bin/sh
+# t_event_wire - how input bytes on the wire are read, end to end: the real
+# guardd (tiny fixture model) against a mock cluster (guardctl broker). Each
+# input record has its own key; outputs are found by that key on the allow,
+# deny and DLQ topics (read with guardctl tail) and must be what the table
+# below says: a verdict, or a DLQ record with a given reason.
+#   - JSON events (schemas/conversation-event.schema.json): with a
+#     content-type: application/json header, without any header (sniffed by
+#     the leading '{'), and with a mis-cased header; a msgpack event declared
+#     as JSON is a bad_json DLQ record, a msgpack event without header a verdict.
+set -eu
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
+PY=/usr/bin/python3     # Debian's, with python3-msgpack
+G=$BUILD/guardd
+C=$BUILD/guardctl
+[ -x "$G" ] && [ -x "$C" ] || { echo "FAIL: $G / $C not built"; exit 1; }
+[ -f "$MODEL/model.safetensors" ] || { echo "skip: no tiny fixture model at $MODEL"; exit 77; }
+case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
+
+logs=$BUILD/test-logs/t_event_wire.d
+rm -rf "$logs"
+mkdir -p "$logs"
+tmp=$(mktemp -d /tmp/t_event_wire.XXXXXX)
+pids=""
+cleanup() {
+    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail() { echo "FAIL: $*"; exit 1; }
+
+"$C" broker --brokers 1 --partitions 2 \
+    --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
+    --bootstrap-file "$tmp/bootstrap" >"$logs/broker.log" 2>&1 &
+pids="$pids $!"
+i=0
+while [ ! -s "$tmp/bootstrap" ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || fail "broker did not start"; sleep 0.1
+done
+B=$(sed 's/^bootstrap=//' "$tmp/bootstrap")
+
+cat >"$tmp/guardd.conf" <<CONF
+kafka = {
+  brokers = "$B";
+  group_id = "wire";
+  input_topics = [ "conversations" ];
+  properties = ( ("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500") );
+};
+model = { path = "$MODEL"; threads = 1; };
+batch = { max_events = 8; max_wait_ms = 10; queue_capacity = 32; };
+limits = { max_event_bytes = 65536; max_message_bytes = 4096; };
+metrics = { listen = "127.0.0.1:0"; };
+log = { level = "info"; };
+CONF
+"$G" --config "$tmp/guardd.conf" >"$logs/guardd.log" 2>&1 &
+GP=$!
+pids="$pids $GP"
+
+# ---- inputs: key, expected outcome ("verdict" or "dlq:REASON") ----------------------
+: >"$tmp/expect"
+send() { # key expect [guardctl send options...] < bytes
+    k=$1; e=$2; shift 2
+    "$C" send --brokers "$B" --topic conversations --key "$k" --raw "$@" >/dev/null \
+        2>>"$logs/send.log" || fail "guardctl send $k"
+    echo "$k $e" >>"$tmp/expect"
+}
+json_event() { printf '%s{"id":"%s","messages":[{"role":"user","content":"hello there"}],"metadata":{"n":1}}' "${2:-}" "$1"; }
+msgpack_event() { # id
+    "$PY" -c 'import msgpack, sys; sys.stdout.buffer.write(msgpack.packb(
+        {"id": sys.argv[1], "messages": [{"role": "user", "content": "hello there"}]}))' "$1"
+}
+
+json_event json-header | send json-header verdict --header content-type=application/json
+json_event json-sniffed | send json-sniffed verdict
+json_event json-spaces ' 
+	' | send json-spaces verdict
+json_event json-cased | send json-cased verdict --header "Content-Type=Application/JSON; charset=utf-8"
+msgpack_event mp-plain | send mp-plain verdict
+msgpack_event mp-as-json | send mp-as-json dlq:bad_json --header content-type=application/json
+printf '{"id":"bad","messages":[' | send json-broken dlq:bad_json
+
+# ---- outputs -----------------------------------------------------------------------
+n=$(wc -l <"$tmp/expect")
+"$PY" - "$C" "$B" "$tmp/expect" "$tmp" <<'PYEOF' || fail "outputs"
+import json, subprocess, sys, time
+ctl, brokers, expect_file, tmp = sys.argv[1:5]
+expect = dict(l.split() for l in open(expect_file) if l.strip())
+got = {}
+deadline = time.time() + 90
+while time.time() < deadline:
+    got = {}
+    for topic in ("verdicts.allow", "verdicts.deny", "conversations.dlq"):
+        out = subprocess.run([ctl, "tail", "--brokers", brokers, "--topic", topic,
+                              "--timeout-ms", "2500"], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            r = json.loads(line)
+            v = r["value"]
+            if v is None:
+                print("undecodable output record:", line[:300]); sys.exit(1)
+            what = "dlq:" + v["error"]["code"] if topic.endswith("dlq") else "verdict"
+            got.setdefault(r["key"], []).append((what, v))
+    if all(k in got for k in expect):
+        break
+    time.sleep(1)
+bad = 0
+for k, e in sorted(expect.items()):
+    outs = got.get(k, [])
+    kinds = [w for w, _ in outs]
+    if kinds != [e]:
+        bad += 1
+        print(f"{k}: want {e}, got {kinds or 'nothing'}", [v.get("error") for _, v in outs])
+    elif e == "verdict" and k.startswith("json-") and (outs[0][1].get("id") != k or outs[0][1].get("metadata") != {"n": 1}):
+        bad += 1
+        print(f"{k}: id or metadata not echoed: {outs[0][1]}")
+    else:
+        print(f"{k}: {e} ok")
+sys.exit(1 if bad else 0)
+PYEOF
+kill -TERM "$GP"
+rc=0; wait "$GP" || rc=$?
+[ $rc -eq 0 ] || fail "guardd exited $rc after SIGTERM"
+echo "PASS ($n inputs)"
