@@ -80,19 +80,68 @@ void consumer_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 (long long)offsets->elems[i].offset);
 }
 
-/* ---- backpressure ---- */
+/* ---- backpressure ----
+ *
+ * librdkafka keeps a partition's paused flag on its partition object, across
+ * revocation and re-assignment: a partition paused, revoked and assigned
+ * again stays paused until resumed by name, whatever the assignment was when
+ * the queue drained. So the partitions this member paused are kept in
+ * p->paused_parts (consumer thread only) and resumed by name: on the resume
+ * decision, on revocation (after the unassign), and every newly assigned
+ * partition is explicitly paused or resumed to match the queue's state. */
 
-static void set_paused(Pipeline *p, int pause) {
-    rd_kafka_topic_partition_list_t *parts = NULL;
-    if (rd_kafka_assignment(p->consumer, &parts) || !parts) return;
+static int find_part(const rd_kafka_topic_partition_list_t *l, const char *topic,
+                     int32_t partition) {
+    for (int i = 0; l && i < l->cnt; i++)
+        if (l->elems[i].partition == partition && !strcmp(l->elems[i].topic, topic)) return i;
+    return -1;
+}
+
+static void note_paused_count(Pipeline *p) {
+    int n = p->paused_parts ? p->paused_parts->cnt : 0;
+    atomic_store(&p->paused_partitions, n);
+    metrics_paused_partitions(n);
+}
+
+/* Pauses (or resumes) parts in the client and records them as paused (or
+ * not). Returns the client's error. */
+static rd_kafka_resp_err_t pause_parts(Pipeline *p, rd_kafka_topic_partition_list_t *parts,
+                                       int pause) {
+    if (!parts || parts->cnt == 0) return 0;
     rd_kafka_resp_err_t err = pause ? rd_kafka_pause_partitions(p->consumer, parts)
                                     : rd_kafka_resume_partitions(p->consumer, parts);
     if (err) log_msg(LOG_WARN, "event=%s_failed error=%s", pause ? "pause" : "resume",
                      rd_kafka_err2name(err));
+    if (pause && !p->paused_parts) p->paused_parts = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; p->paused_parts && i < parts->cnt; i++) {
+        int at = find_part(p->paused_parts, parts->elems[i].topic, parts->elems[i].partition);
+        if (pause && at < 0)
+            rd_kafka_topic_partition_list_add(p->paused_parts, parts->elems[i].topic,
+                                              parts->elems[i].partition);
+        else if (!pause && at >= 0)
+            rd_kafka_topic_partition_list_del_by_idx(p->paused_parts, at);
+    }
+    note_paused_count(p);
+    return err;
+}
+
+static void set_paused(Pipeline *p, int pause) {
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    if (rd_kafka_assignment(p->consumer, &parts) || !parts)
+        parts = rd_kafka_topic_partition_list_new(1);
+    int n = parts->cnt;
+    if (!pause && p->paused_parts) {
+        /* everything paused by name, assigned now or not, plus the assignment */
+        for (int i = 0; i < p->paused_parts->cnt; i++)
+            if (find_part(parts, p->paused_parts->elems[i].topic,
+                          p->paused_parts->elems[i].partition) < 0)
+                rd_kafka_topic_partition_list_add(parts, p->paused_parts->elems[i].topic,
+                                                  p->paused_parts->elems[i].partition);
+    }
+    pause_parts(p, parts, pause);
     log_msg(LOG_INFO, "event=%s partitions=%d queue_depth=%d outstanding=%ld",
-            pause ? "backpressure_pause" : "backpressure_resume", parts->cnt,
+            pause ? "backpressure_pause" : "backpressure_resume", pause ? n : parts->cnt,
             queue_depth(&p->queue), offsets_outstanding(p->offsets));
-    metrics_paused_partitions(pause ? parts->cnt : 0);
     if (pause) atomic_fetch_add(&p->pauses, 1);
     rd_kafka_topic_partition_list_destroy(parts);
 }
@@ -131,7 +180,9 @@ static void on_assign(Pipeline *p, rd_kafka_t *rk, rd_kafka_topic_partition_list
         err = rd_kafka_assign(rk, parts);
     }
     if (err) log_msg(LOG_ERROR, "event=assign_failed error=%s", rd_kafka_err2name(err));
-    if (queue_paused(&p->queue) && parts->cnt) rd_kafka_pause_partitions(rk, parts);
+    /* a partition paused before (here, then revoked) comes back paused:
+     * state the wanted flag explicitly */
+    pause_parts(p, parts, queue_paused(&p->queue));
     atomic_fetch_add(&p->assigned, parts->cnt);
     atomic_store(&p->joined, 1);
     metrics_set_group_joined(1);
@@ -165,6 +216,9 @@ static void on_revoke(Pipeline *p, rd_kafka_t *rk, rd_kafka_topic_partition_list
         rd_kafka_assign(rk, NULL);
         atomic_store(&p->assigned, 0);
     }
+    /* no longer ours: clear the paused flag we set, so that it cannot
+     * outlive the assignment (resuming by name works on unassigned ones) */
+    pause_parts(p, parts, 0);
     if (atomic_load(&p->assigned) == 0) {
         atomic_store(&p->joined, 0);
         metrics_set_group_joined(0);

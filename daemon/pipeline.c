@@ -222,6 +222,7 @@ static void copy_settings(Pipeline *p, const Settings *s) {
 
 static void pipeline_free(Pipeline *p) {
     if (p->consumer) rd_kafka_destroy(p->consumer);
+    if (p->paused_parts) rd_kafka_topic_partition_list_destroy(p->paused_parts);
     out_abandon_retries(p);
     if (p->producer) rd_kafka_destroy(p->producer);
     for (QueueNode *n; (n = NULL, queue_take_batch(&p->queue, &n, 1, 0, 0, 0) == 1);)
@@ -277,6 +278,7 @@ void pipeline_stats(Pipeline *p, PipelineStats *st) {
     st->joined = atomic_load(&p->joined);
     st->assigned = atomic_load(&p->assigned);
     st->paused = queue_paused(&p->queue);
+    st->paused_partitions = atomic_load(&p->paused_partitions);
     st->queue_depth = queue_depth(&p->queue);
     st->outstanding = offsets_outstanding(p->offsets);
     st->consumed = atomic_load(&p->consumed);

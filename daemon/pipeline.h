@@ -29,6 +29,7 @@ typedef struct {
     int joined;             /* partitions assigned by the group (current generation) */
     int assigned;           /* partitions currently assigned */
     int paused;             /* 1 while input is paused by backpressure */
+    int paused_partitions;  /* partitions this member holds paused in the client */
     int queue_depth;
     long outstanding;       /* consumed records without an acked output yet */
     long consumed, verdicts, dlq, delivered, delivery_failures, commits;

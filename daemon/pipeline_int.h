@@ -85,6 +85,8 @@ struct Pipeline {
     double last_commit;
 
     atomic_int joined, assigned, fatal, commits_inflight;
+    atomic_int paused_partitions;   /* paused_parts->cnt, for stats */
+    rd_kafka_topic_partition_list_t *paused_parts;  /* paused by us; consumer thread */
     atomic_long consumed, verdicts, dlq, delivered, delivery_failures, commits, pauses;
 };
 

@@ -39,7 +39,8 @@ static char conf_path[128];
 /* seen[p][o]: an output record for input partition p, offset o was read */
 static unsigned char seen[PARTS][MAX_OFFSETS];
 
-static void write_config(const char *bootstrap, const char *group) {
+/* batch: the config's batch group, e.g. "max_events = 3; max_wait_ms = 5;" */
+static void write_config_batch(const char *bootstrap, const char *group, const char *batch) {
     snprintf(conf_path, sizeof conf_path, "/tmp/check_pipeline_faults-%d.conf", (int)getpid());
     FILE *f = fopen(conf_path, "w");
     ck_assert_ptr_nonnull(f);
@@ -51,12 +52,16 @@ static void write_config(const char *bootstrap, const char *group) {
             "                 (\"message.timeout.ms\", \"8000\"),\n"
             "                 (\"message.max.bytes\", \"100000\") ); };\n"
             "model = { path = \"%s\"; threads = 1; };\n"
-            "batch = { max_events = 3; max_wait_ms = 5; queue_capacity = 4; };\n"
+            "batch = { %s };\n"
             "metrics = { listen = \"\"; };\n"
             "log = { level = \"warn\"; };\n"
             "shutdown_timeout_ms = 15000;\n",
-            bootstrap, group, model_dir);
+            bootstrap, group, model_dir, batch);
     fclose(f);
+}
+
+static void write_config(const char *bootstrap, const char *group) {
+    write_config_batch(bootstrap, group, "max_events = 3; max_wait_ms = 5; queue_capacity = 4;");
 }
 
 /* Two inputs whose outputs would not fit guardd's message.max.bytes
@@ -201,31 +206,70 @@ static void check_committed(const char *bootstrap, const char *group) {
     rd_kafka_destroy(rk);
 }
 
-START_TEST(test_nothing_lost_under_faults) {
+static const char *topics[] = {"in", "allow", "deny", "dlq"};
+
+/* Starts the mock cluster with the four topics; returns its bootstrap list. */
+static const char *cluster_start(void) {
     char err[512];
     mb = mockbroker_start(3, err, sizeof err);
     ck_assert_msg(mb != NULL, "%s", err);
-    const char *topics[] = {"in", "allow", "deny", "dlq"};
-    for (int i = 0; i < 4; i++) ck_assert_int_eq(mockbroker_create_topic(mb, topics[i], PARTS, err, sizeof err), 0);
-    const char *bs = mockbroker_bootstraps(mb);
-    write_config(bs, "faults");
-    Settings s;
-    ck_assert_msg(settings_load(conf_path, &s, err, sizeof err) == 0, "%s", err);
-    log_set_level(s.log_level);
-    ClassifierOptions o = {.model_dir = model_dir, .threads = 1, .threshold = -1};
-    Classifier *clf = classifier_open(&o, err, sizeof err);
-    ck_assert_msg(clf != NULL, "%s", err);
-    Pipeline *p = pipeline_start(&s, bs, clf, err, sizeof err);
-    ck_assert_msg(p != NULL, "%s", err);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(mockbroker_create_topic(mb, topics[i], PARTS, err, sizeof err), 0);
+    return mockbroker_bootstraps(mb);
+}
 
-    KafkaProducer *kp = kafka_producer_new(bs, NULL, 0, err, sizeof err);
-    ck_assert_ptr_nonnull(kp);
-    rd_kafka_t *readers[3];
+/* One group member: the pipeline with its own settings and classifier. */
+typedef struct {
+    Settings s;
+    Classifier *clf;
+    Pipeline *p;
+} Member;
+
+static void member_start(Member *m, const char *bs) {
+    char err[512];
+    ck_assert_msg(settings_load(conf_path, &m->s, err, sizeof err) == 0, "%s", err);
+    log_set_level(m->s.log_level);
+    ClassifierOptions o = {.model_dir = model_dir, .threads = 1, .threshold = -1};
+    m->clf = classifier_open(&o, err, sizeof err);
+    ck_assert_msg(m->clf != NULL, "%s", err);
+    m->p = pipeline_start(&m->s, bs, m->clf, err, sizeof err);
+    ck_assert_msg(m->p != NULL, "%s", err);
+}
+
+/* pipeline_stop's result (0: everything delivered and committed). */
+static int member_stop(Member *m, int timeout_ms) {
+    int rc = pipeline_stop(m->p, timeout_ms);
+    classifier_close(m->clf);
+    settings_free(&m->s);
+    return rc;
+}
+
+/* Readers of the three output topics, from the beginning. */
+static void readers_open(rd_kafka_t *readers[3], const char *bs) {
+    char err[512];
     for (int r = 0; r < 3; r++) {
         readers[r] = kafka_reader_new(bs, NULL, 0, topics[r + 1], RD_KAFKA_OFFSET_BEGINNING,
                                       10000, err, sizeof err);
         ck_assert_msg(readers[r] != NULL, "%s", err);
     }
+}
+
+static void readers_close(rd_kafka_t *readers[3]) {
+    for (int r = 0; r < 3; r++) kafka_reader_destroy(readers[r]);
+}
+
+START_TEST(test_nothing_lost_under_faults) {
+    char err[512];
+    const char *bs = cluster_start();
+    write_config(bs, "faults");
+    Member a;
+    member_start(&a, bs);
+    Pipeline *p = a.p;
+
+    KafkaProducer *kp = kafka_producer_new(bs, NULL, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(kp);
+    rd_kafka_t *readers[3];
+    readers_open(readers, bs);
     produce_oversized(kp);
     produce_wave(kp, 0, WAVE);
     sleep(4);   /* group join, processing under way */
@@ -269,15 +313,80 @@ START_TEST(test_nothing_lost_under_faults) {
     ck_assert_int_gt(st.pauses, 0);     /* a 4-slot queue must have pushed back */
     ck_assert_int_gt(st.delivery_failures, 0);  /* the injected failures reached guardd */
     /* the graceful stop delivers and commits everything */
-    ck_assert_int_eq(pipeline_stop(p, 15000), 0);
+    ck_assert_int_eq(member_stop(&a, 15000), 0);
     check_committed(bs, "faults");
 
-    for (int r = 0; r < 3; r++) kafka_reader_destroy(readers[r]);
+    readers_close(readers);
     kafka_producer_destroy(kp);
-    classifier_close(clf);
-    settings_free(&s);
     mockbroker_stop(mb);
     unlink(conf_path);
+}
+END_TEST
+
+/* Output topics without a leader: nothing guardd produces can be delivered
+ * (leader -1) until they get one again (leader 1). */
+static void set_output_leaders(int32_t broker) {
+    for (int t = 1; t < 4; t++)
+        for (int part = 0; part < PARTS; part++)
+            ck_assert_int_eq(mockbroker_partition_set_leader(mb, topics[t], part, broker), 0);
+}
+
+/* Waits until cond(stats of m) holds; fails naming what after timeout_s. */
+static void wait_stats(Member *m, int (*cond)(const PipelineStats *), int timeout_s,
+                       const char *what) {
+    PipelineStats st;
+    for (int t = 0; t < timeout_s * 10; t++) {
+        pipeline_stats(m->p, &st);
+        if (cond(&st)) return;
+        usleep(100000);
+    }
+    ck_abort_msg("%s: not within %d s (assigned %d, paused %d of them, consumed %ld)", what,
+                 timeout_s, st.assigned, st.paused_partitions, st.consumed);
+}
+
+static int all_paused(const PipelineStats *st) {
+    return st->paused && st->assigned == PARTS && st->paused_partitions == PARTS;
+}
+static int has_partitions(const PipelineStats *st) { return st->assigned > 0; }
+static int owns_all_unpaused(const PipelineStats *st) {
+    return st->assigned == PARTS && !st->paused && st->paused_partitions == 0;
+}
+
+/* Member A pauses its partitions (its outputs cannot be delivered, so acks
+ * stop), B joins the group (A's partitions are revoked while paused, A gets
+ * half of them back), the outputs recover, B leaves (A gets all of them
+ * back). librdkafka keeps a partition's paused state across re-assignment:
+ * unless A resumes what it paused, it never reads those partitions again.
+ * Every input must get its output, and the paused count must say so. */
+START_TEST(test_resume_after_rebalance) {
+    char err[512];
+    const char *bs = cluster_start();
+    write_config(bs, "rebalance");
+    KafkaProducer *kp = kafka_producer_new(bs, NULL, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(kp);
+    rd_kafka_t *readers[3];
+    readers_open(readers, bs);
+    set_output_leaders(-1);
+    Member a, b;
+    member_start(&a, bs);
+    produce_wave(kp, 0, 80);
+    wait_stats(&a, all_paused, 60, "A pausing all partitions");
+    member_start(&b, bs);
+    wait_stats(&b, has_partitions, 60, "B getting partitions");
+    set_output_leaders(1);
+    sleep(5);
+    member_stop(&b, 15000);
+    wait_stats(&a, owns_all_unpaused, 60, "A owning all partitions, unpaused");
+    produce_wave(kp, 80, 20);
+    wait_all_seen(readers, 90);
+    PipelineStats st;
+    pipeline_stats(a.p, &st);
+    ck_assert_int_eq(st.paused_partitions, 0);
+    ck_assert_int_eq(member_stop(&a, 15000), 0);
+    check_committed(bs, "rebalance");
+    readers_close(readers);
+    kafka_producer_destroy(kp);
+    mockbroker_stop(mb);
 }
 END_TEST
 
@@ -294,6 +403,11 @@ int main(void) {
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, test_nothing_lost_under_faults);
     suite_add_tcase(s, tc);
+    /* separate cases so CK_RUN_CASE=rebalance runs one alone */
+    TCase *rb = tcase_create("rebalance");
+    tcase_set_timeout(rb, 240);
+    tcase_add_test(rb, test_resume_after_rebalance);
+    suite_add_tcase(s, rb);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
