@@ -10,6 +10,13 @@
 # runs them all and prints the closing "N passed, N failed" line.
 #
 # SANITIZE=1 builds everything into build-san/ with ASan+UBSan.
+#
+# Fuzzing: tests/fuzz/fuzz_*.c are libFuzzer harnesses, one per parser of
+# outside input, built with clang (-fsanitize=fuzzer,address,undefined) into
+# build-fuzz/ from the library sources (FUZZ_LIB_SRC). `make fuzz` runs
+# each for FUZZ_SECONDS (FUZZ_TARGETS=a,b to choose, FUZZ_JOBS=N at once),
+# starting from the seed corpus tests/fuzz/corpus/NAME/ and keeping what it
+# finds in build-fuzz/corpus/NAME/; `make check` runs each for a few seconds.
 
 PREFIX   ?= /usr
 DESTDIR  ?=
@@ -51,7 +58,7 @@ BENCH_BIN  := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 DEPS_DIR   ?= $(CURDIR)/.deps
 TOKENIZER  := $(DEPS_DIR)/tokenizer.json
 
-.PHONY: all deps check bench install clean demo run tests-build
+.PHONY: all deps check bench install clean demo run tests-build fuzz fuzz-build
 all: $(BUILD)/libguardd.a $(BUILD)/guardd $(BUILD)/guardctl
 
 $(BUILD)/%.o: %.c
@@ -88,6 +95,7 @@ $(TOKENIZER):
 
 check: $(TOKENIZER)
 	$(MAKE) tests-build
+	if command -v $(FUZZ_CC) >/dev/null 2>&1; then $(MAKE) fuzz-build; fi
 	BUILD=$(BUILD) DEPS_DIR=$(DEPS_DIR) SANITIZE=$(SANITIZE) tests/run.sh
 
 bench: $(TOKENIZER) all $(BENCH_BIN)
@@ -111,7 +119,44 @@ install: all
 	install -m 0644 systemd/guardd.sysusers $(DESTDIR)$(PREFIX)/lib/sysusers.d/guardd.conf
 	install -m 0644 systemd/guardd.tmpfiles $(DESTDIR)$(PREFIX)/lib/tmpfiles.d/guardd.conf
 
+# ---- libFuzzer harnesses (clang; always ASan+UBSan; see tests/fuzz/) ----
+FUZZ_BUILD   := build-fuzz
+FUZZ_CC      ?= clang
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -std=gnu11 -g -O1 -Wall -Wextra -pthread -MMD -MP $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
+                -Imodel -Idaemon -Itests/fuzz $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+FUZZ_LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+# Every library source that needs neither BLIS nor OpenMP (no parser does);
+# the link takes from the archive only what the harnesses reach.
+FUZZ_LIB_SRC := $(shell grep -L -E '\#include [<"](blis|omp)|\#pragma omp' $(MODEL_SRC) $(DAEMON_SRC))
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(FUZZ_LIB_SRC))
+FUZZ_SRC     := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN     := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
+FUZZ_JOBS    ?= 1
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -c $< -o $@
+
+$(FUZZ_BUILD)/libguardd-fuzz.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/libguardd-fuzz.a
+	$(FUZZ_CC) $(FUZZ_SAN) -fsanitize=fuzzer -pthread -o $@ $^ $(FUZZ_LDLIBS)
+
+fuzz-build: $(FUZZ_BIN)
+.SECONDARY: $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/tests/fuzz/%.o,$(FUZZ_SRC))
+
+fuzz: $(TOKENIZER) fuzz-build
+	FUZZ_BUILD=$(FUZZ_BUILD) GUARDD_TOKENIZER=$(TOKENIZER) FUZZ_JOBS=$(FUZZ_JOBS) \
+	    tests/fuzz/run.sh $(FUZZ_SECONDS) $(subst $(comma), ,$(FUZZ_TARGETS))
+
+comma := ,
+
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
+-include $(FUZZ_LIB_OBJ:.o=.d) $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/tests/fuzz/%.d,$(FUZZ_SRC))

@@ -12,7 +12,13 @@ PKGS="build-essential pkg-config git ca-certificates curl
 librdkafka-dev libmsgpack-dev libconfig-dev libblis-dev libblis-openmp-dev libsystemd-dev
 check libpcre2-dev libjansson-dev libmicrohttpd-dev
 python3 python3-numpy python3-jinja2 python3-msgpack python3-jsonschema
-prometheus systemd procps"
+prometheus systemd procps
+clang libclang-rt-14-dev llvm"
+
+# clang builds the libFuzzer harnesses (tests/fuzz/); libFuzzer and the
+# ASan/UBSan runtimes are in libclang-rt-14-dev, which clang only recommends
+# (and recommends are not installed here); llvm brings llvm-symbolizer for
+# readable sanitizer stack traces.
 
 # Node.js and npm drive the independent-client Kafka tests. Debian's packages
 # are used only when the machine has no node/npm yet: a Node.js installed from
