@@ -9,7 +9,19 @@
 #include <stdint.h>
 
 void metrics_init(const char *model_name, const char *model_revision);
-/* listen "HOST:PORT" (default host 127.0.0.1); returns 0 or -1 with err. */
+/* listen "HOST:PORT" (default host 127.0.0.1); returns 0 or -1 with err.
+ * Abuse limits (slow or many clients must not lock out /healthz):
+ *   METRICS_HTTP_REQUEST_SECONDS  total time a connection gets for one request
+ *       and its response, from its opening or from the previous response on a
+ *       kept-alive connection (not an idle timeout: a client trickling bytes
+ *       is cut all the same);
+ *   METRICS_HTTP_PER_IP_LIMIT     connections at once from one address (a
+ *       new one shuts down the address's oldest, so a quick probe still gets
+ *       in from an address a slow client uses);
+ *   METRICS_HTTP_CONNECTIONS      connections at once in all. */
+#define METRICS_HTTP_REQUEST_SECONDS 5
+#define METRICS_HTTP_PER_IP_LIMIT 8
+#define METRICS_HTTP_CONNECTIONS 256
 int metrics_http_start(const char *listen, char *err, unsigned long errlen);
 int metrics_http_port(void);        /* actual port (for listen ":0") */
 void metrics_http_stop(void);
