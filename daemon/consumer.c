@@ -297,8 +297,8 @@ static Item *build_item(Pipeline *p, const rd_kafka_message_t *m, const char *to
     it->offset = m->offset;
     rd_kafka_timestamp_type_t tt;
     it->ts_ms = rd_kafka_message_timestamp(m, &tt);
-    if (m->key_len) {
-        if (!(it->key = malloc(m->key_len))) {
+    if (m->key) {   /* an empty key stays empty, not null */
+        if (!(it->key = malloc(m->key_len ? m->key_len : 1))) {
             *reason = "internal_error";
             snprintf(msg, msglen, "out of memory");
             item_free(it);

@@ -30,7 +30,7 @@ typedef struct Item {
     int64_t offset;
     uint32_t gen;               /* tracker generation of the assignment */
     int64_t ts_ms;              /* record timestamp (epoch ms) or -1 */
-    void *key;
+    void *key;                  /* NULL: null key; else keylen bytes (maybe 0) */
     size_t keylen;
     rd_kafka_headers_t *hdrs;   /* kept headers, or NULL */
     ConversationEvent ev;
@@ -45,9 +45,11 @@ typedef struct Outbound {
     const char *dest;           /* pipeline-owned topic name */
     void *payload;
     size_t len;
-    void *key;
+    void *key;                  /* NULL: null key; else keylen bytes (maybe 0) */
     size_t keylen;
     rd_kafka_headers_t *hdrs;   /* master copy; each attempt sends a copy */
+    int hdrs_kept;              /* hdrs has input headers besides record_id */
+    int shrunk;                 /* times replaced by a smaller DLQ record */
     char *src_topic;
     int32_t partition;
     int64_t offset;

@@ -11,10 +11,17 @@
  * the meantime are dropped instead (the new owner re-reads the input).
  *
  * Size: a record that can never be delivered would stall its partition
- * forever, so DLQ payloads are cut to fit message.max.bytes, a verdict over
- * it becomes a DLQ record "output_too_large", and a record the broker
- * refuses as too large (its limit may be lower than ours) is replaced by a
- * payload-less DLQ record "output_too_large".
+ * forever. The producer counts key + value + headers against
+ * message.max.bytes, and so does guardd: DLQ payloads are cut to fit next to
+ * the key and headers, and a record over the limit - found by our own count,
+ * refused by rd_kafka_producev at send time, or refused by the broker in a
+ * delivery report (its limit may be lower than ours) - is replaced by a
+ * payload-less DLQ record "output_too_large". When even the key or the kept
+ * headers do not fit next to such a record, they are left out (the bigger
+ * first; the record_id header always stays) and its message says so.
+ *
+ * Keys are kept exactly: NULL is a null key, a non-NULL key of length 0 an
+ * empty one (Kafka tells them apart: partitioning, compaction).
  *
  * Every record carries the header "record_id" (event_source_id of its input)
  * next to the kept input headers, so duplicates after a crash can be dropped
@@ -34,6 +41,9 @@
 #define RECORD_OVERHEAD 8192
 /* a payload-less DLQ record is at most this big: never shrunk further */
 #define MINIMAL_RECORD_BYTES 2048
+/* the producer's framing of one record besides key, value and headers
+ * (librdkafka's RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD is below this) */
+#define WIRE_OVERHEAD 128
 
 void out_free(Outbound *ob) {
     if (!ob) return;
@@ -55,20 +65,131 @@ static void schedule_retry(Pipeline *p, Outbound *ob) {
     pthread_mutex_unlock(&p->retry_mu);
 }
 
+/* What the producer counts for headers: names, values and their length
+ * fields (an upper bound). */
+static size_t headers_bytes(const rd_kafka_headers_t *h) {
+    size_t n = 0, len;
+    const char *name;
+    const void *v;
+    for (size_t i = 0; h && !rd_kafka_header_get_all(h, i, &name, &v, &len); i++)
+        n += strlen(name) + len + 12;
+    return n;
+}
+
+/* ob's size as the producer counts it against message.max.bytes. */
+static size_t record_bytes(const Outbound *ob) {
+    return ob->len + ob->keylen + headers_bytes(ob->hdrs) + WIRE_OVERHEAD;
+}
+
+/* Which of a key (keylen) and headers (hb bytes) can stay next to a value of
+ * value_bytes within limit: when not both, the bigger goes first. */
+static void fit_key_headers(size_t limit, size_t value_bytes, size_t keylen, size_t hb,
+                            int *drop_key, int *drop_hdrs) {
+    *drop_key = *drop_hdrs = 0;
+    if (value_bytes + keylen + hb <= limit) return;
+    if (hb >= keylen) *drop_hdrs = 1;
+    else *drop_key = 1;
+    if (value_bytes + (*drop_key ? 0 : keylen) + (*drop_hdrs ? 0 : hb) > limit)
+        *drop_key = *drop_hdrs = 1;
+}
+
+/* Appends "; left out to fit: key (N bytes), headers (N bytes)" (what was
+ * dropped) to msg. */
+static void note_dropped(char *msg, size_t msglen, int drop_key, size_t keylen, int drop_hdrs,
+                         size_t hb) {
+    size_t o = strlen(msg);
+    if (drop_key) {
+        snprintf(msg + o, msglen - o, "; left out to fit: key (%zu bytes)", keylen);
+        o = strlen(msg);
+    }
+    if (drop_hdrs)
+        snprintf(msg + o, msglen - o, "%s headers (%zu bytes)",
+                 drop_key ? "," : "; left out to fit:", hb);
+}
+
+/* Headers carrying only the record_id of src. */
+static rd_kafka_headers_t *record_id_headers(const EventSource *src) {
+    rd_kafka_headers_t *h = rd_kafka_headers_new(1);
+    char rid[128];
+    event_source_id(src, rid, sizeof rid);
+    rd_kafka_header_add(h, "record_id", -1, rid, -1);
+    return h;
+}
+
+static int refused_as_too_large(rd_kafka_resp_err_t e) {
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+           e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
+}
+
+/* ob can never be delivered as it is (over our limit or the broker's): it
+ * becomes a DLQ record without payload, keeping the key and headers if they
+ * fit next to it. A second refusal of that record drops them too. Returns 0
+ * when ob cannot get any smaller. */
+static int shrink_to_dlq(Pipeline *p, Outbound *ob, rd_kafka_resp_err_t e, const char *by) {
+    if (ob->shrunk >= 2 || (ob->shrunk == 1 && !ob->keylen && !ob->hdrs_kept)) return 0;
+    EventSource src = {ob->src_topic, ob->partition, ob->offset};
+    size_t hb = headers_bytes(ob->hdrs);
+    int drop_key = 1, drop_hdrs = 1;
+    if (ob->shrunk == 0)
+        fit_key_headers(p->max_record_bytes, MINIMAL_RECORD_BYTES, ob->keylen, hb, &drop_key,
+                        &drop_hdrs);
+    char msg[320];
+    snprintf(msg, sizeof msg, "a %zu-byte record for %s (key %zu bytes, headers %zu bytes) was "
+             "refused by the %s (%s, message.max.bytes %zu)", record_bytes(ob), ob->dest,
+             ob->keylen, hb, by, rd_kafka_err2name(e), p->max_record_bytes);
+    note_dropped(msg, sizeof msg, drop_key && ob->keylen, ob->keylen, drop_hdrs && ob->hdrs_kept, hb);
+    size_t len = 0;
+    void *rec = dlq_encode(&src, "output_too_large", msg, NULL, 0, &len);
+    if (!rec) return 0;
+    free(ob->payload);
+    ob->payload = rec;
+    ob->len = len;
+    ob->dest = p->dlq_topic;
+    ob->attempts = 0;
+    ob->shrunk++;
+    if (drop_key && ob->key) {
+        free(ob->key);
+        ob->key = NULL;
+        ob->keylen = 0;
+    }
+    if (drop_hdrs && ob->hdrs_kept) {
+        rd_kafka_headers_destroy(ob->hdrs);
+        ob->hdrs = record_id_headers(&src);
+        ob->hdrs_kept = 0;
+    }
+    atomic_fetch_add(&p->dlq, 1);
+    metrics_dlq("output_too_large");
+    char q[400];
+    log_msg(LOG_INFO, "event=dlq reason=output_too_large src_topic=%s src_partition=%d "
+            "src_offset=%lld message=%s", ob->src_topic, (int)ob->partition,
+            (long long)ob->offset, log_quote(msg, q, sizeof q));
+    return 1;
+}
+
 void out_send(Pipeline *p, Outbound *ob) {
-    ob->attempts++;
-    rd_kafka_headers_t *h = ob->hdrs ? rd_kafka_headers_copy(ob->hdrs) : NULL;
-    rd_kafka_resp_err_t err = rd_kafka_producev(
-        p->producer, RD_KAFKA_V_TOPIC(ob->dest), RD_KAFKA_V_VALUE(ob->payload, ob->len),
-        RD_KAFKA_V_KEY(ob->key, ob->keylen), RD_KAFKA_V_MSGFLAGS(0),
-        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(ob), RD_KAFKA_V_END);
-    if (!err) return;
-    if (h) rd_kafka_headers_destroy(h);     /* not taken on failure */
-    if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-        log_msg(LOG_WARN, "event=produce_failed topic=%s error=%s src_partition=%d src_offset=%lld",
-                ob->dest, rd_kafka_err2name(err), (int)ob->partition, (long long)ob->offset);
-    metrics_kafka_error("produce");
-    schedule_retry(p, ob);
+    for (;;) {
+        ob->attempts++;
+        /* our own count first: the same refusal as the producer's */
+        rd_kafka_resp_err_t err = record_bytes(ob) > p->max_record_bytes
+                                      ? RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE : 0;
+        if (!err) {
+            rd_kafka_headers_t *h = ob->hdrs ? rd_kafka_headers_copy(ob->hdrs) : NULL;
+            err = rd_kafka_producev(
+                p->producer, RD_KAFKA_V_TOPIC(ob->dest), RD_KAFKA_V_VALUE(ob->payload, ob->len),
+                RD_KAFKA_V_KEY(ob->key, ob->keylen), RD_KAFKA_V_MSGFLAGS(0),
+                RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(ob), RD_KAFKA_V_END);
+            if (!err) return;
+            if (h) rd_kafka_headers_destroy(h);     /* not taken on failure */
+        }
+        /* too large is for good: send a smaller record instead, now */
+        if (refused_as_too_large(err) && shrink_to_dlq(p, ob, err, "producer")) continue;
+        if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            log_msg(LOG_WARN, "event=produce_failed topic=%s error=%s src_partition=%d src_offset=%lld",
+                    ob->dest, rd_kafka_err2name(err), (int)ob->partition, (long long)ob->offset);
+        metrics_kafka_error("produce");
+        schedule_retry(p, ob);
+        return;
+    }
 }
 
 /* A record whose input partition was revoked since is abandoned instead of
@@ -114,31 +235,6 @@ int out_abandon_retries(Pipeline *p) {
     return n;
 }
 
-static int refused_as_too_large(rd_kafka_resp_err_t e) {
-    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
-           e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE;
-}
-
-/* The broker will never take these bytes (its size limit is below ours):
- * the next attempt carries a DLQ record without payload instead, so the
- * input still gets exactly one small, deliverable output. */
-static void shrink_to_dlq(Pipeline *p, Outbound *ob, rd_kafka_resp_err_t e) {
-    EventSource src = {ob->src_topic, ob->partition, ob->offset};
-    char msg[200];
-    snprintf(msg, sizeof msg, "a %zu-byte record for %s was refused by the broker (%s)",
-             ob->len, ob->dest, rd_kafka_err2name(e));
-    size_t len = 0;
-    void *rec = dlq_encode(&src, "output_too_large", msg, NULL, 0, &len);
-    if (!rec) return;
-    free(ob->payload);
-    ob->payload = rec;
-    ob->len = len;
-    ob->dest = p->dlq_topic;
-    ob->attempts = 0;
-    atomic_fetch_add(&p->dlq, 1);
-    metrics_dlq("output_too_large");
-}
-
 static double wall_ms(void) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -159,8 +255,8 @@ void out_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) 
                 (int)ob->partition, (long long)ob->offset);
         /* small records are simply retried: a size refusal of those can only
          * be transient (or injected by a test) */
-        if (refused_as_too_large(m->err) && ob->len > MINIMAL_RECORD_BYTES)
-            shrink_to_dlq(p, ob, m->err);
+        if (refused_as_too_large(m->err) && record_bytes(ob) > MINIMAL_RECORD_BYTES)
+            shrink_to_dlq(p, ob, m->err, "broker");
         if (still_ours(p, ob)) schedule_retry(p, ob);
         else out_free(ob);
         return;
@@ -187,16 +283,21 @@ static Outbound *outbound_new(Pipeline *p, const char *dest, const EventSource *
     ob->offset = src->offset;
     ob->gen = gen;
     ob->ts_ms = ts_ms;
-    if (key && keylen) {
-        ob->key = malloc(keylen);
+    if (key) {  /* an empty key stays empty, not null */
+        ob->key = malloc(keylen ? keylen : 1);
         if (ob->key) memcpy(ob->key, key, keylen);
         ob->keylen = keylen;
     }
-    ob->hdrs = hdrs ? rd_kafka_headers_copy(hdrs) : rd_kafka_headers_new(1);
-    char rid[128];
-    event_source_id(src, rid, sizeof rid);
-    rd_kafka_header_add(ob->hdrs, "record_id", -1, rid, -1);
-    if (!ob->src_topic || (keylen && !ob->key)) {
+    if (hdrs) {
+        ob->hdrs = rd_kafka_headers_copy(hdrs);
+        char rid[128];
+        event_source_id(src, rid, sizeof rid);
+        rd_kafka_header_add(ob->hdrs, "record_id", -1, rid, -1);
+        ob->hdrs_kept = 1;
+    } else {
+        ob->hdrs = record_id_headers(src);
+    }
+    if (!ob->src_topic || (key && !ob->key)) {
         out_free(ob);
         return NULL;
     }
@@ -223,17 +324,30 @@ static void send_record(Pipeline *p, const char *dest, const EventSource *src, u
 void out_dlq(Pipeline *p, const EventSource *src, uint32_t gen, int64_t ts_ms,
              const void *key, size_t keylen, rd_kafka_headers_t *hdrs,
              const char *reason, const char *message, const void *payload, size_t len) {
-    /* the record must fit the producer's message.max.bytes, or it could never
-     * be delivered and its partition would stall: keep a prefix of the
-     * payload and say so */
-    char note[600];
-    size_t room = p->max_record_bytes > RECORD_OVERHEAD ? p->max_record_bytes - RECORD_OVERHEAD : 0;
+    const size_t keylen_in = keylen;
+    const int had_hdrs = hdrs != NULL;
+    /* the record must fit the producer's message.max.bytes with its key and
+     * headers, or it could never be delivered and its partition would stall:
+     * keep a prefix of the payload, leave out a key or headers that leave
+     * no room, and say so */
+    char note[800];
+    const size_t rid_bytes = 160;   /* the record_id header, always added */
+    size_t hb = headers_bytes(hdrs), fixed = RECORD_OVERHEAD + rid_bytes;
+    int drop_key, drop_hdrs;
+    fit_key_headers(p->max_record_bytes, fixed, keylen, hb, &drop_key, &drop_hdrs);
+    snprintf(note, sizeof note, "%s", message);
+    if (drop_key) { key = NULL; keylen = 0; }
+    if (drop_hdrs) hdrs = NULL;
+    fixed += keylen + (hdrs ? hb : 0);
+    size_t room = p->max_record_bytes > fixed ? p->max_record_bytes - fixed : 0;
     if (len > room) {
-        snprintf(note, sizeof note, "%s (payload truncated to its first %zu of %zu bytes)",
-                 message, room, len);
-        message = note;
+        size_t o = strlen(note);
+        snprintf(note + o, sizeof note - o, " (payload truncated to its first %zu of %zu bytes)",
+                 room, len);
         len = room;
     }
+    note_dropped(note, sizeof note, drop_key && keylen_in, keylen_in, drop_hdrs && had_hdrs, hb);
+    message = note;
     size_t out_len = 0;
     void *rec = dlq_encode(src, reason, message, payload, len, &out_len);
     atomic_fetch_add(&p->dlq, 1);

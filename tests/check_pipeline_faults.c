@@ -39,6 +39,17 @@ static char conf_path[128];
 /* seen[p][o]: an output record for input partition p, offset o was read */
 static unsigned char seen[PARTS][MAX_OFFSETS];
 
+/* The first output record read for an input offset, as far as the tests
+ * look at it (only kept for partition 0). */
+typedef struct {
+    char topic[8];
+    int key_null;           /* 1: null key */
+    size_t keylen;
+    long traceparent_len;   /* -1: no traceparent header */
+    json_t *value;          /* record_to_json of the payload */
+} Output;
+static Output first_out[MAX_OFFSETS];
+
 /* batch: the config's batch group, e.g. "max_events = 3; max_wait_ms = 5;" */
 static void write_config_batch(const char *bootstrap, const char *group, const char *batch) {
     snprintf(conf_path, sizeof conf_path, "/tmp/check_pipeline_faults-%d.conf", (int)getpid());
@@ -104,8 +115,22 @@ static void produce_oversized(KafkaProducer *kp) {
     msgpack_sbuffer_destroy(&sb);
 }
 
+/* A small valid event "ev-I" (malloc'd msgpack). */
+static void *valid_event(int i, size_t *len) {
+    ConversationEvent ev = {0};
+    char id[32], text[128];
+    snprintf(id, sizeof id, "ev-%d", i);
+    snprintf(text, sizeof text, "message number %d: how do I bake bread?", i);
+    ev.id = id;
+    conversation_add(&ev.conv, ROLE_USER, text);
+    void *buf = event_encode(&ev, len);
+    conversation_free(&ev.conv);
+    ck_assert_ptr_nonnull(buf);
+    return buf;
+}
+
 static void produce_wave(KafkaProducer *kp, int from, int n) {
-    char err[256], text[128], key[16];
+    char err[256], key[16];
     for (int i = from; i < from + n; i++) {
         snprintf(key, sizeof key, "k%d", i % 7);
         if (i % 10 == 9) {  /* garbage: a msgpack fixarray header, then nothing */
@@ -113,16 +138,8 @@ static void produce_wave(KafkaProducer *kp, int from, int n) {
                                                  "\x93", 1, NULL, 0, err, sizeof err), 0);
             continue;
         }
-        ConversationEvent ev = {0};
-        char id[32];
-        snprintf(id, sizeof id, "ev-%d", i);
-        snprintf(text, sizeof text, "message number %d: how do I bake bread?", i);
-        ev.id = id;
-        conversation_add(&ev.conv, ROLE_USER, text);
         size_t len = 0;
-        void *buf = event_encode(&ev, &len);
-        conversation_free(&ev.conv);
-        ck_assert_ptr_nonnull(buf);
+        void *buf = valid_event(i, &len);
         ck_assert_int_eq(kafka_producer_send(kp, "in", KAFKA_ANY_PARTITION, key, strlen(key),
                                              buf, len, NULL, 0, err, sizeof err), 0);
         free(buf);
@@ -151,8 +168,16 @@ static void note_record(const rd_kafka_message_t *m) {
     json_t *j = json_loads(js, 0, NULL);
     ck_assert_ptr_nonnull(j);
     ck_assert_str_eq(json_string_value(json_object_get(j, "record_id")), rid);
-    json_decref(j);
     free(js);
+    if (part == 0 && !seen[part][off]) {
+        Output *o = &first_out[off];
+        snprintf(o->topic, sizeof o->topic, "%s", rd_kafka_topic_name(m->rkt));
+        o->key_null = m->key == NULL;
+        o->keylen = m->key_len;
+        o->traceparent_len = rd_kafka_header_get_last(h, "traceparent", &v, &len) ? -1 : (long)len;
+        o->value = json_incref(j);
+    }
+    json_decref(j);
     seen[part][off] = 1;
 }
 
@@ -198,8 +223,9 @@ static void check_committed(const char *bootstrap, const char *group) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(PARTS);
     for (int p = 0; p < PARTS; p++) rd_kafka_topic_partition_list_add(l, "in", p);
     ck_assert_int_eq(rd_kafka_committed(rk, l, 10000), 0);
-    for (int p = 0; p < PARTS; p++)
-        ck_assert_msg(l->elems[p].offset == end_offset(rk, p),
+    for (int p = 0; p < PARTS; p++)     /* an empty partition has nothing to commit */
+        ck_assert_msg(l->elems[p].offset == end_offset(rk, p) ||
+                      (end_offset(rk, p) == 0 && l->elems[p].offset < 0),
                       "partition %d committed %lld, end %lld", p,
                       (long long)l->elems[p].offset, (long long)end_offset(rk, p));
     rd_kafka_topic_partition_list_destroy(l);
@@ -390,6 +416,98 @@ START_TEST(test_resume_after_rebalance) {
 }
 END_TEST
 
+/* Sends one record to partition 0 (key NULL: null key; "" + 0: empty key). */
+static void send_p0(KafkaProducer *kp, const void *key, size_t keylen, const KafkaHeader *h,
+                    int nh, const void *val, size_t len) {
+    char err[256];
+    ck_assert_msg(kafka_producer_send(kp, "in", 0, key, keylen, val, len, h, nh, err,
+                                      sizeof err) == 0, "%s", err);
+}
+
+static void *filled(size_t n, int byte) {
+    char *b = malloc(n);
+    ck_assert_ptr_nonnull(b);
+    memset(b, byte, n);
+    return b;
+}
+
+/* The first output of input in/0/off: on topic, with this key (null or
+ * keylen bytes); for the DLQ also the error code and a word of its message. */
+static void expect_out(int off, const char *topic, int key_null, size_t keylen,
+                       const char *code, const char *msg_word) {
+    Output *o = &first_out[off];
+    ck_assert_msg(o->value != NULL, "in/0/%d: no output", off);
+    ck_assert_msg(!strcmp(o->topic, topic), "in/0/%d: on %s, want %s", off, o->topic, topic);
+    ck_assert_msg(o->key_null == key_null && (key_null || o->keylen == keylen),
+                  "in/0/%d: key %s of %zu bytes, want %s of %zu", off,
+                  o->key_null ? "null" : "set", o->keylen, key_null ? "null" : "set", keylen);
+    if (!code) return;
+    json_t *e = json_object_get(o->value, "error");
+    const char *c = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    ck_assert_msg(c && !strcmp(c, code), "in/0/%d: error %s, want %s", off, c ? c : "-", code);
+    ck_assert_msg(msg && strstr(msg, msg_word), "in/0/%d: message '%s' lacks '%s'", off,
+                  msg ? msg : "-", msg_word);
+}
+
+/* Length of the DLQ record's payload (bytes, from its base64 text). */
+static size_t dlq_payload_len(int off) {
+    const char *b64 = json_string_value(json_object_get(first_out[off].value, "payload"));
+    size_t n = b64 ? strlen(b64) : 0;
+    return n / 4 * 3 - (n && b64[n - 1] == '=') - (n > 1 && b64[n - 2] == '=');
+}
+
+/* Keys kept exactly (empty is not null), and outputs that would pass
+ * message.max.bytes (100000 here) because of the key or the headers: each
+ * input still gets exactly one deliverable output, and the partition goes
+ * on (the last record's verdict arrives, everything is committed). */
+START_TEST(test_keys_and_oversized_outputs) {
+    char err[512];
+    const char *bs = cluster_start();
+    write_config(bs, "keys");
+    KafkaProducer *kp = kafka_producer_new(bs, NULL, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(kp);
+    rd_kafka_t *readers[3];
+    readers_open(readers, bs);
+    Member a;
+    member_start(&a, bs);
+    size_t len;
+    void *ev = valid_event(1, &len);
+    char *bigkey = filled(99500, 'K'), *junk = filled(20000, 0xc1);
+    KafkaHeader trace = {"traceparent", filled(99500, 't'), 99500};
+    send_p0(kp, "", 0, NULL, 0, ev, len);                  /* 0: empty key */
+    send_p0(kp, NULL, 0, NULL, 0, ev, len);                /* 1: null key */
+    send_p0(kp, "", 0, NULL, 0, "\x93", 1);                /* 2: empty key, invalid */
+    send_p0(kp, bigkey, 99500, NULL, 0, ev, len);          /* 3: key too big for a verdict */
+    send_p0(kp, "t", 1, &trace, 1, ev, len);               /* 4: header too big */
+    send_p0(kp, bigkey, 96000, NULL, 0, junk, 5000);       /* 5: invalid, key too big */
+    send_p0(kp, bigkey, 60000, NULL, 0, ev, len);          /* 6: big key that fits */
+    send_p0(kp, bigkey, 90000, NULL, 0, junk, 20000);      /* 7: key fits, payload cut */
+    send_p0(kp, "k", 1, NULL, 0, ev, len);                 /* 8: the partition goes on */
+    ck_assert_msg(kafka_producer_flush(kp, 30000, err, sizeof err) == 0, "%s", err);
+    wait_all_seen(readers, 60);
+    expect_out(0, "deny", 0, 0, NULL, NULL);
+    expect_out(1, "deny", 1, 0, NULL, NULL);
+    expect_out(2, "dlq", 0, 0, NULL, NULL);
+    expect_out(3, "dlq", 1, 0, "output_too_large", "key (99500 bytes)");
+    expect_out(4, "dlq", 0, 1, "output_too_large", "left out to fit: headers");
+    ck_assert_int_eq(first_out[4].traceparent_len, -1);
+    expect_out(5, "dlq", 1, 0, "bad_msgpack", "key (96000 bytes)");
+    ck_assert_uint_eq(dlq_payload_len(5), 5000);
+    expect_out(6, "deny", 0, 60000, NULL, NULL);
+    expect_out(7, "dlq", 0, 90000, "bad_msgpack", "truncated");
+    ck_assert_uint_gt(dlq_payload_len(7), 0);
+    ck_assert_uint_lt(dlq_payload_len(7), 20000);
+    expect_out(8, "deny", 0, 1, NULL, NULL);
+    ck_assert_int_eq(member_stop(&a, 15000), 0);
+    check_committed(bs, "keys");
+    free(ev); free(bigkey); free(junk); free((void *)trace.value);
+    readers_close(readers);
+    kafka_producer_destroy(kp);
+    mockbroker_stop(mb);
+}
+END_TEST
+
 int main(void) {
     model_dir = getenv("GUARDD_TINY_MODEL");
     char probe[512];
@@ -408,6 +526,10 @@ int main(void) {
     tcase_set_timeout(rb, 240);
     tcase_add_test(rb, test_resume_after_rebalance);
     suite_add_tcase(s, rb);
+    TCase *keys = tcase_create("keys");
+    tcase_set_timeout(keys, 240);
+    tcase_add_test(keys, test_keys_and_oversized_outputs);
+    suite_add_tcase(s, keys);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
