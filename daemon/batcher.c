@@ -1,8 +1,8 @@
 /* batcher.c - guardd's inference thread: micro-batches from the queue, one
  * classifier_run per batch, one verdict record per event.
  *
- * The batch limits and the threshold come from the current policy, read
- * before each batch, so a reload applies from the next batch on. Items whose
+ * The batch limits, the threshold and category_scores come from the current
+ * policy, read before each batch, so a reload applies from the next batch on. Items whose
  * partition was revoked while they waited are dropped unprocessed (the new
  * owner re-reads them). If the engine fails on a batch, its events go to the
  * DLQ with reason "inference_error": never dropped, never allowed.
@@ -54,6 +54,10 @@ static void run_batch(Pipeline *p, Item **items, int n, const Policy *pol) {
     if (pol->threshold != p->applied_threshold) {
         classifier_set_threshold(p->clf, pol->threshold);
         p->applied_threshold = pol->threshold;
+    }
+    if (pol->category_scores != p->applied_scores) {
+        classifier_set_category_scores(p->clf, pol->category_scores);
+        p->applied_scores = pol->category_scores;
     }
     ClassifyJob **jobs = malloc((size_t)n * sizeof *jobs);
     ClassifyResult *res = calloc((size_t)n, sizeof *res);

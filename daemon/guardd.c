@@ -94,8 +94,9 @@ static void reload(const char *path, Settings *cur, Pipeline *p) {
         pipeline_reload(p, &next);
         settings_free(cur);
         *cur = next;
-        log_msg(LOG_INFO, "event=reloaded threshold=%g batch_max_events=%d batch_max_tokens=%d "
-                "batch_max_wait_ms=%d log_level=%s", cur->threshold, cur->batch_max_events,
+        log_msg(LOG_INFO, "event=reloaded threshold=%g category_scores=%s batch_max_events=%d "
+                "batch_max_tokens=%d batch_max_wait_ms=%d log_level=%s", cur->threshold,
+                cur->category_scores ? "true" : "false", cur->batch_max_events,
                 cur->batch_max_tokens, cur->batch_max_wait_ms, log_level_name(cur->log_level));
     }
     notify_ready();

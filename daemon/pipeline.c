@@ -29,6 +29,7 @@ static Policy *policy_new(const Settings *s) {
             pol->exclude[pol->n_exclude++] = strdup(s->exclude[i]);
     }
     pol->threshold = s->threshold;
+    pol->category_scores = s->category_scores;
     pol->max_events = s->batch_max_events > 0 ? s->batch_max_events : 1;
     pol->max_tokens = s->batch_max_tokens;
     pol->max_wait_ms = s->batch_max_wait_ms;
@@ -246,6 +247,7 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
     if (!p) { snprintf(err, errlen, "out of memory"); return NULL; }
     p->clf = clf;
     p->applied_threshold = -2.0f;   /* forces the first batch to apply it */
+    p->applied_scores = -1;
     pthread_mutex_init(&p->policy_mu, NULL);
     pthread_mutex_init(&p->retry_mu, NULL);
     int cap = s->queue_capacity > 0 ? s->queue_capacity : 256;

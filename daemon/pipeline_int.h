@@ -19,6 +19,7 @@ typedef struct Policy {
     char **exclude;
     int n_exclude;
     float threshold;
+    int category_scores;
     int max_events, max_tokens, max_wait_ms;
 } Policy;
 
@@ -76,6 +77,7 @@ struct Pipeline {
     pthread_mutex_t policy_mu;
     Policy *policy;
     float applied_threshold;    /* inference thread only */
+    int applied_scores;         /* inference thread only; -1 = not yet */
 
     pthread_mutex_t retry_mu;
     Outbound *retry_head;

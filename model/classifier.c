@@ -199,6 +199,7 @@ void classifier_close(Classifier *c) {
 const Model *classifier_model(const Classifier *c) { return c->model; }
 const Tokenizer *classifier_tokenizer(const Classifier *c) { return c->tok; }
 void classifier_set_threshold(Classifier *c, float threshold) { c->opt.threshold = threshold; }
+void classifier_set_category_scores(Classifier *c, int on) { c->opt.category_scores = on != 0; }
 
 /* ---- prepare ----------------------------------------------------------------- */
 
@@ -216,6 +217,8 @@ static int category_tokens(const Classifier *c, ClassifyJob *j, char *err, size_
         const char *code = j->active.items[i].code;
         if (tokenizer_encode(c->tok, code, strlen(code), 0, &v, err, errlen) < 0 || v.n == 0) {
             tokvec_free(&v);
+            free(j->cat_tok);   /* no half-filled table for a later run */
+            j->cat_tok = NULL;
             return -1;
         }
         int after_s = v.n >= 2 && v.ids[0] == c->id_s;
@@ -641,6 +644,9 @@ static int setup_seqs(Classifier *c, RunSeq *rs, ClassifyJob **jobs, int n, Clas
         }
         rs[i].job = jobs[i];
         rs[i].res = &results[i];
+        /* scores switched on after the job was prepared */
+        if (c->opt.category_scores && !jobs[i]->cat_tok && category_tokens(c, jobs[i], err, errlen) < 0)
+            return -1;
         rs[i].gen = calloc((size_t)c->opt.max_decode_tokens, sizeof *rs[i].gen);
         if (!rs[i].gen) {
             errmsg(err, errlen, "out of memory");

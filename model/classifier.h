@@ -66,6 +66,9 @@ void classifier_close(Classifier *c);
 const Model *classifier_model(const Classifier *c);
 const Tokenizer *classifier_tokenizer(const Classifier *c);
 void classifier_set_threshold(Classifier *c, float threshold); /* for reloads between runs */
+/* Per-category scores on or off from the next run on (reloads), also for jobs
+ * prepared before the change. */
+void classifier_set_category_scores(Classifier *c, int on);
 
 /* Renders and tokenizes. NULL with err set for an invalid conversation
  * (empty, roles not alternating from user, unknown excluded code, too long). */

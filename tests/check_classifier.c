@@ -449,6 +449,47 @@ START_TEST(draft_accepted_scripted_model) {
 }
 END_TEST
 
+/* policy.category_scores is reloadable: switching it between runs applies to
+ * the next run, including to jobs prepared before the switch, and gives the
+ * scores a classifier opened with it on gives. */
+START_TEST(category_scores_switch_between_runs) {
+    Classifier *c = open_clf(-1, 0, 0), *on = open_clf(-1, 1, 0);
+    Conv cv[2];
+    make_convs(cv, 2);
+    ClassifyJob *jobs[2] = {prep(c, &cv[0]), prep(c, &cv[1])}, *ref[2] = {prep(on, &cv[0]), prep(on, &cv[1])};
+    ClassifyResult r[2], want[2];
+    run_jobs(c, jobs, 2, r);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(r[i].n_category_scores, 0);
+        classify_result_free(&r[i]);
+    }
+    classifier_set_category_scores(c, 1);
+    run_jobs(c, jobs, 2, r);
+    run_jobs(on, ref, 2, want);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(r[i].n_category_scores, classify_job_categories(jobs[i])->n);
+        ck_assert_int_eq(r[i].n_category_scores, want[i].n_category_scores);
+        for (int k = 0; k < r[i].n_category_scores; k++)
+            ck_assert_float_eq_tol(r[i].category_scores[k], want[i].category_scores[k], 1e-5f);
+        ck_assert_float_eq_tol(r[i].score, want[i].score, 1e-5f);
+        classify_result_free(&r[i]);
+        classify_result_free(&want[i]);
+    }
+    classifier_set_category_scores(c, 0);
+    run_jobs(c, jobs, 2, r);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(r[i].n_category_scores, 0);
+        ck_assert_ptr_null(r[i].category_scores);
+        classify_result_free(&r[i]);
+        classify_job_free(jobs[i]);
+        classify_job_free(ref[i]);
+    }
+    free_convs(cv, 2);
+    classifier_close(c);
+    classifier_close(on);
+}
+END_TEST
+
 START_TEST(prepare_errors) {
     Classifier *c = open_clf(-1, 0, 150);
     char err[256];
@@ -503,6 +544,7 @@ int main(void) {
         tcase_add_test(tc, prefix_cache_hit_equals_cold);
         tcase_add_test(tc, threshold_zero_forces_unsafe_decode);
         tcase_add_test(tc, draft_accepted_scripted_model);
+        tcase_add_test(tc, category_scores_switch_between_runs);
         tcase_add_test(tc, prepare_errors);
         suite_add_tcase(s, tc);
     } else {

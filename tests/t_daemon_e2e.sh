@@ -16,7 +16,8 @@
 #   E. kafkajs (tests/js/roundtrip.js) produces events and reads the verdicts
 #      of the running guardd (skipped when kafkajs is not installed).
 #   R. SIGHUP with a broken file keeps guardd running on the old settings;
-#      SIGHUP with threshold = 0.5 routes the following events to allow.
+#      SIGHUP with threshold = 0.5 routes the following events to allow, and
+#      category_scores = false leaves the scores out of their verdicts.
 #   Metrics (after A): /metrics counts the consumed events and DLQ records.
 # Output checks: tests/e2e/check_outputs.py. Every background process is
 # killed on exit; logs are kept in $BUILD/test-logs/t_daemon_e2e.d/.
@@ -181,27 +182,34 @@ else
 fi
 
 # ---- R: SIGHUP reload -------------------------------------------------------------------
-step "R: SIGHUP with a broken file, then with threshold 0.5"
+step "R: SIGHUP with a broken file, then with threshold 0.5 and category_scores off"
 cp "$tmp/guardd.conf" "$tmp/good.conf"
 echo 'batch = { max_events = "many"; };' >>"$tmp/guardd.conf"
 kill -HUP "$G2"
 wait_log "$logs/g2.log" "event=reload_failed" 10
 kill -0 "$G2" || fail "R: guardd died on a bad reload"
 # the random tiny model's P(unsafe) is far below 0.5: from now on all safe
-sed 's/^policy = {/policy = { threshold = 0.5;/' "$tmp/good.conf" >"$tmp/guardd.conf"
+sed 's/^policy = { category_scores = true;/policy = { threshold = 0.5; category_scores = false;/' \
+    "$tmp/good.conf" >"$tmp/guardd.conf"
+grep -q 'category_scores = false' "$tmp/guardd.conf" || fail "R: could not edit the policy line"
 kill -HUP "$G2"
-wait_log "$logs/g2.log" "event=reloaded threshold=0.5" 10
+wait_log "$logs/g2.log" "event=reloaded threshold=0.5 category_scores=false" 10
 "$PY" tests/e2e/gen_events.py "$tmp/r" r 1 20 --valid-only >/dev/null
 send_keys "$tmp/r" r
 total=$((total + 20))
 check --expect-inputs $total --timeout 60 >/dev/null || fail "R: outputs after reload"
 # --count: stop as soon as 20 arrived (a fixed short read could end before the
 # mock cluster served them all); a threshold not applied leaves fewer after 30 s
-n=$("$C" tail --brokers "$B" --topic verdicts.allow --count 20 --timeout-ms 30000 2>/dev/null | "$PY" -c '
+# "n m": ok-r- verdicts on allow, and how many of them still carry scores
+res=$("$C" tail --brokers "$B" --topic verdicts.allow --count 20 --timeout-ms 30000 2>/dev/null | "$PY" -c '
 import json, sys
-print(sum(1 for l in sys.stdin if str(json.loads(l)["value"].get("id", "")).startswith("ok-r-")))')
+vs = [json.loads(l)["value"] for l in sys.stdin]
+r = [v for v in vs if str(v.get("id", "")).startswith("ok-r-")]
+print(len(r), sum(1 for v in r if "category_scores" in v))')
+n=${res% *}; scored=${res#* }
 [ "$n" -ge 20 ] || fail "R: $n of 20 events after the reload were allowed (threshold not applied)"
-echo "R: $n/20 verdicts on allow after the reload"
+[ "$scored" -eq 0 ] || fail "R: $scored of $n verdicts after the reload carry category_scores (reload not applied)"
+echo "R: $n/20 verdicts on allow after the reload, none with category_scores"
 
 kill -TERM "$G2"
 rc=0; wait "$G2" || rc=$?
