@@ -37,7 +37,7 @@ CFLAGS   ?= -O2 -g
 CFLAGS   += -std=gnu11 -Wall -Wextra -pthread -fopenmp -MMD -MP $(SANFLAGS) \
             -Imodel -Idaemon -I$(BLIS_INC) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDFLAGS  += -pthread -fopenmp $(SANFLAGS)
-LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lblis -lm
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lblis -ldnnl -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 
 MODEL_SRC  := $(wildcard model/*.c)

@@ -4,7 +4,7 @@
  *   guardctl classify --model DIR [--tokenizer FILE] [--threshold X]
  *       [--categories FILE] [--exclude S6,S7] [--role auto|user|agent]
  *       [--json] [--category-scores] [--max-decode N] [--threads N]
- *       [--blis-arch NAME] [--batch N] [--stats] [TEXT]
+ *       [--blis-arch NAME] [--precision auto|bf16|int8|f32] [--batch N] [--stats] [TEXT]
  *
  * TEXT is one user message. Without TEXT, stdin holds conversation objects
  * (model/json_conv.h), one per line; all of them run as ONE batch (or, with
@@ -22,7 +22,8 @@
  * --json: one object per line: {"verdict", "categories": [{"code","name"}],
  * "score", "role": "user"|"agent", "raw", "parse_error", "tokens": {"prompt",
  * "cached", "decode"}} (+ "category_scores": {code: P} with --category-scores).
- * --stats: one summary line on stderr (load seconds; run seconds: prompts,
+ * --precision: the weights' stored form (weights.h), default auto (bf16).
+ * --stats: one summary line on stderr (precision and kernels, load seconds; run seconds: prompts,
  * tokenizing and inference; tokens prefilled and served from the prefix
  * cache, tokens generated).
  * Errors: one line on stderr, exit 1 (2 for bad usage).
@@ -53,7 +54,7 @@ typedef struct {
 static int usage(const char *msg, const char *arg) {
     fprintf(stderr, "guardctl classify: %s%s%s (usage: guardctl classify --model DIR [--tokenizer FILE] "
             "[--threshold X] [--categories FILE] [--exclude S6,S7] [--role auto|user|agent] [--json] "
-            "[--category-scores] [--max-decode N] [--threads N] [--blis-arch NAME] [--batch N] [--stats] [TEXT])\n",
+            "[--category-scores] [--max-decode N] [--threads N] [--blis-arch NAME] [--precision auto|bf16|int8|f32] [--batch N] [--stats] [TEXT])\n",
             msg, arg ? ": " : "", arg ? arg : "");
     return 2;
 }
@@ -73,6 +74,9 @@ static int parse_valued(Args *a, const char *o, const char *v) {
     if (!strcmp(o, "--model")) a->opt.model_dir = v;
     else if (!strcmp(o, "--tokenizer")) a->opt.tokenizer_path = v;
     else if (!strcmp(o, "--blis-arch")) a->opt.blis_arch = v;
+    else if (!strcmp(o, "--precision")) {
+        if (precision_parse(v, &a->opt.precision) < 0) return usage("--precision must be auto, bf16, int8 or f32", v);
+    }
     else if (!strcmp(o, "--threshold")) {
         if (parse_number(v, 0, 1, &x) < 0) return usage("--threshold must be a number in [0, 1]", v);
         a->opt.threshold = (float)x;
@@ -234,7 +238,7 @@ static double now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void print_stats(const ClassifyResult *res, int n, double load_s, double run_s) {
+static void print_stats(const Model *m, const ClassifyResult *res, int n, double load_s, double run_s) {
     long prompt = 0, cached = 0, decode = 0;
     int unsafe = 0;
     for (int i = 0; i < n; i++) {
@@ -244,9 +248,11 @@ static void print_stats(const ClassifyResult *res, int n, double load_s, double 
         unsafe += res[i].unsafe;
     }
     fprintf(stderr, "stats: %d conversations (%d unsafe), load %.2f s, run %.3f s, prompt tokens %ld "
-            "(prefilled %ld, from prefix cache %ld), generated tokens %ld, %.1f prompt tokens/s\n",
+            "(prefilled %ld, from prefix cache %ld), generated tokens %ld, %.1f prompt tokens/s, "
+            "precision %s (%s), peak RSS after load %ld kB\n",
             n, unsafe, load_s, run_s, prompt, prompt - cached, cached, decode,
-            run_s > 0 ? (double)prompt / run_s : 0.0);
+            run_s > 0 ? (double)prompt / run_s : 0.0, precision_name(m->precision), m->kernels,
+            m->peak_rss_kb);
 }
 
 static int classify_all(const Args *a, Inputs *in) {
@@ -279,7 +285,7 @@ static int classify_all(const Args *a, Inputs *in) {
             rc = 1;
         }
     }
-    if (rc == 0 && a->stats) print_stats(res, in->n, t1 - t0, now() - t1);
+    if (rc == 0 && a->stats) print_stats(classifier_model(c), res, in->n, t1 - t0, now() - t1);
     for (int i = 0; i < in->n; i++) {
         if (rc == 0) (a->json ? print_json : print_text)(&res[i], classify_job_categories(jobs[i]));
         if (res) classify_result_free(&res[i]);

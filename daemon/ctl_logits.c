@@ -1,13 +1,15 @@
 /* ctl_logits.c - guardctl logits: run token sequences as one batch and write
  * each one's last-position logits.
  *
- *   guardctl logits --model DIR --out FILE [--threads N] [--arch NAME] IDS...
+ *   guardctl logits --model DIR --out FILE [--threads N] [--arch NAME]
+ *                   [--precision auto|bf16|int8|f32] IDS...
  *
  * Each IDS argument is one sequence, token ids separated by commas. All
  * sequences go through one transformer_forward() call (so this also exercises
  * the batching); FILE receives, for each sequence in argument order,
- * vocab_size little-endian float32 values. A one-line summary (sizes, BLIS
- * kernel set, timings) goes to stderr. Used by tests/t_numerics.sh against
+ * vocab_size little-endian float32 values. --precision is the weights' stored
+ * form (default f32, the reference). A one-line summary (sizes, precision and
+ * kernels, BLIS kernel set, timings) goes to stderr. Used by tests/t_numerics.sh against
  * the numpy reference.
  */
 #include <errno.h>
@@ -79,12 +81,14 @@ static int write_logits(const char *path, float *const *logits, int n, int vocab
 
 typedef struct {
     const char *model, *out, *arch;
+    Precision precision;
     int threads;
     int first_ids;   /* argv index of the first IDS argument */
 } Args;
 
 static int parse_args(int argc, char **argv, Args *a) {
     *a = (Args){0};
+    a->precision = PREC_F32;
     int i = 1;
     for (; i < argc && !strncmp(argv[i], "--", 2); i++) {
         const char *o = argv[i];
@@ -92,6 +96,12 @@ static int parse_args(int argc, char **argv, Args *a) {
         if (!strcmp(o, "--model")) a->model = argv[++i];
         else if (!strcmp(o, "--out")) a->out = argv[++i];
         else if (!strcmp(o, "--arch")) a->arch = argv[++i];
+        else if (!strcmp(o, "--precision")) {
+            if (precision_parse(argv[++i], &a->precision) < 0) {
+                fprintf(stderr, "guardctl logits: --precision must be auto, bf16, int8 or f32\n");
+                return -1;
+            }
+        }
         else if (!strcmp(o, "--threads")) {
             char *end;
             long v = strtol(argv[++i], &end, 10);
@@ -101,7 +111,8 @@ static int parse_args(int argc, char **argv, Args *a) {
     }
     a->first_ids = i;
     if (!a->model || !a->out || i >= argc) {
-        fprintf(stderr, "usage: guardctl logits --model DIR --out FILE [--threads N] [--arch NAME] IDS...\n"
+        fprintf(stderr, "usage: guardctl logits --model DIR --out FILE [--threads N] [--arch NAME]\n"
+                        "       [--precision auto|bf16|int8|f32] IDS...\n"
                         "  IDS: one sequence of comma-separated token ids per argument\n");
         return -1;
     }
@@ -140,8 +151,9 @@ static int run(const Args *a, Model *m, int n, char **argv) {
     }
     double secs = now() - t0;
     if (write_logits(a->out, logits, n, vocab) != 0) goto out;
-    fprintf(stderr, "guardctl logits: %d sequences, %ld tokens, vocab %d, BLIS %s, load %.2fs, "
-            "forward %.3fs\n", n, total, vocab, blis_arch_name(), m->load_seconds, secs);
+    fprintf(stderr, "guardctl logits: %d sequences, %ld tokens, vocab %d, %s weights "
+            "(%s), BLIS %s, load %.2fs, forward %.3fs\n", n, total, vocab,
+            precision_name(m->precision), m->kernels, blis_arch_name(), m->load_seconds, secs);
     rc = 0;
 out:
     for (int i = 0; i < n && s; i++) kv_free(s[i].kv);
@@ -159,7 +171,7 @@ int ctl_logits(int argc, char **argv) {
     if (parse_args(argc, argv, &a) != 0) return 2;
     blis_setup(a.threads, a.arch);
     char err[512] = "";
-    Model *m = model_load(a.model, err, sizeof err);
+    Model *m = model_load_precision(a.model, a.precision, err, sizeof err);
     if (!m) {
         fprintf(stderr, "guardctl logits: %s\n", err);
         return 1;

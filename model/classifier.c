@@ -159,7 +159,7 @@ Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errl
         tp = path;
     }
     blis_setup(opt->threads, opt->blis_arch);
-    if (!(c->model = model_load(opt->model_dir, sub, sizeof sub))) {
+    if (!(c->model = model_load_precision(opt->model_dir, opt->precision, sub, sizeof sub))) {
         errmsg(err, errlen, "%s", sub);
         goto fail;
     }

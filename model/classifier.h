@@ -24,6 +24,7 @@ typedef struct {
     const char *tokenizer_path; /* NULL: model_dir/tokenizer.json */
     int threads;                /* BLIS threads, <= 0: all cores */
     const char *blis_arch;      /* NULL/"auto" */
+    Precision precision;        /* stored form of the weights; 0 = PREC_AUTO (bf16) */
     float threshold;            /* < 0: greedy verdict; else unsafe iff score >= threshold */
     int max_decode_tokens;      /* limit for the category list (default 16) */
     int category_scores;        /* also report per-category probabilities */

@@ -1,9 +1,12 @@
-/* model.h - a Llama checkpoint in memory: its config and its f32 weights.
+/* model.h - a Llama checkpoint in memory: its config and its weights.
  *
  * model_load() reads a Hugging Face checkpoint directory: config.json plus
  * model.safetensors or model.safetensors.index.json (+ shards). Every shape
- * number comes from config.json. bf16/f16/f32 tensors are converted to f32 and
- * laid out for the batched forward pass: Q/K/V fused into one [qkv, dim]
+ * number comes from config.json. Weight matrices are kept in the precision
+ * asked for (weights.h: f32, bf16 or int8; the 1-D norm weights are always
+ * f32), converted straight from the checkpoint's bf16/f16/f32 tensors with no
+ * intermediate f32 copy of a whole matrix, and laid out for the batched
+ * forward pass: Q/K/V fused into one [qkv, dim]
  * matrix and gate/up into one [2*hidden, dim] matrix per layer, so each costs
  * one GEMM. Row-major, [out_features, in_features] as in the checkpoint.
  * The checkpoint must hold exactly the Llama tensors the config implies
@@ -15,6 +18,7 @@
 #ifndef GUARDD_MODEL_H
 #define GUARDD_MODEL_H
 #include <stddef.h>
+#include "weights.h"
 
 #define MODEL_MAX_EOS 8
 
@@ -40,18 +44,18 @@ typedef struct {
 
 typedef struct {
     float *attn_norm;   /* [dim] input_layernorm */
-    float *wqkv;        /* [(n_heads + 2*n_kv_heads) * head_dim, dim]: q rows, k rows, v rows */
-    float *wo;          /* [dim, n_heads * head_dim] */
+    WeightMatrix wqkv;  /* [(n_heads + 2*n_kv_heads) * head_dim, dim]: q rows, k rows, v rows */
+    WeightMatrix wo;    /* [dim, n_heads * head_dim] */
     float *mlp_norm;    /* [dim] post_attention_layernorm */
-    float *w13;         /* [2 * hidden_dim, dim]: gate rows then up rows */
-    float *w2;          /* [dim, hidden_dim] down_proj */
+    WeightMatrix w13;   /* [2 * hidden_dim, dim]: gate rows then up rows */
+    WeightMatrix w2;    /* [dim, hidden_dim] down_proj */
 } LayerWeights;
 
 typedef struct {
-    float *embed;       /* [vocab, dim] */
+    WeightMatrix embed;   /* [vocab, dim] */
     LayerWeights *layers;
-    float *final_norm;  /* [dim] */
-    float *lm_head;     /* [vocab, dim]; points at embed when tied */
+    float *final_norm;    /* [dim] */
+    WeightMatrix lm_head; /* [vocab, dim]; the same storage as embed when tied */
 } Weights;
 
 typedef struct {
@@ -60,7 +64,9 @@ typedef struct {
     char name[128];     /* directory base name unless config says otherwise */
     char revision[80];  /* 16 hex digits of sha256 over config.json, the safetensors
                            headers and the first/last 4 KiB of every tensor */
-    size_t weight_bytes;      /* f32 bytes held */
+    Precision precision;      /* the stored form (never AUTO) */
+    const char *kernels;      /* wm_kernels(precision) at load time */
+    size_t weight_bytes;      /* bytes held (values, scales, norms) */
     double load_seconds;
     long peak_rss_kb;         /* process peak RSS after the load (VmHWM) */
     void *priv;               /* loader-owned allocations */
@@ -70,7 +76,10 @@ typedef struct {
  * and field in err. Refuses unknown architectures and rope types. */
 int model_config_load(const char *path, ModelConfig *cfg, char *err, size_t errlen);
 
-/* Loads a checkpoint directory. Returns NULL with err set on any problem. */
+/* Loads a checkpoint directory in precision p (AUTO: precision_resolve).
+ * Returns NULL with err set on any problem. */
+Model *model_load_precision(const char *dir, Precision p, char *err, size_t errlen);
+/* model_load_precision(dir, PREC_F32, ...): the exact f32 reference. */
 Model *model_load(const char *dir, char *err, size_t errlen);
 void model_free(Model *m);
 

@@ -1,8 +1,9 @@
 /* transformer.c - the batched Llama 3 forward pass (contract: transformer.h).
  *
  * All new tokens of all sequences are stacked into one activation matrix x
- * [T, dim] (sequence after sequence), so each layer costs four GEMMs with
- * M = T rows (gemm.c): x·Wqkvᵀ, attn·Woᵀ (added into x), x·W13ᵀ (gate and up
+ * [T, dim] (sequence after sequence), so each layer costs four matrix
+ * products with M = T rows (weights.h: wm_matmul, whatever the weights'
+ * stored precision): x·Wqkvᵀ, attn·Woᵀ (added into x), x·W13ᵀ (gate and up
  * side by side), silu(gate)*up·W2ᵀ (added into x). Only attention is per
  * sequence: each (sequence, head) pair is one OpenMP task reading that
  * sequence's KV chain (shared prefix + own cache, kvcache.h).
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "gemm.h"
+#include "weights.h"
 #include "kvcache.h"
 #include "ops.h"
 #include "transformer.h"
@@ -60,7 +62,9 @@ Transformer *transformer_new(const Model *m, int threads) {
     const ModelConfig *c = &m->cfg;
     if (c->n_layers <= 0 || c->dim <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
         c->n_heads % c->n_kv_heads || c->head_dim <= 0 || c->head_dim % 2 || c->hidden_dim <= 0 ||
-        c->vocab_size <= 0 || !m->w.embed || !m->w.layers || !m->w.final_norm || !m->w.lm_head)
+        c->vocab_size <= 0 || m->w.embed.rows != c->vocab_size || m->w.embed.cols != c->dim ||
+        !m->w.layers || !m->w.final_norm || m->w.lm_head.rows != c->vocab_size ||
+        m->w.lm_head.cols != c->dim)
         return NULL;
     Transformer *t = calloc(1, sizeof *t);
     if (!t) return NULL;
@@ -202,8 +206,7 @@ static void embed_rows(Transformer *t, const SeqInput *seqs, int n) {
     int dim = t->c.dim;
     for (int i = 0, r = 0; i < n; i++)
         for (int j = 0; j < seqs[i].n_tokens; j++, r++)
-            memcpy(t->x + (size_t)r * dim, t->m->w.embed + (size_t)seqs[i].tokens[j] * dim,
-                   sizeof(float) * dim);
+            wm_row(&t->m->w.embed, seqs[i].tokens[j], t->x + (size_t)r * dim);
 }
 
 /* RoPE on q and k of every new row, then k and v into the sequence's cache. */
@@ -260,14 +263,14 @@ static void mlp_chunk(Transformer *t, const LayerWeights *lw, int r0, int rows) 
     int dim = t->c.dim, hid = t->c.hidden_dim;
     float *x = t->x + (size_t)r0 * dim, *xn = t->xn + (size_t)r0 * dim;
     norm_rows(t, xn, x, lw->mlp_norm, rows);
-    gemm_xwt(rows, 2 * hid, dim, xn, dim, lw->w13, dim, t->h, 2 * hid, 0, t->threads);
+    wm_matmul(&lw->w13, rows, xn, dim, t->h, 2 * hid, 0, t->threads);
     int chunk = rows / t->threads + 1;
 #pragma omp parallel for schedule(static) num_threads(t->threads)
     for (int a = 0; a < rows; a += chunk) {
         int m = rows - a < chunk ? rows - a : chunk;
         silu_mul_rows(t->h + (size_t)a * 2 * hid, 2 * hid, m, hid);
     }
-    gemm_xwt(rows, dim, hid, t->h, 2 * hid, lw->w2, hid, x, dim, 1, t->threads);
+    wm_matmul(&lw->w2, rows, t->h, 2 * hid, x, dim, 1, t->threads);
 }
 
 static void mlp(Transformer *t, const LayerWeights *lw, int rows) {
@@ -292,7 +295,7 @@ static void layer(Transformer *t, int l, const SeqInput *seqs, const SeqPlan *pl
     const LayerWeights *lw = &t->m->w.layers[l];
     int dim = t->c.dim, last = l == t->c.n_layers - 1;
     norm_rows(t, t->xn, t->x, lw->attn_norm, T);
-    gemm_xwt(T, t->qkv_dim, dim, t->xn, dim, lw->wqkv, dim, t->qkv, t->qkv_dim, 0, t->threads);
+    wm_matmul(&lw->wqkv, T, t->xn, dim, t->qkv, t->qkv_dim, 0, t->threads);
     rope_and_store(t, seqs, plan, n, l);
     for (int i = 0; i < n; i++) {
         keep[i] = last ? seqs[i].n_logits : plan[i].n;
@@ -304,14 +307,14 @@ static void layer(Transformer *t, int l, const SeqInput *seqs, const SeqPlan *pl
         compact_logit_rows(t, plan, seqs, n);
         rows = L;
     }
-    gemm_xwt(rows, dim, t->q_dim, t->att, t->q_dim, lw->wo, t->q_dim, t->x, dim, 1, t->threads);
+    wm_matmul(&lw->wo, rows, t->att, t->q_dim, t->x, dim, 1, t->threads);
     mlp(t, lw, rows);
 }
 
 static void final_logits(Transformer *t, SeqInput *seqs, int n, int L) {
     int dim = t->c.dim, V = t->c.vocab_size;
     norm_rows(t, t->xn, t->x, t->m->w.final_norm, L);
-    gemm_xwt(L, V, dim, t->xn, dim, t->m->w.lm_head, dim, t->logit_buf, V, 0, t->threads);
+    wm_matmul(&t->m->w.lm_head, L, t->xn, dim, t->logit_buf, V, 0, t->threads);
     for (int i = 0, r = 0; i < n; i++) {
         size_t cnt = (size_t)seqs[i].n_logits * V;
         if (cnt) memcpy(seqs[i].logits, t->logit_buf + (size_t)r * V, cnt * sizeof(float));

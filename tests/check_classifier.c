@@ -162,7 +162,7 @@ END_TEST
 
 static Classifier *open_clf(float threshold, int category_scores, int max_prompt) {
     ClassifierOptions o = {.model_dir = model_dir, .tokenizer_path = tok_path, .threads = 2,
-                           .threshold = threshold, .max_decode_tokens = 12,
+                           .precision = PREC_F32, .threshold = threshold, .max_decode_tokens = 12,
                            .category_scores = category_scores, .max_prompt_tokens = max_prompt};
     char err[512];
     Classifier *c = classifier_open(&o, err, sizeof err);
@@ -407,9 +407,9 @@ static void script_model(Classifier *c) {
     Model *m = (Model *)classifier_model(c); /* test-only edit of our own copy */
     const int dim = m->cfg.dim, chain[5] = {UNSAFE, 198, 50, 16, EOT};
     for (int d = 1; d <= 4; d++) {
-        for (int v = 0; v < m->cfg.vocab_size; v++) m->w.lm_head[(size_t)v * dim + d] = 0;
-        m->w.embed[(size_t)chain[d - 1] * dim + d] = 50.0f;
-        m->w.lm_head[(size_t)chain[d] * dim + d] = 10.0f;
+        for (int v = 0; v < m->cfg.vocab_size; v++) m->w.lm_head.f32[(size_t)v * dim + d] = 0;
+        m->w.embed.f32[(size_t)chain[d - 1] * dim + d] = 50.0f;
+        m->w.lm_head.f32[(size_t)chain[d] * dim + d] = 10.0f;
     }
     for (int d = 0; d < dim; d++) m->w.final_norm[d] = d >= 1 && d <= 4 ? 1.0f : 0.0f;
 }

@@ -310,22 +310,22 @@ static void check_all(const char *dir, const Model *m, uint64_t seed, const char
     const ModelConfig *c = &m->cfg;
     char nm[128];
     size_t q = (size_t)c->n_heads * c->head_dim, kv = (size_t)c->n_kv_heads * c->head_dim, d = (size_t)c->dim;
-    check_one(dir, "model.embed_tokens.weight", m->w.embed, seed, dtype);
+    check_one(dir, "model.embed_tokens.weight", m->w.embed.f32, seed, dtype);
     check_one(dir, "model.norm.weight", m->w.final_norm, seed, dtype);
-    if (c->tied) ck_assert_ptr_eq(m->w.lm_head, m->w.embed);
-    else check_one(dir, "lm_head.weight", m->w.lm_head, seed, dtype);
+    if (c->tied) ck_assert_ptr_eq(m->w.lm_head.f32, m->w.embed.f32);
+    else check_one(dir, "lm_head.weight", m->w.lm_head.f32, seed, dtype);
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *L = &m->w.layers[l];
 #define C(s, p) (snprintf(nm, sizeof nm, "model.layers.%d.%s.weight", l, s), check_one(dir, nm, p, seed, dtype))
         C("input_layernorm", L->attn_norm);
         C("post_attention_layernorm", L->mlp_norm);
-        C("self_attn.q_proj", L->wqkv);
-        C("self_attn.k_proj", L->wqkv + q * d);
-        C("self_attn.v_proj", L->wqkv + (q + kv) * d);
-        C("self_attn.o_proj", L->wo);
-        C("mlp.gate_proj", L->w13);
-        C("mlp.up_proj", L->w13 + (size_t)c->hidden_dim * d);
-        C("mlp.down_proj", L->w2);
+        C("self_attn.q_proj", L->wqkv.f32);
+        C("self_attn.k_proj", L->wqkv.f32 + q * d);
+        C("self_attn.v_proj", L->wqkv.f32 + (q + kv) * d);
+        C("self_attn.o_proj", L->wo.f32);
+        C("mlp.gate_proj", L->w13.f32);
+        C("mlp.up_proj", L->w13.f32 + (size_t)c->hidden_dim * d);
+        C("mlp.down_proj", L->w2.f32);
 #undef C
     }
 }
@@ -367,7 +367,7 @@ START_TEST(dtypes_agree_and_seeds_differ) {
     size_t n = (size_t)(3 + 2) * 8 * 24;   /* the whole fused wqkv of layer 1 */
     int rounded = 0, same_seed_c = 0;
     for (size_t i = 0; i < n; i++) {
-        float x = ma->w.layers[1].wqkv[i], y = mb->w.layers[1].wqkv[i], z = mc->w.layers[1].wqkv[i];
+        float x = ma->w.layers[1].wqkv.f32[i], y = mb->w.layers[1].wqkv.f32[i], z = mc->w.layers[1].wqkv.f32[i];
         ck_assert_msg(fabsf(x - y) <= ldexpf(1, -8) * fabsf(x), "[%zu] f32 %g vs bf16 %g", i, x, y);
         rounded += x != y;
         same_seed_c += x == z;
@@ -390,10 +390,10 @@ START_TEST(tiny_preset_loads) {
     ck_assert_int_eq(m->cfg.n_eos, 3);
     ck_assert_int_eq(m->cfg.tied, 0);
     ck_assert_int_eq(m->cfg.rope_llama3, 1);
-    ck_assert_ptr_ne(m->w.lm_head, m->w.embed);
+    ck_assert_ptr_ne(m->w.lm_head.f32, m->w.embed.f32);
     /* weights are not degenerate: embedding rows have spread */
     double ss = 0;
-    for (int i = 0; i < m->cfg.dim * 100; i++) ss += (double)m->w.embed[i] * m->w.embed[i];
+    for (int i = 0; i < m->cfg.dim * 100; i++) ss += (double)m->w.embed.f32[i] * m->w.embed.f32[i];
     ck_assert(ss / (m->cfg.dim * 100) > 0.5 / m->cfg.dim);
     model_free(m);
     ck_assert_int_eq(fixture_preset("nope", &sp, err, sizeof err), -1);
@@ -491,8 +491,8 @@ START_TEST(tied_config_ignores_lm_head) {
     sp.cfg.tied = 1;
     ck_assert_int_eq(fixture_write_config(path, &sp.cfg, err, sizeof err), 0);
     Model *m = load_ok(dir);
-    ck_assert_ptr_eq(m->w.lm_head, m->w.embed);
-    ck_assert_float_eq(m->w.lm_head[7], fixture_value(5, "model.embed_tokens.weight", 2, 24, 7));
+    ck_assert_ptr_eq(m->w.lm_head.f32, m->w.embed.f32);
+    ck_assert_float_eq(m->w.lm_head.f32[7], fixture_value(5, "model.embed_tokens.weight", 2, 24, 7));
     model_free(m);
 }
 END_TEST

@@ -8,7 +8,8 @@
  *  - batched == each sequence alone, prefix reuse == full recomputation,
  *    token-by-token decode == one prefill: all to 1e-5 of the logit range
  *    (max |a - b| <= 1e-5 * (max - min) of the reference logits), which only
- *    allows float rounding differences between GEMM shapes;
+ *    allows float rounding differences between GEMM shapes; these three run
+ *    in every weight precision on every kernel family (set_variant);
  *  - errors (cache full, bad token id, shared cache in one batch) return -1
  *    with a message and leave the caches untouched.
  * The independent numpy check against real safetensors files is
@@ -21,6 +22,7 @@
 #include "gemm.h"
 #include "ops.h"
 #include "transformer.h"
+#include "weights.h"
 
 /* ---- a tiny random model ------------------------------------------------ */
 
@@ -28,6 +30,8 @@ typedef struct {
     Model m;
     float *blocks[16];
     int n_blocks;
+    void *stored[128];   /* bf16/int8 copies made by set_variant */
+    int n_stored;
 } TestModel;
 
 static unsigned long long rng_state = 88172645463325252ull;
@@ -77,20 +81,23 @@ static TestModel *make_model(int n_layers, int n_heads, int n_kv, int tied, int 
     for (int l = 0; l < n_layers; l++) {
         LayerWeights *w = &tm->m.w.layers[l];
         w->attn_norm = an + (size_t)l * d;
-        w->wqkv = wqkv + (size_t)l * qkv * d;
-        w->wo = wo + (size_t)l * d * q;
+        w->wqkv = wm_f32(wqkv + (size_t)l * qkv * d, qkv, d);
+        w->wo = wm_f32(wo + (size_t)l * d * q, d, q);
         w->mlp_norm = mn + (size_t)l * d;
-        w->w13 = w13 + (size_t)l * 2 * c->hidden_dim * d;
-        w->w2 = w2 + (size_t)l * d * c->hidden_dim;
+        w->w13 = wm_f32(w13 + (size_t)l * 2 * c->hidden_dim * d, 2 * c->hidden_dim, d);
+        w->w2 = wm_f32(w2 + (size_t)l * d * c->hidden_dim, d, c->hidden_dim);
     }
-    tm->m.w.embed = rand_block(tm, (size_t)c->vocab_size * d, 1.0f, 0);
+    tm->m.w.embed = wm_f32(rand_block(tm, (size_t)c->vocab_size * d, 1.0f, 0), c->vocab_size, d);
     tm->m.w.final_norm = rand_block(tm, (size_t)d, 0.2f, 1.0f);
-    tm->m.w.lm_head = tied ? tm->m.w.embed : rand_block(tm, (size_t)c->vocab_size * d, ws, 0);
+    tm->m.w.lm_head = tied ? tm->m.w.embed
+                            : wm_f32(rand_block(tm, (size_t)c->vocab_size * d, ws, 0), c->vocab_size, d);
+    tm->m.precision = PREC_F32;
     return tm;
 }
 
 static void free_model(TestModel *tm) {
     for (int i = 0; i < tm->n_blocks; i++) free(tm->blocks[i]);
+    for (int i = 0; i < tm->n_stored; i++) free(tm->stored[i]);
     free(tm->m.w.layers);
     free(tm);
 }
@@ -143,12 +150,12 @@ static void ref_forward(const Model *m, const int *tok, int n, double *logits) {
     double *qkv = malloc(sizeof(double) * (size_t)n * qkvd), *att = malloc(sizeof(double) * qd);
     double *tmp = malloc(sizeof(double) * (2 * hid + d)), *sc = malloc(sizeof(double) * n);
     for (int p = 0; p < n; p++)
-        for (int i = 0; i < d; i++) x[(size_t)p * d + i] = m->w.embed[(size_t)tok[p] * d + i];
+        for (int i = 0; i < d; i++) x[(size_t)p * d + i] = m->w.embed.f32[(size_t)tok[p] * d + i];
     for (int l = 0; l < c->n_layers; l++) {
         const LayerWeights *w = &m->w.layers[l];
         for (int p = 0; p < n; p++) {
             ref_norm(xn, x + (size_t)p * d, w->attn_norm, d, c->norm_eps);
-            ref_matvec(qkv + (size_t)p * qkvd, w->wqkv, xn, qkvd, d);
+            ref_matvec(qkv + (size_t)p * qkvd, w->wqkv.f32, xn, qkvd, d);
             for (int h = 0; h < H + KV; h++) ref_rope(qkv + (size_t)p * qkvd + h * hd, c, p);
         }
         double *newx = malloc(sizeof(double) * (size_t)n * d);
@@ -171,22 +178,22 @@ static void ref_forward(const Model *m, const int *tok, int n, double *logits) {
                     att[h * hd + e] = a / sum;
                 }
             }
-            ref_matvec(tmp, w->wo, att, d, qd);
+            ref_matvec(tmp, w->wo.f32, att, d, qd);
             for (int i = 0; i < d; i++) newx[(size_t)p * d + i] = x[(size_t)p * d + i] + tmp[i];
         }
         for (int p = 0; p < n; p++) {
             double *xp = newx + (size_t)p * d;
             ref_norm(xn, xp, w->mlp_norm, d, c->norm_eps);
-            ref_matvec(tmp, w->w13, xn, 2 * hid, d);
+            ref_matvec(tmp, w->w13.f32, xn, 2 * hid, d);
             for (int j = 0; j < hid; j++) tmp[j] = tmp[j] / (1 + exp(-tmp[j])) * tmp[hid + j];
-            ref_matvec(tmp + 2 * hid, w->w2, tmp, d, hid);
+            ref_matvec(tmp + 2 * hid, w->w2.f32, tmp, d, hid);
             for (int i = 0; i < d; i++) xp[i] += tmp[2 * hid + i];
         }
         memcpy(x, newx, sizeof(double) * (size_t)n * d);
         free(newx);
     }
     ref_norm(xn, x + (size_t)(n - 1) * d, m->w.final_norm, d, c->norm_eps);
-    ref_matvec(logits, m->w.lm_head, xn, c->vocab_size, d);
+    ref_matvec(logits, m->w.lm_head.f32, xn, c->vocab_size, d);
     free(x); free(xn); free(qkv); free(att); free(tmp); free(sc);
 }
 
@@ -217,6 +224,59 @@ static void run_alone(Transformer *t, const Model *m, const int *tok, int n, int
     ck_assert_msg(transformer_forward(t, &s, 1, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(kv_len(kv), n);
     kv_free(kv);
+}
+
+/* ---- precisions and kernel families ------------------------------------- */
+
+static void *keep(TestModel *tm, size_t bytes) {
+    ck_assert_int_lt(tm->n_stored, 128);
+    void *p = malloc(bytes);
+    ck_assert_ptr_nonnull(p);
+    return tm->stored[tm->n_stored++] = p;
+}
+
+/* src (f32) in precision p, as the loader stores it. */
+static WeightMatrix stored_as(TestModel *tm, const WeightMatrix *src, Precision p) {
+    size_t n = (size_t)src->rows * src->cols;
+    WeightMatrix w = {.prec = p, .rows = src->rows, .cols = src->cols};
+    if (p == PREC_BF16) {
+        w.bf16 = keep(tm, n * sizeof(uint16_t));
+        wm_round_bf16(src->f32, w.bf16, n);
+    } else if (p == PREC_INT8) {
+        w.q = keep(tm, n);
+        w.scale = keep(tm, sizeof(float) * (size_t)src->rows);
+        w.qsum = keep(tm, sizeof(int32_t) * (size_t)src->rows);
+        for (int r = 0; r < src->rows; r++)
+            w.scale[r] = wm_quantize_row(src->f32 + (size_t)r * src->cols, src->cols,
+                                         w.q + (size_t)r * src->cols, &w.qsum[r]);
+    } else return *src;
+    return w;
+}
+
+/* Loop-test variants: every precision on every kernel family (a family the
+ * CPU lacks runs its best one). */
+static const struct { Precision p; const char *family; } variants[] = {
+    {PREC_F32, "auto"}, {PREC_BF16, "avx512"}, {PREC_BF16, "avx2"}, {PREC_BF16, "generic"},
+    {PREC_INT8, "avx512"}, {PREC_INT8, "avx2"}, {PREC_INT8, "generic"},
+};
+#define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
+#define VARIANT(i) precision_name(variants[i].p), variants[i].family
+
+static void set_variant(TestModel *tm, int v) {
+    ck_assert_int_eq(wm_set_kernels(variants[v].family), 0);
+    Precision p = variants[v].p;
+    Weights *w = &tm->m.w;
+    for (int l = 0; l < tm->m.cfg.n_layers; l++) {
+        LayerWeights *L = &w->layers[l];
+        L->wqkv = stored_as(tm, &L->wqkv, p);
+        L->wo = stored_as(tm, &L->wo, p);
+        L->w13 = stored_as(tm, &L->w13, p);
+        L->w2 = stored_as(tm, &L->w2, p);
+    }
+    int tied = w->lm_head.f32 == w->embed.f32;
+    w->embed = stored_as(tm, &w->embed, p);
+    w->lm_head = tied ? w->embed : stored_as(tm, &w->lm_head, p);
+    tm->m.precision = p;
 }
 
 /* ---- tests --------------------------------------------------------------- */
@@ -411,6 +471,7 @@ END_TEST
 
 START_TEST(test_batched_equals_alone) {
     TestModel *tm = make_model(3, 4, 2, 0, 1);
+    set_variant(tm, _i);
     Transformer *t = transformer_new(&tm->m, 2);
     int V = tm->m.cfg.vocab_size;
     enum { N = 5 };
@@ -434,13 +495,13 @@ START_TEST(test_batched_equals_alone) {
         run_alone(t, &tm->m, tok[i], lens[i], nl[i], alone[i]);
         for (int r = 0; r < nl[i]; r++) {
             double e = rel_err(batch[i] + (size_t)r * V, alone[i] + (size_t)r * V, V);
-            ck_assert_msg(e < 1e-5, "seq %d row %d: rel err %g", i, r, e);
+            ck_assert_msg(e < 1e-5, "%s/%s seq %d row %d: rel err %g", VARIANT(_i), i, r, e);
         }
     }
     /* the non-final logit rows are the logits of shorter prefixes */
     float shorter[97];
     run_alone(t, &tm->m, tok[2], 28, 1, shorter);
-    ck_assert(rel_err(batch[2] + V, shorter, V) < 1e-5);
+    ck_assert_msg(rel_err(batch[2] + V, shorter, V) < 1e-5, "%s/%s shorter prefix", VARIANT(_i));
     for (int i = 0; i < N; i++) { free(batch[i]); free(alone[i]); kv_free(kv[i]); }
     transformer_free(t);
     free_model(tm);
@@ -449,6 +510,7 @@ END_TEST
 
 START_TEST(test_prefix_reuse) {
     TestModel *tm = make_model(2, 4, 1, 1, 1);
+    set_variant(tm, _i);
     Transformer *t = transformer_new(&tm->m, 2);
     int V = tm->m.cfg.vocab_size;
     int tok[2][60];
@@ -476,7 +538,7 @@ START_TEST(test_prefix_reuse) {
     for (int i = 0; i < 2; i++) {
         run_alone(t, &tm->m, tok[i], 60, 1, want[i]);
         double e = rel_err(got[i], want[i], V);
-        ck_assert_msg(e < 1e-5, "seq %d: prefix reuse rel err %g", i, e);
+        ck_assert_msg(e < 1e-5, "%s/%s seq %d: prefix reuse rel err %g", VARIANT(_i), i, e);
     }
     /* a prefix that grew after a cache was put on it is refused */
     kv_truncate(kv[0], 0);
@@ -499,6 +561,7 @@ END_TEST
 START_TEST(test_decode_steps) {
     /* prefill 10, then 1 token at a time (M = 1 GEMMs, sup path) == prefill 16 */
     TestModel *tm = make_model(2, 4, 2, 0, 1);
+    set_variant(tm, _i);
     Transformer *t = transformer_new(&tm->m, 2);
     int V = tm->m.cfg.vocab_size, tok[16];
     rand_tokens(tok, 16, V);
@@ -512,12 +575,12 @@ START_TEST(test_decode_steps) {
         ck_assert_msg(transformer_forward(t, &s, 1, err, sizeof err) == 0, "%s", err);
     }
     run_alone(t, &tm->m, tok, 16, 1, want);
-    ck_assert_msg(rel_err(got, want, V) < 1e-5, "decode rel err %g", rel_err(got, want, V));
+    ck_assert_msg(rel_err(got, want, V) < 1e-5, "%s/%s decode rel err %g", VARIANT(_i), rel_err(got, want, V));
     /* truncate and redo the last 3 steps: same answer */
     kv_truncate(kv, 13);
     s = (SeqInput){tok + 13, 3, kv, 1, got};
     ck_assert_int_eq(transformer_forward(t, &s, 1, err, sizeof err), 0);
-    ck_assert(rel_err(got, want, V) < 1e-5);
+    ck_assert_msg(rel_err(got, want, V) < 1e-5, "%s/%s redo", VARIANT(_i));
     kv_free(kv);
     transformer_free(t);
     free_model(tm);
@@ -588,9 +651,9 @@ int main(void) {
     tcase_add_test(tc, test_gemm);
     tcase_add_test(tc, test_blis_arch);
     tcase_add_test(tc, test_vs_reference);
-    tcase_add_test(tc, test_batched_equals_alone);
-    tcase_add_test(tc, test_prefix_reuse);
-    tcase_add_test(tc, test_decode_steps);
+    tcase_add_loop_test(tc, test_batched_equals_alone, 0, N_VARIANTS);
+    tcase_add_loop_test(tc, test_prefix_reuse, 0, N_VARIANTS);
+    tcase_add_loop_test(tc, test_decode_steps, 0, N_VARIANTS);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

@@ -9,7 +9,7 @@ deps_dir=${1:-$here/../.deps}
 mkdir -p "$deps_dir"
 
 PKGS="build-essential pkg-config git ca-certificates curl
-librdkafka-dev libmsgpack-dev libconfig-dev libblis-dev libblis-openmp-dev libsystemd-dev
+librdkafka-dev libmsgpack-dev libconfig-dev libblis-dev libblis-openmp-dev libdnnl-dev libsystemd-dev
 check libpcre2-dev libjansson-dev libmicrohttpd-dev
 python3 python3-numpy python3-jinja2 python3-msgpack python3-jsonschema
 prometheus systemd procps

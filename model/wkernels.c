@@ -1,0 +1,299 @@
+/* wkernels.c - streaming small-M kernels for bf16 and int8 weights
+ * (contract: wkernels.h). Each family is an inner function compiled for its
+ * instruction set (target attribute; the build targets baseline x86-64) over
+ * a range of weight rows; the OpenMP split is done by a plain wrapper. */
+#include <string.h>
+#include "bf16.h"
+#include "ops.h"
+#include "wkernels.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#define ROWS_PER_TASK 16   /* weight rows per scheduling unit (4 groups of 4) */
+
+/* Runs call over [0, N) in chunks [n0, n1) of `per` rows on `threads` threads. */
+#define SPLIT_ROWS_BY(N, per, threads, call)                                   \
+    do {                                                                       \
+        int per_ = (per), nt_ = ((N) + per_ - 1) / per_;                       \
+        _Pragma("omp parallel for schedule(static) num_threads(threads)")      \
+        for (int t_ = 0; t_ < nt_; t_++) {                                     \
+            int n0 = t_ * per_;                                                \
+            int n1 = n0 + per_ < (N) ? n0 + per_ : (N);                        \
+            call;                                                              \
+        }                                                                      \
+    } while (0)
+#define SPLIT_ROWS(N, threads, call) SPLIT_ROWS_BY(N, ROWS_PER_TASK, threads, call)
+
+static inline void store4(float *y, const float *acc, int cnt, int accumulate) {
+    for (int j = 0; j < cnt; j++) y[j] = accumulate ? y[j] + acc[j] : acc[j];
+}
+
+/* ---- generic ---------------------------------------------------------- */
+
+/* Pointers to weight rows n..n+3 of W [*, K]; rows past cnt repeat row n
+ * (computed, never stored) so every kernel runs full groups of four. */
+#define FOUR_ROWS(w, W, n, cnt, K) \
+    for (int j_ = 0; j_ < 4; j_++) (w)[j_] = (W) + (size_t)((n) + (j_ < (cnt) ? j_ : 0)) * (K)
+
+static inline float widen_bf16(uint16_t v, float s) { (void)s; return bf16_to_f32(v); }
+static inline float widen_i8(int8_t v, float s) { (void)s; return (float)v; }
+
+/* Y (+)= X·Wᵀ with f32 X and W of type T widened by CONV, each finished dot
+ * product times the row's scale (int8) or 1 (bf16). */
+#define WIDEN_ROWS(ATTR, name, T, CONV)                                                    \
+    ATTR static void name(int n0, int n1, int M, int K, const float *X, int ldx,     \
+                                const T *W, const float *scale, float *Y, int ldy,         \
+                                int accumulate) {                                          \
+        for (int n = n0; n < n1; n += 4) {                                                 \
+            int cnt = n1 - n < 4 ? n1 - n : 4;                                             \
+            const T *w[4];                                                                 \
+            FOUR_ROWS(w, W, n, cnt, K);                                                    \
+            for (int m = 0; m < M; m++) {                                                  \
+                const float *x = X + (size_t)m * ldx;                                      \
+                float a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                      \
+                _Pragma("omp simd reduction(+ : a0, a1, a2, a3)")                          \
+                for (int k = 0; k < K; k++) {                                              \
+                    a0 += x[k] * CONV(w[0][k], 0);                                         \
+                    a1 += x[k] * CONV(w[1][k], 0);                                         \
+                    a2 += x[k] * CONV(w[2][k], 0);                                         \
+                    a3 += x[k] * CONV(w[3][k], 0);                                         \
+                }                                                                          \
+                float acc[4] = {a0, a1, a2, a3};                                           \
+                for (int j = 0; scale && j < cnt; j++) acc[j] *= scale[n + j];             \
+                store4(Y + (size_t)m * ldy + n, acc, cnt, accumulate);                     \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+/* bf16: the portable path, baseline code only; int8 (weight-only, the path
+ * of every CPU without VNNI): compiled for AVX-512, AVX2 and baseline */
+WIDEN_ROWS(, bf16_widen_rows_generic, uint16_t, widen_bf16)
+WIDEN_ROWS(OPS_CLONES, i8_widen_rows, int8_t, widen_i8)
+
+void wk_bf16_widen_generic(int M, int N, int K, const float *X, int ldx, const uint16_t *W,
+                           float *Y, int ldy, int accumulate, int threads) {
+    SPLIT_ROWS(N, threads, bf16_widen_rows_generic(n0, n1, M, K, X, ldx, W, NULL, Y, ldy, accumulate));
+}
+
+void wk_i8_widen(int M, int N, int K, const float *X, int ldx, const int8_t *W, const float *scale,
+                 float *Y, int ldy, int accumulate, int threads) {
+    SPLIT_ROWS(N, threads, i8_widen_rows(n0, n1, M, K, X, ldx, W, scale, Y, ldy, accumulate));
+}
+
+static void i8_rows_generic(int n0, int n1, int M, int K, const uint8_t *X, const int8_t *W,
+                            int32_t *S, int lds) {
+    for (int n = n0; n < n1; n++) {
+        const int8_t *w = W + (size_t)n * K;
+        for (int m = 0; m < M; m++) {
+            const uint8_t *x = X + (size_t)m * K;
+            int32_t a = 0;
+#pragma omp simd reduction(+ : a)
+            for (int k = 0; k < K; k++) a += (int32_t)x[k] * (int32_t)w[k];
+            S[(size_t)m * lds + n] = a;
+        }
+    }
+}
+
+void wk_i8_generic(int M, int N, int K, const uint8_t *X, const int8_t *W, int32_t *S, int lds,
+                   int threads) {
+    SPLIT_ROWS(N, threads, i8_rows_generic(n0, n1, M, K, X, W, S, lds));
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* ---- AVX2 ------------------------------------------------------------- */
+
+__attribute__((target("avx2,fma"))) static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256 widen8(const uint16_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+__attribute__((target("avx2,fma")))
+static void bf16_widen_rows_avx2(int n0, int n1, int M, int K, const float *X, int ldx,
+                                 const uint16_t *W, float *Y, int ldy, int accumulate) {
+    for (int n = n0; n < n1; n += 4) {
+        int cnt = n1 - n < 4 ? n1 - n : 4;
+        const uint16_t *w[4];
+        FOUR_ROWS(w, W, n, cnt, K);
+        for (int m = 0; m < M; m++) {
+            const float *x = X + (size_t)m * ldx;
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+            int k = 0;
+            for (; k + 8 <= K; k += 8) {
+                __m256 xv = _mm256_loadu_ps(x + k);
+                a0 = _mm256_fmadd_ps(xv, widen8(w[0] + k), a0);
+                a1 = _mm256_fmadd_ps(xv, widen8(w[1] + k), a1);
+                a2 = _mm256_fmadd_ps(xv, widen8(w[2] + k), a2);
+                a3 = _mm256_fmadd_ps(xv, widen8(w[3] + k), a3);
+            }
+            float acc[4] = {hsum256(a0), hsum256(a1), hsum256(a2), hsum256(a3)};
+            for (; k < K; k++)
+                for (int j = 0; j < 4; j++) acc[j] += x[k] * bf16_to_f32(w[j][k]);
+            store4(Y + (size_t)m * ldy + n, acc, cnt, accumulate);
+        }
+    }
+}
+
+void wk_bf16_widen_avx2(int M, int N, int K, const float *X, int ldx, const uint16_t *W, float *Y,
+                        int ldy, int accumulate, int threads) {
+    SPLIT_ROWS(N, threads, bf16_widen_rows_avx2(n0, n1, M, K, X, ldx, W, Y, ldy, accumulate));
+}
+
+/* ---- AVX-512 ------------------------------------------------------------ */
+
+#define T512BF "avx512f,avx512bw,avx512vl,avx512bf16"
+#define BH(v) ((__m512bh)(v))
+
+/* One tile: up to 4 rows of X against up to 4 rows of W over all of K.
+ * Each output is 16 lanes accumulated over k in steps of 32 and then summed
+ * across lanes, whatever the tile, so a result never depends on M or on
+ * which rows share its tile: batched and one-at-a-time runs agree bit for
+ * bit (activations are rounded to bf16 here, so an upstream difference in
+ * the last bit could flip a rounding and show as ~1e-3). */
+__attribute__((target(T512BF)))
+static inline void bf16_tile(const uint16_t *const x[4], const uint16_t *const w[4], int K, int kt,
+                             __mmask32 tail, float out[4][4]) {
+    __m512 a[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) a[i][j] = _mm512_setzero_ps();
+    for (int k = 0; k < kt; k += 32) {
+        __m512i wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) wv[j] = _mm512_loadu_si512(w[j] + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            __m512i xv = _mm512_loadu_si512(x[i] + k);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) a[i][j] = _mm512_dpbf16_ps(a[i][j], BH(xv), BH(wv[j]));
+        }
+    }
+    if (kt < K) {
+        __m512i wv[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) wv[j] = _mm512_maskz_loadu_epi16(tail, w[j] + kt);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            __m512i xv = _mm512_maskz_loadu_epi16(tail, x[i] + kt);
+#pragma GCC unroll 4
+            for (int j = 0; j < 4; j++) a[i][j] = _mm512_dpbf16_ps(a[i][j], BH(xv), BH(wv[j]));
+        }
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) out[i][j] = _mm512_reduce_add_ps(a[i][j]);
+}
+
+/* W rows [n0, n1) against every row of X, 4 x 4 tiles; the W rows of one
+ * call (<= ROWS_PER_TASK of them) stay in L1/L2 while X streams past. */
+__attribute__((target(T512BF)))
+static void bf16_dot_rows_avx512(int n0, int n1, int M, int K, const uint16_t *X,
+                                 const uint16_t *W, float *Y, int ldy, int accumulate) {
+    int kt = K & ~31;
+    __mmask32 tail = (__mmask32)((1ull << (K - kt)) - 1);
+    for (int m = 0; m < M; m += 4) {
+        int mc = M - m < 4 ? M - m : 4;
+        const uint16_t *x[4];
+        FOUR_ROWS(x, X, m, mc, K);
+        for (int n = n0; n < n1; n += 4) {
+            int nc = n1 - n < 4 ? n1 - n : 4;
+            const uint16_t *w[4];
+            FOUR_ROWS(w, W, n, nc, K);
+            float out[4][4];
+            bf16_tile(x, w, K, kt, tail, out);
+            for (int i = 0; i < mc; i++) store4(Y + (size_t)(m + i) * ldy + n, out[i], nc, accumulate);
+        }
+    }
+}
+
+void wk_bf16_dot_avx512(int M, int N, int K, const uint16_t *X, const uint16_t *W, float *Y,
+                        int ldy, int accumulate, int threads) {
+    /* many rows of X: W blocks of ~256 KiB, re-read from L2 per 4 rows of X */
+    int per = ROWS_PER_TASK;
+    if (M > 16) {
+        per = (int)((256u << 10) / (2u * (unsigned)K)) & ~3;
+        per = per < ROWS_PER_TASK ? ROWS_PER_TASK : per > 64 ? 64 : per;
+    }
+    SPLIT_ROWS_BY(N, per, threads, bf16_dot_rows_avx512(n0, n1, M, K, X, W, Y, ldy, accumulate));
+}
+
+#define T512VNNI "avx512f,avx512bw,avx512vl,avx512vnni"
+
+__attribute__((target(T512VNNI)))
+static void i8_rows_vnni(int n0, int n1, int M, int K, const uint8_t *X, const int8_t *W,
+                         int32_t *S, int lds) {
+    int kt = K & ~63;
+    __mmask64 tail = K - kt ? (__mmask64)((~0ull) >> (64 - (K - kt))) : 0;
+    for (int n = n0; n < n1; n += 4) {
+        int cnt = n1 - n < 4 ? n1 - n : 4;
+        const int8_t *w[4];
+        FOUR_ROWS(w, W, n, cnt, K);
+        for (int m = 0; m < M; m++) {
+            const uint8_t *x = X + (size_t)m * K;
+            __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+            for (int k = 0; k < kt; k += 64) {
+                __m512i xv = _mm512_loadu_si512(x + k);
+                a0 = _mm512_dpbusd_epi32(a0, xv, _mm512_loadu_si512(w[0] + k));
+                a1 = _mm512_dpbusd_epi32(a1, xv, _mm512_loadu_si512(w[1] + k));
+                a2 = _mm512_dpbusd_epi32(a2, xv, _mm512_loadu_si512(w[2] + k));
+                a3 = _mm512_dpbusd_epi32(a3, xv, _mm512_loadu_si512(w[3] + k));
+            }
+            if (kt < K) {
+                __m512i xv = _mm512_maskz_loadu_epi8(tail, x + kt);
+                a0 = _mm512_dpbusd_epi32(a0, xv, _mm512_maskz_loadu_epi8(tail, w[0] + kt));
+                a1 = _mm512_dpbusd_epi32(a1, xv, _mm512_maskz_loadu_epi8(tail, w[1] + kt));
+                a2 = _mm512_dpbusd_epi32(a2, xv, _mm512_maskz_loadu_epi8(tail, w[2] + kt));
+                a3 = _mm512_dpbusd_epi32(a3, xv, _mm512_maskz_loadu_epi8(tail, w[3] + kt));
+            }
+            int32_t acc[4] = {_mm512_reduce_add_epi32(a0), _mm512_reduce_add_epi32(a1),
+                              _mm512_reduce_add_epi32(a2), _mm512_reduce_add_epi32(a3)};
+            for (int j = 0; j < cnt; j++) S[(size_t)m * lds + n + j] = acc[j];
+        }
+    }
+}
+
+void wk_i8_vnni(int M, int N, int K, const uint8_t *X, const int8_t *W, int32_t *S, int lds,
+                int threads) {
+    SPLIT_ROWS(N, threads, i8_rows_vnni(n0, n1, M, K, X, W, S, lds));
+}
+
+int wk_have_avx512bf16(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+}
+int wk_have_avx512vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+}
+int wk_have_avx2(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#else
+void wk_bf16_widen_avx2(int M, int N, int K, const float *X, int ldx, const uint16_t *W, float *Y,
+                        int ldy, int accumulate, int threads) {
+    wk_bf16_widen_generic(M, N, K, X, ldx, W, Y, ldy, accumulate, threads);
+}
+void wk_bf16_dot_avx512(int M, int N, int K, const uint16_t *X, const uint16_t *W, float *Y,
+                        int ldy, int accumulate, int threads) {
+    (void)M; (void)N; (void)K; (void)X; (void)W; (void)Y; (void)ldy; (void)accumulate; (void)threads;
+}
+void wk_i8_vnni(int M, int N, int K, const uint8_t *X, const int8_t *W, int32_t *S, int lds,
+                int threads) {
+    wk_i8_generic(M, N, K, X, W, S, lds, threads);
+}
+int wk_have_avx512bf16(void) { return 0; }
+int wk_have_avx512vnni(void) { return 0; }
+int wk_have_avx2(void) { return 0; }
+#endif
