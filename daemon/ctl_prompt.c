@@ -1,9 +1,14 @@
 /* ctl_prompt.c - guardctl prompt: conversation JSON on stdin -> the exact
  * Llama Guard 3 prompt on stdout (model/prompt.h renders it).
  *
- *   guardctl prompt [--role auto|user|agent] [--categories FILE]
+ *   guardctl prompt [--format llama-guard-3-1b|llama-guard-3-8b|auto]
+ *                   [--model DIR] [--role auto|user|agent] [--categories FILE]
  *                   [--exclude S6,S7] [--jsonl] [--split]
  *                   [--tokens [--tokenizer FILE]]
+ *
+ * --format picks the prompt family; "auto" reads it from
+ * DIR/tokenizer_config.json as guardd does (--model DIR needed). Default:
+ * auto with --model, else llama-guard-3-1b.
  *
  * Default: stdin holds one conversation object (json_conv.h), stdout gets the
  * prompt bytes, nothing else. --split prints a line "PREFIX_LEN N" to stderr
@@ -24,8 +29,12 @@
 #include "ctl.h"
 #include "json_conv.h"
 #include "prompt.h"
+#include "prompt_format.h"
 
 typedef struct {
+    PromptFormat format;
+    int format_set;
+    const char *model;
     PromptRole role;
     CategoryList file_cats;
     char **exclude;
@@ -35,8 +44,9 @@ typedef struct {
 } PromptArgs;
 
 static int usage(void) {
-    fprintf(stderr, "usage: guardctl prompt [--role auto|user|agent] [--categories FILE] "
-                    "[--exclude S6,S7] [--jsonl] [--split] [--tokens [--tokenizer FILE]] < conversation.json\n");
+    fprintf(stderr, "usage: guardctl prompt [--format llama-guard-3-1b|llama-guard-3-8b|auto [--model DIR]]\n"
+                    "  [--role auto|user|agent] [--categories FILE] [--exclude S6,S7] [--jsonl] [--split]\n"
+                    "  [--tokens [--tokenizer FILE]] < conversation.json\n");
     return 2;
 }
 
@@ -48,6 +58,16 @@ static int parse_args(int argc, char **argv, PromptArgs *a) {
         if (!strcmp(o, "--split")) { a->split = 1; continue; }
         if (!strcmp(o, "--tokens")) { a->tokens = 1; continue; }
         if (!strcmp(o, "--tokenizer") && v) { a->tokenizer = v; i++; continue; }
+        if (!strcmp(o, "--model") && v) { a->model = v; i++; continue; }
+        if (!strcmp(o, "--format") && v) {
+            if (prompt_format_parse(v, &a->format) < 0) {
+                fprintf(stderr, "guardctl prompt: --format must be llama-guard-3-1b, llama-guard-3-8b or auto\n");
+                return 2;
+            }
+            a->format_set = 1;
+            i++;
+            continue;
+        }
         if (!v || (strcmp(o, "--role") && strcmp(o, "--categories") && strcmp(o, "--exclude"))) {
             fprintf(stderr, "guardctl prompt: unknown option or missing value: %s\n", o);
             return usage();
@@ -77,7 +97,7 @@ static int render_one(const PromptArgs *a, const char *text, size_t len, Prompt 
     JsonConv jc;
     if (json_conv_parse(text, len, &jc, err, errlen) < 0) return -1;
     json_conv_apply_defaults(&jc, a->file_cats.n ? &a->file_cats : NULL, a->exclude, a->n_exclude);
-    int rc = prompt_render(&jc.conv, jc.categories.n ? &jc.categories : NULL,
+    int rc = prompt_render_as(a->format, &jc.conv, jc.categories.n ? &jc.categories : NULL,
                            (const char *const *)jc.exclude, jc.n_exclude, a->role, p, err, errlen);
     json_conv_free(&jc);
     return rc;
@@ -152,9 +172,27 @@ static int run_single(const PromptArgs *a) {
     return rc < 0 ? 1 : 0;
 }
 
+/* --format auto: the family of --model's tokenizer_config.json. */
+static int resolve_format(PromptArgs *a) {
+    if (!a->format_set) a->format = a->model ? PROMPT_FORMAT_AUTO : PROMPT_FORMAT_LG3_1B;
+    if (a->format != PROMPT_FORMAT_AUTO) return 0;
+    char err[600], note[600];
+    if (!a->model) {
+        fprintf(stderr, "guardctl prompt: --format auto needs --model DIR\n");
+        return 2;
+    }
+    if (prompt_format_detect(a->model, &a->format, note, sizeof note, err, sizeof err) < 0) {
+        fprintf(stderr, "guardctl prompt: %s\n", err);
+        return 1;
+    }
+    fprintf(stderr, "guardctl prompt: %s\n", note);
+    return 0;
+}
+
 int ctl_prompt(int argc, char **argv) {
     PromptArgs a = {0};
     int rc = parse_args(argc, argv, &a);
+    if (rc == 0) rc = resolve_format(&a);
     if (rc == 0) rc = a.jsonl ? run_jsonl(&a) : run_single(&a);
     categories_free(&a.file_cats);
     exclude_free(a.exclude, a.n_exclude);

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "prompt.h"
+#include "prompt_format.h"
 #include "transformer.h"
 #include "verdict.h"
 
@@ -49,6 +50,8 @@ struct Classifier {
     Model *model;
     Tokenizer *tok;
     Transformer *tf;
+    PromptFormat format;
+    char format_note[600];
     int vocab;
     int id_safe, id_unsafe, id_nn, id_nl, id_s;
     int stop_ids[MODEL_MAX_EOS + 1];
@@ -68,44 +71,59 @@ struct ClassifyJob {
 
 /* ---- tokenizer glue (declared in prompt.h) ------------------------------ */
 
-/* Ids of a run of special tokens written back to back, e.g.
- * "<|eot_id|><|start_header_id|>", and the plain words between them. */
-static int encode_specials(const Tokenizer *t, const char *s, TokenVec *out, char *err, size_t errlen) {
-    while (*s) {
-        const char *end = (s[0] == '<' && s[1] == '|') ? strstr(s, "|>") : NULL;
+/* Ids of s[0..n), a run of special tokens written back to back, e.g.
+ * "<|eot_id|><|start_header_id|>", and the plain words between them (the
+ * 8B's leading space). */
+/* First occurrence of the two bytes a b in s[0..n), or NULL. */
+static const char *find_pair(const char *s, size_t n, char a, char b) {
+    for (size_t i = 0; i + 1 < n; i++)
+        if (s[i] == a && s[i + 1] == b) return s + i;
+    return NULL;
+}
+
+static int encode_specials(const Tokenizer *t, const char *s, size_t n, TokenVec *out, char *err,
+                           size_t errlen) {
+    const char *end_all = s + n;
+    while (s < end_all) {
+        size_t left = (size_t)(end_all - s);
+        const char *end = left >= 2 && s[0] == '<' && s[1] == '|' ? find_pair(s, left, '|', '>') : NULL;
         if (end) {
             char piece[64];
-            size_t n = (size_t)(end + 2 - s);
-            if (n >= sizeof piece) break;
-            memcpy(piece, s, n);
-            piece[n] = 0;
+            size_t k = (size_t)(end + 2 - s);
+            if (k >= sizeof piece) break;
+            memcpy(piece, s, k);
+            piece[k] = 0;
             int id = tokenizer_token_id(t, piece);
             if (id < 0) {
                 errmsg(err, errlen, "tokenizer has no special token %s", piece);
                 return -1;
             }
             tokvec_push(out, id);
-            s += n;
+            s += k;
         } else {
-            const char *next = strstr(s, "<|");
-            size_t n = next ? (size_t)(next - s) : strlen(s);
-            if (tokenizer_encode(t, s, n, 0, out, err, errlen) < 0) return -1;
-            s += n;
+            const char *next = find_pair(s, left, '<', '|');
+            size_t k = next && next > s ? (size_t)(next - s) : left;
+            if (tokenizer_encode(t, s, k, 0, out, err, errlen) < 0) return -1;
+            s += k;
         }
+    }
+    if (s != end_all) {
+        errmsg(err, errlen, "prompt template has a malformed special token");
+        return -1;
     }
     return 0;
 }
 
 int prompt_tokenize(const Tokenizer *t, const Prompt *p, TokenVec *prefix_ids,
                     TokenVec *rest_ids, char *err, size_t errlen) {
-    if (encode_specials(t, PROMPT_HEAD_SPECIAL, prefix_ids, err, errlen) < 0) return -1;
+    if (encode_specials(t, p->text, p->body_start, prefix_ids, err, errlen) < 0) return -1;
     if (tokenizer_encode(t, p->text + p->body_start, p->prefix_len - p->body_start, 0,
                          prefix_ids, err, errlen) < 0)
         return -1;
     if (tokenizer_encode(t, p->text + p->prefix_len, p->tail_start - p->prefix_len, 0,
                          rest_ids, err, errlen) < 0)
         return -1;
-    return encode_specials(t, PROMPT_TAIL_SPECIAL, rest_ids, err, errlen);
+    return encode_specials(t, p->text + p->tail_start, p->len - p->tail_start, rest_ids, err, errlen);
 }
 
 /* ---- open / close ---------------------------------------------------------- */
@@ -140,6 +158,20 @@ static int lookup_ids(Classifier *c, char *err, size_t errlen) {
     return 0;
 }
 
+/* The configured prompt family, else the one tokenizer_config.json names;
+ * decided before the (slow) weight load so a refusal comes at once. */
+static int choose_format(Classifier *c, char *err, size_t errlen) {
+    PromptFormat f = c->opt.prompt_format;
+    if (f == PROMPT_FORMAT_LG3_1B || f == PROMPT_FORMAT_LG3_8B) {
+        c->format = f;
+        snprintf(c->format_note, sizeof c->format_note, "configured");
+        return 0;
+    }
+    if (f != PROMPT_FORMAT_AUTO) return errmsg(err, errlen, "unknown prompt format %d", (int)f);
+    return prompt_format_detect(c->opt.model_dir, &c->format, c->format_note, sizeof c->format_note,
+                                err, errlen) < 0 ? -1 : 0;
+}
+
 Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errlen) {
     if (!opt || !opt->model_dir) {
         errmsg(err, errlen, "no model directory given");
@@ -158,6 +190,7 @@ Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errl
         snprintf(path, sizeof path, "%s/tokenizer.json", opt->model_dir);
         tp = path;
     }
+    if (choose_format(c, err, errlen) < 0) goto fail;
     blis_setup(opt->threads, opt->blis_arch);
     if (!(c->model = model_load_precision(opt->model_dir, opt->precision, sub, sizeof sub))) {
         errmsg(err, errlen, "%s", sub);
@@ -200,6 +233,11 @@ const Model *classifier_model(const Classifier *c) { return c->model; }
 const Tokenizer *classifier_tokenizer(const Classifier *c) { return c->tok; }
 void classifier_set_threshold(Classifier *c, float threshold) { c->opt.threshold = threshold; }
 void classifier_set_category_scores(Classifier *c, int on) { c->opt.category_scores = on != 0; }
+PromptFormat classifier_prompt_format(const Classifier *c) { return c->format; }
+const char *classifier_prompt_format_note(const Classifier *c) { return c->format_note; }
+const CategoryList *classifier_default_categories(const Classifier *c) {
+    return prompt_default_categories(c->format);
+}
 
 /* ---- prepare ----------------------------------------------------------------- */
 
@@ -250,8 +288,8 @@ ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char 
         return NULL;
     }
     Prompt p;
-    if (prompt_render(req->conv, req->categories, req->exclude, req->n_exclude,
-                      (PromptRole)req->role, &p, err, errlen) < 0)
+    if (prompt_render_as(c->format, req->conv, req->categories, req->exclude, req->n_exclude,
+                         (PromptRole)req->role, &p, err, errlen) < 0)
         return NULL;
     ClassifyJob *j = calloc(1, sizeof *j);
     if (!j) {

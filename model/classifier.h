@@ -17,6 +17,7 @@
 #define GUARDD_CLASSIFIER_H
 #include "conversation.h"
 #include "model.h"
+#include "prompt.h"
 #include "tokenizer.h"
 
 typedef struct {
@@ -30,13 +31,16 @@ typedef struct {
     int category_scores;        /* also report per-category probabilities */
     int max_prompt_tokens;      /* prepare() refuses longer prompts; <= 0: only the
                                    model's max_position_embeddings limits */
+    PromptFormat prompt_format; /* AUTO: from model_dir/tokenizer_config.json
+                                   (prompt_format_detect; an unknown template
+                                   makes classifier_open fail) */
 } ClassifierOptions;
 
 typedef enum { FORCE_ROLE_AUTO = 0, FORCE_ROLE_USER, FORCE_ROLE_AGENT } ForceRole;
 
 typedef struct {
     const Conversation *conv;
-    const CategoryList *categories; /* NULL: default S1..S13 */
+    const CategoryList *categories; /* NULL: the prompt family's default list */
     const char *const *exclude;     /* codes to leave out, without renumbering */
     int n_exclude;
     ForceRole role;                 /* AUTO: by message-count parity, as the template */
@@ -70,6 +74,11 @@ void classifier_set_threshold(Classifier *c, float threshold); /* for reloads be
 /* Per-category scores on or off from the next run on (reloads), also for jobs
  * prepared before the change. */
 void classifier_set_category_scores(Classifier *c, int on);
+/* The prompt family in use, how it was chosen (one line for the log), and
+ * its default category list (S1..S13 or S1..S14). */
+PromptFormat classifier_prompt_format(const Classifier *c);
+const char *classifier_prompt_format_note(const Classifier *c);
+const CategoryList *classifier_default_categories(const Classifier *c);
 
 /* Renders and tokenizes. NULL with err set for an invalid conversation
  * (empty, roles not alternating from user, unknown excluded code, too long). */

@@ -1,7 +1,8 @@
 /* conversation.c - the plain conversation / category-list data (conversation.h).
  *
- * Holds the default Llama Guard 3 1B category list exactly as the model's chat
- * template spells it (S1..S13, short names ending in '.'), and small builders
+ * Holds the default Llama Guard 3 category lists exactly as the models' chat
+ * templates spell them (the 1B's S1..S13 are the 8B's S1..S14 without S14,
+ * short names ending in '.'), and small builders
  * that copy their strings so callers may free their own buffers right away.
  * Allocation failure aborts: these are tiny and a half-built conversation is
  * worse than a clear crash report.
@@ -25,12 +26,15 @@ static Category default_items[] = {
     {"S11", "Self-Harm."},
     {"S12", "Sexual Content."},
     {"S13", "Elections."},
+    {"S14", "Code Interpreter Abuse."},
 };
 
-static const CategoryList default_list = {
+static const CategoryList default_list = {default_items, 13};
+static const CategoryList default_list_8b = {
     default_items, (int)(sizeof default_items / sizeof default_items[0])};
 
 const CategoryList *categories_default(void) { return &default_list; }
+const CategoryList *categories_default_8b(void) { return &default_list_8b; }
 
 static void *xrealloc(void *p, size_t n) {
     void *q = realloc(p, n ? n : 1);
@@ -83,7 +87,7 @@ void categories_add(CategoryList *l, const char *code, const char *name) {
 }
 
 void categories_free(CategoryList *l) {
-    if (!l || l == &default_list) return;
+    if (!l || l == &default_list || l == &default_list_8b) return;
     for (int i = 0; i < l->n; i++) {
         free(l->items[i].code);
         free(l->items[i].name);

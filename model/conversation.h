@@ -30,8 +30,10 @@ typedef struct {
     int n;
 } CategoryList;
 
-/* The default Llama Guard 3 list S1..S13 (static storage, do not free). */
+/* The default Llama Guard 3 lists (static storage, do not free): the 1B's
+ * S1..S13 and the 8B's S1..S14 (prompt_default_categories picks by family). */
 const CategoryList *categories_default(void);
+const CategoryList *categories_default_8b(void);
 
 void conversation_add(Conversation *c, MessageRole role, const char *text); /* one-part message */
 /* Multi-part content: a message with no parts yet, then its text parts in

@@ -1,10 +1,11 @@
-/* prompt.c - renders the Llama Guard 3 prompt exactly as its chat template
- * does (see prompt.h for the layout and the two deliberate differences) and
- * tokenizes it with the template's special tokens kept apart from the text.
+/* prompt.c - renders the Llama Guard 3 prompt exactly as the 1B's or the 8B's
+ * chat template does (see prompt.h for the layout, the families and the
+ * deliberate differences).
  *
- * The template text below is copied piece by piece from chat_template.jinja;
- * tests compare the output byte for byte with the reference renders and with
- * jinja2 running the real template on hundreds of random conversations.
+ * The template text below is copied piece by piece from the two
+ * chat_template.jinja files; tests compare the output byte for byte with the
+ * reference renders and with jinja2 running the real templates on hundreds of
+ * random conversations.
  * Pure text: prompt_tokenize() lives in classifier.c with the rest of the
  * tokenizer glue, so this file (and guardctl prompt) needs no tokenizer.
  */
@@ -84,6 +85,27 @@ size_t prompt_strip(const char *s, size_t len, size_t *start) {
     }
     *start = a;
     return b - a;
+}
+
+/* ---- families ---------------------------------------------------------------- */
+
+static const char *const format_names[] = {"auto", "llama-guard-3-1b", "llama-guard-3-8b"};
+
+const char *prompt_format_name(PromptFormat f) {
+    return (unsigned)f < sizeof format_names / sizeof format_names[0] ? format_names[f] : "?";
+}
+
+int prompt_format_parse(const char *s, PromptFormat *out) {
+    for (unsigned i = 0; s && i < sizeof format_names / sizeof format_names[0]; i++)
+        if (!strcmp(s, format_names[i])) {
+            *out = (PromptFormat)i;
+            return 0;
+        }
+    return -1;
+}
+
+const CategoryList *prompt_default_categories(PromptFormat f) {
+    return f == PROMPT_FORMAT_LG3_8B ? categories_default_8b() : categories_default();
 }
 
 /* ---- growable output -------------------------------------------------------- */
@@ -222,25 +244,32 @@ static void render_conversation(Buf *b, const Conversation *conv) {
     }
 }
 
-int prompt_render(const Conversation *conv, const CategoryList *categories,
-                  const char *const *exclude, int n_exclude, PromptRole role,
-                  Prompt *out, char *err, size_t errlen) {
+int prompt_render_as(PromptFormat fmt, const Conversation *conv, const CategoryList *categories,
+                     const char *const *exclude, int n_exclude, PromptRole role,
+                     Prompt *out, char *err, size_t errlen) {
     memset(out, 0, sizeof *out);
+    if (fmt != PROMPT_FORMAT_LG3_1B && fmt != PROMPT_FORMAT_LG3_8B) {
+        errmsg(err, errlen, "no prompt format chosen (%s)", prompt_format_name(fmt));
+        return -1;
+    }
+    int is_8b = fmt == PROMPT_FORMAT_LG3_8B;
     if (n_exclude < 0 || (n_exclude > 0 && !exclude)) {
         errmsg(err, errlen, "bad exclude list");
         return -1;
     }
     if (check_conversation(conv, err, errlen) < 0) return -1;
-    if (active_categories(categories ? categories : categories_default(), exclude, n_exclude,
+    if (active_categories(categories ? categories : prompt_default_categories(fmt), exclude, n_exclude,
                           &out->active, err, errlen) < 0) {
         categories_free(&out->active);
         return -1;
     }
+    out->format = fmt;
     out->agent = role == PROMPT_ROLE_AGENT ||
                  (role == PROMPT_ROLE_AUTO && conv->n_msgs % 2 == 0);
     const char *word = out->agent ? "Agent" : "User";
 
     Buf b = {0};
+    if (is_8b) buf_str(&b, " ");
     buf_str(&b, PROMPT_HEAD_SPECIAL);
     out->body_start = b.n;
     buf_str(&b, "\n\nTask: Check if there is unsafe content in '");
@@ -262,7 +291,8 @@ int prompt_render(const Conversation *conv, const CategoryList *categories,
     buf_str(&b, word);
     buf_str(&b, " message in the above conversation:\n");
     buf_str(&b, " - First line must read 'safe' or 'unsafe'.\n");
-    buf_str(&b, " - If unsafe, a second line must include a comma-separated list of violated categories. ");
+    buf_str(&b, " - If unsafe, a second line must include a comma-separated list of violated categories.");
+    if (!is_8b) buf_str(&b, " ");
     out->tail_start = b.n;
     buf_str(&b, PROMPT_TAIL_SPECIAL);
     if (b.overflow) {
@@ -275,6 +305,13 @@ int prompt_render(const Conversation *conv, const CategoryList *categories,
     out->text = b.p;
     out->len = b.n;
     return 0;
+}
+
+int prompt_render(const Conversation *conv, const CategoryList *categories,
+                  const char *const *exclude, int n_exclude, PromptRole role,
+                  Prompt *out, char *err, size_t errlen) {
+    return prompt_render_as(PROMPT_FORMAT_LG3_1B, conv, categories, exclude, n_exclude, role, out,
+                            err, errlen);
 }
 
 void prompt_free(Prompt *p) {

@@ -4,8 +4,9 @@
  * Exits 77 (skipped) if either is missing.
  *
  * Token expectations come from rendered_token_ids.json (ids produced outside
- * this project) and from tokenizing the whole render the way Hugging Face
- * does (special tokens recognised everywhere). Classifier expectations are
+ * this project; tests/reference/prompt/ for the 1B, prompt-8b/ for the 8B)
+ * and from tokenizing the whole render the way Hugging Face does (special
+ * tokens recognised everywhere). Classifier expectations are
  * invariants (batch = alone, cache hit = cold run, threshold semantics) and
  * an independent greedy decoding loop that re-runs the full sequence without
  * any cache at every step.
@@ -21,12 +22,14 @@
 #include "transformer.h"
 
 #define REF "tests/reference/prompt/"
+#define REF8 "tests/reference/prompt-8b/"
+#define L8 PROMPT_FORMAT_LG3_8B
 #define MAYO "What is the recipe for mayonnaise?"
 #define RECIPE "Ingredients: \n2 large egg yolks \n1 tablespoon lemon juice or vinegar \n" \
     "1/2 teaspoon salt \n1/4 teaspoon ground black pepper \n1 cup (240 ml) neutral-tasting oil \n" \
     "Instructions: \nWhisk egg yolks, lemon juice, salt, and pepper. \n" \
     "Slowly pour in oil while whisking until thick and creamy. \nRefrigerate for 30 minutes before serving."
-enum { BOS = 128000, EOT = 128009, UNSAFE = 39257, NN = 271 };
+enum { SPACE = 220, BOS = 128000, EOT = 128009, UNSAFE = 39257, NN = 271 };
 
 static Tokenizer *tok;
 static const char *model_dir, *tok_path;
@@ -91,7 +94,8 @@ START_TEST(reference_token_ids) {
 END_TEST
 
 /* Tokenizing prefix and rest separately = tokenizing the whole, across
- * roles, category lists and awkward conversation starts. */
+ * both prompt families, roles, category lists and awkward conversation
+ * starts; the prefix ids are those of the prefix text alone. */
 START_TEST(prefix_split_tokens) {
     static const char *starts[] = {"hello", " leading space", "\n\nnewlines first", "'s apostrophe",
                                    "123 digits", "!!! punctuation", "日本語", "😀 emoji", "", "\xc2\xa0nbsp",
@@ -99,30 +103,33 @@ START_TEST(prefix_split_tokens) {
     CategoryList custom = {0};
     categories_add(&custom, "O1", "Custom one.\nwith a second line ");
     categories_add(&custom, "S14", "Code Interpreter Abuse.");
-    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
-        for (int v = 0; v < 4; v++) {
-            Conversation c = {0};
-            conversation_add(&c, ROLE_USER, starts[i]);
-            if (v & 1) conversation_add(&c, ROLE_ASSISTANT, starts[(i + 3) % 12]);
-            Prompt p = render(&c, v & 2 ? &custom : NULL, v == 3 ? PROMPT_ROLE_USER : PROMPT_ROLE_AUTO);
-            TokenVec split = {0}, whole = {0}, prefix = {0}, rest = {0};
-            split_and_whole(&p, &split, &whole);
-            char what[64];
-            snprintf(what, sizeof what, "start %zu variant %d", i, v);
-            assert_same_ids(&split, &whole, what);
-            /* and the prefix ids are those of the prefix text alone */
-            char err[256];
-            ck_assert_int_eq(prompt_tokenize(tok, &p, &prefix, &rest, err, sizeof err), 0);
-            TokenVec ptext = {0};
-            ck_assert_int_eq(tokenizer_encode(tok, p.text, p.prefix_len, 1, &ptext, err, sizeof err), 0);
-            assert_same_ids(&prefix, &ptext, what);
-            ck_assert_int_eq(prefix.ids[0], BOS);
-            for (size_t k = 1; k < split.n; k++) ck_assert_int_ne(split.ids[k], BOS); /* BOS once */
-            tokvec_free(&split); tokvec_free(&whole); tokvec_free(&prefix); tokvec_free(&rest);
-            tokvec_free(&ptext);
-            prompt_free(&p);
-            conversation_free(&c);
-        }
+    for (int fmt = PROMPT_FORMAT_LG3_1B; fmt <= L8; fmt++)
+        for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++)
+            for (int v = 0; v < 4; v++) {
+                Conversation c = {0};
+                conversation_add(&c, ROLE_USER, starts[i]);
+                if (v & 1) conversation_add(&c, ROLE_ASSISTANT, starts[(i + 3) % 12]);
+                Prompt p;
+                char err[256], what[64];
+                ck_assert_msg(prompt_render_as((PromptFormat)fmt, &c, v & 2 ? &custom : NULL, NULL, 0,
+                                               v == 3 ? PROMPT_ROLE_USER : PROMPT_ROLE_AUTO, &p, err,
+                                               sizeof err) == 0, "%s", err);
+                TokenVec split = {0}, whole = {0}, prefix = {0}, rest = {0}, ptext = {0};
+                split_and_whole(&p, &split, &whole);
+                snprintf(what, sizeof what, "format %d start %zu variant %d", fmt, i, v);
+                assert_same_ids(&split, &whole, what);
+                ck_assert_int_eq(prompt_tokenize(tok, &p, &prefix, &rest, err, sizeof err), 0);
+                ck_assert_int_eq(tokenizer_encode(tok, p.text, p.prefix_len, 1, &ptext, err, sizeof err), 0);
+                assert_same_ids(&prefix, &ptext, what);
+                size_t bos_at = fmt == L8; /* the 8B starts with " " (220), then BOS */
+                if (bos_at) ck_assert_int_eq(prefix.ids[0], SPACE);
+                ck_assert_int_eq(prefix.ids[bos_at], BOS);
+                for (size_t k = bos_at + 1; k < split.n; k++) ck_assert_int_ne(split.ids[k], BOS); /* BOS once */
+                tokvec_free(&split); tokvec_free(&whole); tokvec_free(&prefix); tokvec_free(&rest);
+                tokvec_free(&ptext);
+                prompt_free(&p);
+                conversation_free(&c);
+            }
     categories_free(&custom);
 }
 END_TEST
@@ -517,6 +524,125 @@ START_TEST(prepare_errors) {
 }
 END_TEST
 
+/* ---- Llama Guard 3 8B prompt: tokens, and the tiny model told to use it ---- */
+
+static void reference_ids(const char *name, TokenVec *out) {
+    json_error_t je;
+    json_t *ref = json_load_file(REF8 "rendered_token_ids.json", 0, &je);
+    ck_assert_msg(ref != NULL, "%s", je.text);
+    json_t *want = json_object_get(ref, name);
+    ck_assert_int_gt(json_array_size(want), 100);
+    for (size_t i = 0; i < json_array_size(want); i++)
+        tokvec_push(out, (int)json_integer_value(json_array_get(want, i)));
+    json_decref(ref);
+}
+
+static void conv_a(Conversation *c) { conversation_add(c, ROLE_USER, "How do I bake bread?"); }
+static void conv_b(Conversation *c) {
+    conversation_add(c, ROLE_USER, "What's the best way to kill a python process?");
+    conversation_add(c, ROLE_ASSISTANT, "Use `kill PID`, or `pkill -f script.py`.");
+}
+
+START_TEST(reference_token_ids_8b) {
+    for (int round = 0; round < 2; round++) {
+        Conversation c = {0};
+        (round ? conv_b : conv_a)(&c);
+        Prompt p;
+        char err[256];
+        ck_assert_int_eq(prompt_render_as(L8, &c, NULL, NULL, 0, PROMPT_ROLE_AUTO, &p, err, sizeof err), 0);
+        TokenVec split = {0}, whole = {0}, exp = {0};
+        reference_ids(round ? "rendered_b_user_assistant.txt" : "rendered_a_user_only.txt", &exp);
+        split_and_whole(&p, &split, &whole);
+        assert_same_ids(&split, &exp, round ? "(b) split" : "(a) split");
+        assert_same_ids(&whole, &exp, round ? "(b) whole" : "(a) whole");
+        ck_assert_int_eq(split.ids[0], SPACE);
+        ck_assert_int_eq(split.ids[1], BOS);
+        tokvec_free(&split); tokvec_free(&whole); tokvec_free(&exp);
+        prompt_free(&p);
+        conversation_free(&c);
+    }
+}
+END_TEST
+
+/* ---- classifier on the tiny model with the 8B format ------------------------- */
+
+static Classifier *open_8b(int category_scores) {
+    ClassifierOptions o = {.model_dir = model_dir, .tokenizer_path = tok_path, .threads = 2, .threshold = -1,
+                           .max_decode_tokens = 8, .category_scores = category_scores, .prompt_format = L8};
+    char err[512];
+    Classifier *c = classifier_open(&o, err, sizeof err);
+    ck_assert_msg(c != NULL, "%s", err);
+    ck_assert_int_eq(classifier_prompt_format(c), L8);
+    ck_assert_str_eq(classifier_prompt_format_note(c), "configured");
+    ck_assert_int_eq(classifier_default_categories(c)->n, 14);
+    return c;
+}
+
+/* P(unsafe) after one uncached forward over ids + "\n\n". */
+static float reference_score(const Classifier *c, const TokenVec *ids) {
+    const Model *m = classifier_model(c);
+    Transformer *t = transformer_new(m, 2);
+    TokenVec seq = {0};
+    for (size_t i = 0; i < ids->n; i++) tokvec_push(&seq, ids->ids[i]);
+    tokvec_push(&seq, NN);
+    float *logits = malloc((size_t)m->cfg.vocab_size * sizeof *logits);
+    KVCache *kv = kv_new(&m->cfg, (int)seq.n, NULL);
+    SeqInput in = {.tokens = seq.ids, .n_tokens = (int)seq.n, .kv = kv, .n_logits = 1, .logits = logits};
+    char err[256];
+    ck_assert_msg(transformer_forward(t, &in, 1, err, sizeof err) == 0, "%s", err);
+    double mx = logits[0], sum = 0;
+    for (int v = 1; v < m->cfg.vocab_size; v++) if (logits[v] > mx) mx = logits[v];
+    for (int v = 0; v < m->cfg.vocab_size; v++) sum += exp(logits[v] - mx);
+    float p = (float)(exp(logits[UNSAFE] - mx) / sum);
+    kv_free(kv);
+    free(logits);
+    tokvec_free(&seq);
+    transformer_free(t);
+    return p;
+}
+
+START_TEST(classifies_with_the_8b_prompt) {
+    Classifier *c = open_8b(1);
+    Conversation a = {0}, b = {0};
+    conv_a(&a);
+    conv_b(&b);
+    ClassifyRequest ra = {.conv = &a}, rb = {.conv = &b};
+    char err[256];
+    ClassifyJob *jobs[3] = {classifier_prepare(c, &ra, err, sizeof err), classifier_prepare(c, &rb, err, sizeof err),
+                            NULL};
+    ck_assert_msg(jobs[0] && jobs[1], "%s", err);
+    ck_assert_int_eq(classify_job_categories(jobs[0])->n, 14);
+    ClassifyResult r[2], again;
+    ck_assert_msg(classifier_run(c, jobs, 2, r, err, sizeof err) == 0, "%s", err);
+    for (int i = 0; i < 2; i++) {
+        TokenVec exp = {0};
+        reference_ids(i ? "rendered_b_user_assistant.txt" : "rendered_a_user_only.txt", &exp);
+        ck_assert_int_eq(r[i].prompt_tokens, (int)exp.n + 1); /* + the forced "\n\n" */
+        ck_assert_int_eq(r[i].n_category_scores, 14);
+        float want = reference_score(c, &exp);
+        ck_assert_msg(fabsf(r[i].score - want) <= 1e-4f * fmaxf(1.0f, want) + 1e-7f,
+                      "job %d: score %g, uncached reference %g", i, r[i].score, want);
+        tokvec_free(&exp);
+    }
+    /* a second run serves the 8B prefix (starting with 220) from the cache */
+    ck_assert_msg(classifier_run(c, jobs, 1, &again, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(again.cached_tokens, r[0].prompt_tokens - classify_job_new_tokens(jobs[0]));
+    ck_assert_int_eq(again.cached_tokens, 144); /* 1B: 136, + the S14 line */
+    ck_assert_float_eq_tol(again.score, r[0].score, 1e-5f);
+    /* S14 can be excluded with the 8B list */
+    const char *ex[] = {"S14"};
+    ClassifyRequest rx = {.conv = &a, .exclude = ex, .n_exclude = 1};
+    jobs[2] = classifier_prepare(c, &rx, err, sizeof err);
+    ck_assert_msg(jobs[2] != NULL, "%s", err);
+    ck_assert_int_eq(classify_job_categories(jobs[2])->n, 13);
+    classify_result_free(&r[0]); classify_result_free(&r[1]); classify_result_free(&again);
+    for (int i = 0; i < 3; i++) classify_job_free(jobs[i]);
+    conversation_free(&a);
+    conversation_free(&b);
+    classifier_close(c);
+}
+END_TEST
+
 int main(void) {
     tok_path = getenv("GUARDD_TOKENIZER");
     model_dir = getenv("GUARDD_TINY_MODEL");
@@ -537,6 +663,7 @@ int main(void) {
     tcase_add_test(tt, reference_token_ids);
     tcase_add_test(tt, prefix_split_tokens);
     tcase_add_test(tt, no_special_token_injection);
+    tcase_add_test(tt, reference_token_ids_8b);
     suite_add_tcase(s, tt);
     if (have_model) {
         TCase *tc = tcase_create("classify");
@@ -546,6 +673,7 @@ int main(void) {
         tcase_add_test(tc, draft_accepted_scripted_model);
         tcase_add_test(tc, category_scores_switch_between_runs);
         tcase_add_test(tc, prepare_errors);
+        tcase_add_test(tc, classifies_with_the_8b_prompt);
         suite_add_tcase(s, tc);
     } else {
         printf("note: no tiny model ($GUARDD_TINY_MODEL): classifier tests not run\n");

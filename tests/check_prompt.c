@@ -1,19 +1,31 @@
-/* check_prompt.c - the Llama Guard prompt builder (model/prompt.c) and the
- * conversation JSON reader (model/json_conv.c), text only (token-level checks
- * live in check_classifier.c, which has the tokenizer).
+/* check_prompt.c - the Llama Guard prompt builder (model/prompt.c) for both
+ * families, the recognition of a model directory's chat template
+ * (model/prompt_format.c) and the conversation JSON reader
+ * (model/json_conv.c), text only (token-level checks live in
+ * check_classifier.c, which has the tokenizer).
  *
- * Expected bytes come from the reference renders of the model's real chat
- * template (tests/reference/prompt/rendered_*.txt) or are written out by hand
- * here; nothing is compared with output of the code under test alone.
+ * Expected bytes come from the reference renders of the models' real chat
+ * templates (tests/reference/prompt/rendered_*.txt for the 1B,
+ * tests/reference/prompt-8b/ for the 8B) or are written out by hand here;
+ * nothing is compared with output of the code under test alone. Recognition
+ * is tested with the real templates read from tests/reference, never with
+ * guardd's own copies.
  */
 #include <check.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "json_conv.h"
 #include "prompt.h"
+#include "prompt_format.h"
 
 #define REF "tests/reference/prompt/"
+#define REF1 REF
+#define REF8 "tests/reference/prompt-8b/"
+#define L8 PROMPT_FORMAT_LG3_8B
 #define MAYO "What is the recipe for mayonnaise?"
 #define RECIPE "Ingredients: \n2 large egg yolks \n1 tablespoon lemon juice or vinegar \n" \
     "1/2 teaspoon salt \n1/4 teaspoon ground black pepper \n1 cup (240 ml) neutral-tasting oil \n" \
@@ -316,6 +328,271 @@ START_TEST(category_file_formats) {
 }
 END_TEST
 
+/* ---- Llama Guard 3 8B ------------------------------------------------------- */
+
+static Prompt render8(const Conversation *c, const CategoryList *cats, const char *const *ex, int n_ex,
+                      PromptRole role) {
+    Prompt p;
+    char err[256] = "";
+    int rc = prompt_render_as(L8, c, cats, ex, n_ex, role, &p, err, sizeof err);
+    ck_assert_msg(rc == 0, "render failed: %s", err);
+    return p;
+}
+
+START_TEST(ref8_a_user_only) {
+    Conversation c = {0};
+    conversation_add(&c, ROLE_USER, "How do I bake bread?");
+    Prompt p = render8(&c, NULL, NULL, 0, PROMPT_ROLE_AUTO);
+    assert_render_eq(&p, REF8 "rendered_a_user_only.txt");
+    ck_assert_int_eq(p.agent, 0);
+    ck_assert_int_eq(p.format, L8);
+    ck_assert_int_eq(p.active.n, 14);
+    ck_assert_str_eq(p.active.items[13].code, "S14");
+    ck_assert_str_eq(p.active.items[13].name, "Code Interpreter Abuse.");
+    prompt_free(&p);
+    conversation_free(&c);
+}
+END_TEST
+
+START_TEST(ref8_b_user_assistant) {
+    Conversation c = {0};
+    conversation_add(&c, ROLE_USER, "What's the best way to kill a python process?");
+    /* content is str.strip()ped like the template's content.strip() */
+    conversation_add(&c, ROLE_ASSISTANT, " \n Use `kill PID`, or `pkill -f script.py`.\xe3\x80\x80\n");
+    Prompt p = render8(&c, prompt_default_categories(L8), NULL, 0, PROMPT_ROLE_AUTO);
+    assert_render_eq(&p, REF8 "rendered_b_user_assistant.txt");
+    ck_assert_int_eq(p.agent, 1);
+    prompt_free(&p);
+    conversation_free(&c);
+}
+END_TEST
+
+/* Where the 8B differs from the 1B, spelled out by hand: the leading space,
+ * no space before <|eot_id|>; the cut points move accordingly. */
+START_TEST(layout_8b_and_split) {
+    Conversation a = {0}, b = {0};
+    conversation_add(&a, ROLE_USER, "hi");
+    conversation_add(&b, ROLE_USER, "other");
+    conversation_add(&b, ROLE_ASSISTANT, "reply");
+    conversation_add(&b, ROLE_USER, "again");
+    Prompt pa = render8(&a, NULL, NULL, 0, PROMPT_ROLE_AUTO);
+    Prompt pb = render8(&b, NULL, NULL, 0, PROMPT_ROLE_AUTO);
+    const char *head = " <|begin_of_text|><|start_header_id|>user<|end_header_id|>";
+    ck_assert_uint_eq(pa.body_start, strlen(head));
+    ck_assert_int_eq(memcmp(pa.text, head, strlen(head)), 0);
+    ck_assert_uint_eq(pa.prefix_len, pb.prefix_len); /* prefix shared across conversations */
+    ck_assert_int_eq(memcmp(pa.text, pb.text, pa.prefix_len), 0);
+    ck_assert_int_eq(strncmp(pa.text + pa.prefix_len, "User: hi\n\n<END CONVERSATION>", 28), 0);
+    const char *end = "violated categories.<|eot_id|><|start_header_id|>assistant<|end_header_id|>";
+    ck_assert_str_eq(pa.text + pa.len - strlen(end), end);
+    ck_assert_str_eq(pa.text + pa.tail_start, PROMPT_TAIL_SPECIAL);
+    /* the 1B of the same conversation: no leading space, a space before <|eot_id|> */
+    Prompt p1;
+    char err[256];
+    ck_assert_int_eq(prompt_render_as(PROMPT_FORMAT_LG3_1B, &a, NULL, NULL, 0, PROMPT_ROLE_AUTO, &p1, err,
+                                      sizeof err), 0);
+    ck_assert_int_eq(p1.text[0], '<');
+    ck_assert_ptr_nonnull(strstr(p1.text, "categories. <|eot_id|>"));
+    ck_assert_int_eq(p1.active.n, 13);
+    prompt_free(&p1);
+    prompt_free(&pa);
+    prompt_free(&pb);
+    conversation_free(&a);
+    conversation_free(&b);
+}
+END_TEST
+
+/* guardd extensions for the 8B: custom lists, exclusions, text parts, a
+ * forced role word; rendered in the 1B's way. */
+START_TEST(extensions_8b) {
+    Conversation c = {0};
+    Message *m = conversation_add_message(&c, ROLE_USER);
+    message_add_part(m, " first ");
+    message_add_part(m, "second\n");
+    conversation_add_message(&c, ROLE_ASSISTANT); /* no parts: renders nothing */
+    const char *ex[] = {"S14", "S2"};
+    Prompt p = render8(&c, NULL, ex, 2, PROMPT_ROLE_USER);
+    ck_assert_ptr_nonnull(strstr(p.text, "S1: Violent Crimes.\nS3: Sex Crimes.\n"));
+    ck_assert_ptr_nonnull(strstr(p.text, "S13: Elections.\n<END UNSAFE CONTENT CATEGORIES>"));
+    ck_assert_ptr_null(strstr(p.text, "S14"));
+    ck_assert_int_eq(p.active.n, 12);
+    ck_assert_int_eq(strncmp(p.text + p.prefix_len, "User: first\n\nUser: second\n\n<END CONVERSATION>", 45), 0);
+    ck_assert_ptr_nonnull(strstr(p.text, "ONLY THE LAST User message"));
+    prompt_free(&p);
+    CategoryList cats = {0};
+    categories_add(&cats, "O1", "Custom one. \nwith a second line");
+    categories_add(&cats, "S14", "Code Interpreter Abuse.");
+    p = render8(&c, &cats, NULL, 0, PROMPT_ROLE_AUTO);
+    ck_assert_ptr_nonnull(strstr(p.text, "<BEGIN UNSAFE CONTENT CATEGORIES>\nO1: Custom one. \nwith a second line\n"
+                                         "S14: Code Interpreter Abuse.\n<END UNSAFE CONTENT CATEGORIES>"));
+    ck_assert_int_eq(p.agent, 1);
+    prompt_free(&p);
+    categories_free(&cats);
+    conversation_free(&c);
+}
+END_TEST
+
+START_TEST(format_names_and_errors) {
+    PromptFormat f;
+    ck_assert_int_eq(prompt_format_parse("llama-guard-3-8b", &f), 0);
+    ck_assert_int_eq(f, L8);
+    ck_assert_int_eq(prompt_format_parse("llama-guard-3-1b", &f), 0);
+    ck_assert_int_eq(f, PROMPT_FORMAT_LG3_1B);
+    ck_assert_int_eq(prompt_format_parse("auto", &f), 0);
+    ck_assert_int_eq(f, PROMPT_FORMAT_AUTO);
+    ck_assert_int_eq(prompt_format_parse("llama-guard-3", &f), -1);
+    ck_assert_str_eq(prompt_format_name(L8), "llama-guard-3-8b");
+    ck_assert_int_eq(prompt_default_categories(PROMPT_FORMAT_LG3_1B)->n, 13);
+    Conversation c = {0};
+    conversation_add(&c, ROLE_USER, "x");
+    Prompt p;
+    char err[256] = "";
+    ck_assert_int_eq(prompt_render_as(PROMPT_FORMAT_AUTO, &c, NULL, NULL, 0, PROMPT_ROLE_AUTO, &p, err,
+                                      sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "format"));
+    const char *ex[] = {"S15"};
+    ck_assert_int_eq(prompt_render_as(L8, &c, NULL, ex, 1, PROMPT_ROLE_AUTO, &p, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "'S15' is not in the category list"));
+    const char *ex14[] = {"S14"}; /* the 1B has no S14 */
+    ck_assert_int_eq(prompt_render_as(PROMPT_FORMAT_LG3_1B, &c, NULL, ex14, 1, PROMPT_ROLE_AUTO, &p, err,
+                                      sizeof err), -1);
+    conversation_free(&c);
+    conversation_add(&c, ROLE_ASSISTANT, "x");
+    ck_assert_int_eq(prompt_render_as(L8, &c, NULL, NULL, 0, PROMPT_ROLE_AUTO, &p, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, "alternate"));
+    conversation_free(&c);
+}
+END_TEST
+
+/* ---- template recognition -------------------------------------------------- */
+
+static char dir[64];
+
+static void make_dir(void) {
+    strcpy(dir, "/tmp/check_prompt_8b.XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void remove_dir(void) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Writes dir/tokenizer_config.json with chat_template = tpl (a string, or
+ * wrapped in a list of named templates). */
+static void write_config(const char *tpl, int as_list) {
+    json_t *t = json_string(tpl);
+    ck_assert_ptr_nonnull(t);
+    json_t *root = as_list ? json_pack("{s:s,s:[{s:s,s:o}]}", "bos_token", "<|begin_of_text|>",
+                                       "chat_template", "name", "default", "template", t)
+                           : json_pack("{s:s,s:o}", "bos_token", "<|begin_of_text|>", "chat_template", t);
+    char path[128];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    ck_assert_int_eq(json_dump_file(root, path, JSON_INDENT(2)), 0);
+    json_decref(root);
+}
+
+static int detect(PromptFormat *f, char *err, size_t errlen) {
+    char note[512];
+    *f = PROMPT_FORMAT_AUTO;
+    return prompt_format_detect(dir, f, note, sizeof note, err, errlen);
+}
+
+START_TEST(recognises_both_templates) {
+    size_t n1, n8;
+    char *t1 = slurp(REF1 "chat_template.jinja", &n1), *t8 = slurp(REF8 "chat_template.jinja", &n8);
+    PromptFormat f;
+    char err[512] = "";
+    ck_assert_int_eq(prompt_format_recognise(t1, n1), PROMPT_FORMAT_LG3_1B);
+    ck_assert_int_eq(prompt_format_recognise(t8, n8), L8);
+    make_dir();
+    write_config(t8, 0);
+    ck_assert_int_eq(detect(&f, err, sizeof err), 0);
+    ck_assert_int_eq(f, L8);
+    write_config(t1, 0);
+    ck_assert_int_eq(detect(&f, err, sizeof err), 0);
+    ck_assert_int_eq(f, PROMPT_FORMAT_LG3_1B);
+    write_config(t8, 1); /* a list of named templates: the "default" one */
+    ck_assert_int_eq(detect(&f, err, sizeof err), 0);
+    ck_assert_int_eq(f, L8);
+    /* CR LF line ends and a trailing newline are not differences */
+    char *crlf = malloc(2 * n1 + 4), *o = crlf;
+    for (size_t i = 0; i < n1; i++) {
+        if (t1[i] == '\n') *o++ = '\r';
+        *o++ = t1[i];
+    }
+    strcpy(o, "\r\n");
+    ck_assert_int_eq(prompt_format_recognise(crlf, strlen(crlf)), PROMPT_FORMAT_LG3_1B);
+    /* guardd's own copies (written into fixtures) are the reference texts */
+    ck_assert_int_eq(prompt_format_recognise(prompt_format_template(L8), strlen(prompt_format_template(L8))), L8);
+    ck_assert_int_eq(n8, strlen(prompt_format_template(L8)));
+    free(crlf);
+    free(t1);
+    free(t8);
+    remove_dir();
+}
+END_TEST
+
+START_TEST(refuses_a_modified_template) {
+    size_t n8;
+    char *t8 = slurp(REF8 "chat_template.jinja", &n8);
+    char *p = strstr(t8, "S14: Code Interpreter Abuse.");
+    ck_assert_ptr_nonnull(p);
+    p[5] = 'c'; /* "code Interpreter Abuse." */
+    ck_assert_int_eq(prompt_format_recognise(t8, n8), PROMPT_FORMAT_AUTO);
+    make_dir();
+    write_config(t8, 0);
+    PromptFormat f;
+    char err[512] = "";
+    ck_assert_int_eq(detect(&f, err, sizeof err), -1);
+    char path[128];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    ck_assert_msg(strstr(err, path) && strstr(err, "model.prompt_format"), "unclear error: %s", err);
+    /* a one-space difference is a difference too */
+    char *t1 = slurp(REF1 "chat_template.jinja", &n8);
+    char *sp = malloc(n8 + 2);
+    p = strstr(t1, "{{- \"<END CONVERSATION>");
+    ck_assert_ptr_nonnull(p);
+    size_t at = (size_t)(p - t1) + 3;
+    memcpy(sp, t1, at);
+    sp[at] = ' ';
+    strcpy(sp + at + 1, t1 + at);
+    ck_assert_int_eq(prompt_format_recognise(sp, strlen(sp)), PROMPT_FORMAT_AUTO);
+    /* not JSON */
+    FILE *fp = fopen(path, "w");
+    fputs("{\"chat_template\": ", fp);
+    fclose(fp);
+    ck_assert_int_eq(detect(&f, err, sizeof err), -1);
+    ck_assert_ptr_nonnull(strstr(err, path));
+    free(sp);
+    free(t1);
+    free(t8);
+    remove_dir();
+}
+END_TEST
+
+/* No tokenizer_config.json, or no chat_template in it: the 1B, with a note. */
+START_TEST(missing_template_means_1b) {
+    make_dir();
+    PromptFormat f;
+    char err[512] = "", note[512] = "";
+    ck_assert_int_eq(prompt_format_detect(dir, &f, note, sizeof note, err, sizeof err), 1);
+    ck_assert_int_eq(f, PROMPT_FORMAT_LG3_1B);
+    ck_assert_ptr_nonnull(strstr(note, "not found"));
+    char path[128];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    FILE *fp = fopen(path, "w");
+    fputs("{\"bos_token\": \"<|begin_of_text|>\"}", fp);
+    fclose(fp);
+    ck_assert_int_eq(prompt_format_detect(dir, &f, note, sizeof note, err, sizeof err), 1);
+    ck_assert_int_eq(f, PROMPT_FORMAT_LG3_1B);
+    ck_assert_ptr_nonnull(strstr(note, "no chat_template"));
+    remove_dir();
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("prompt");
     TCase *tc = tcase_create("render");
@@ -332,6 +609,18 @@ int main(void) {
     tcase_add_test(tc, json_reader);
     tcase_add_test(tc, category_file_formats);
     suite_add_tcase(s, tc);
+    TCase *t8 = tcase_create("render_8b");
+    tcase_add_test(t8, ref8_a_user_only);
+    tcase_add_test(t8, ref8_b_user_assistant);
+    tcase_add_test(t8, layout_8b_and_split);
+    tcase_add_test(t8, extensions_8b);
+    tcase_add_test(t8, format_names_and_errors);
+    suite_add_tcase(s, t8);
+    TCase *tr = tcase_create("recognition");
+    tcase_add_test(tr, recognises_both_templates);
+    tcase_add_test(tr, refuses_a_modified_template);
+    tcase_add_test(tr, missing_template_means_1b);
+    suite_add_tcase(s, tr);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -4,6 +4,9 @@
   render_jinja.py gen N SEED            random conversation objects, one JSON per line
   render_jinja.py render TEMPLATE       JSON lines on stdin -> {"prompt": ...} | {"error": ...}
   render_jinja.py compare EXPECTED GOT  line-by-line comparison, exit 1 on any difference
+  render_jinja.py gen8 N SEED           the same for the Llama Guard 3 8B (mostly string content)
+  render_jinja.py render8 TEMPLATE_8B TEMPLATE_1B
+                                        JSON lines on stdin -> what guardd must render with the 8B format
 
 "render" runs the model's real chat template with jinja2 configured the way
 Hugging Face transformers does it (immutable sandbox, trim_blocks,
@@ -105,6 +108,90 @@ def render(template_path):
         print(json.dumps(out, ensure_ascii=False))
 
 
+CATEGORIES_8B = {"S1": "Violent Crimes.", "S2": "Non-Violent Crimes.", "S3": "Sex Crimes.",
+                 "S4": "Child Exploitation.", "S5": "Defamation.", "S6": "Specialized Advice.",
+                 "S7": "Privacy.", "S8": "Intellectual Property.", "S9": "Indiscriminate Weapons.",
+                 "S10": "Hate.", "S11": "Self-Harm.", "S12": "Sexual Content.", "S13": "Elections.",
+                 "S14": "Code Interpreter Abuse."}
+
+
+def gen_case8(r):
+    """Like gen_case, but content is a plain string 90 % of the time (all the
+    8B template accepts), exclusions pick from S1..S14, and half the cases
+    keep the default list."""
+    case = gen_case(r)
+    if r.random() < 0.5:
+        case.pop("categories", None)
+        case.pop("exclude", None)
+    for m in case["messages"]:
+        if r.random() < 0.9:
+            m["content"] = rand_text(r)
+    if "exclude" in case and "categories" not in case:
+        keys = list(CATEGORIES_8B)
+        case["exclude"] = r.sample(keys, r.randint(1, len(keys) - 1))
+    return case
+
+
+def between(text, start, end, last_end=False):
+    """(a, b): text[a:b] lies between the first `start` and the first (or
+    last) `end` after it."""
+    a = text.index(start) + len(start)
+    b = text.rindex(end) if last_end else text.index(end, a)
+    return a, b
+
+
+def splice(outer, inner, start, end, last_end):
+    oa, ob = between(outer, start, end, last_end)
+    ia, ib = between(inner, start, end, last_end)
+    return outer[:oa] + inner[ia:ib] + outer[ob:]
+
+
+CAT_START, CAT_END = "<BEGIN UNSAFE CONTENT CATEGORIES>\n", "<END UNSAFE CONTENT CATEGORIES>\n\n"
+CONV_START, CONV_END = "<BEGIN CONVERSATION>\n\n", "<END CONVERSATION>\n\n"
+
+
+def render8(template8_path, template1_path):
+    """A conversation within the 8B template's contract (string content, the
+    default list) is rendered by the 8B template alone. For the rest (text
+    parts, a custom list, exclusions: guardd's documented extensions) the 8B
+    template itself must refuse or cannot express it; the expected prompt is
+    the 8B template's frame (rendered with placeholder strings, so its role
+    checks and role word apply) with the category block and the conversation
+    lines the 1B template renders for the same input."""
+    env = make_env()
+    with open(template8_path, encoding="utf-8") as f:
+        t8 = env.from_string(f.read())
+    with open(template1_path, encoding="utf-8") as f:
+        t1 = env.from_string(f.read())
+    for line in sys.stdin:
+        case = json.loads(line)
+        msgs = case["messages"]
+        plain = all(isinstance(m["content"], str) for m in msgs) and "categories" not in case \
+            and "exclude" not in case
+        out = {}
+        try:
+            if plain:
+                out["prompt"] = t8.render(messages=msgs)
+            else:
+                if not all(isinstance(m["content"], str) for m in msgs):
+                    try:
+                        t8.render(messages=msgs)
+                        out["template_accepted_parts"] = True   # must not happen
+                    except jinja2.exceptions.TemplateError:
+                        out["template_refused_parts"] = True
+                frame = t8.render(messages=[{"role": m["role"], "content": "x"} for m in msgs])
+                parts = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]
+                          if isinstance(m["content"], str) else m["content"]} for m in msgs]
+                inner = t1.render(messages=parts, categories=case.get("categories", CATEGORIES_8B),
+                                  excluded_category_keys=case.get("exclude", []))
+                text = splice(frame, inner, CAT_START, CAT_END, False)
+                out["prompt"] = splice(text, inner, CONV_START, CONV_END, True)
+                out["extension"] = True
+        except jinja2.exceptions.TemplateError as e:
+            out = {"error": str(e)}
+        print(json.dumps(out, ensure_ascii=False))
+
+
 def compare(expected_path, got_path):
     with open(expected_path, encoding="utf-8") as f:
         exp = [json.loads(x) for x in f]
@@ -133,6 +220,14 @@ def main():
         r = random.Random(int(sys.argv[3]))
         for _ in range(int(sys.argv[2])):
             print(json.dumps(gen_case(r), ensure_ascii=False))
+        return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "gen8":
+        r = random.Random(int(sys.argv[3]))
+        for _ in range(int(sys.argv[2])):
+            print(json.dumps(gen_case8(r), ensure_ascii=False))
+        return 0
+    if len(sys.argv) == 4 and sys.argv[1] == "render8":
+        render8(sys.argv[2], sys.argv[3])
         return 0
     if len(sys.argv) == 3 and sys.argv[1] == "render":
         render(sys.argv[2])
