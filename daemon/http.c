@@ -1,6 +1,6 @@
 /* http.c - guardd's small HTTP endpoint (libmicrohttpd): /metrics (Prometheus
- * text format 0.0.4), /healthz (the process answers), /readyz (model loaded
- * and consumer group joined, else 503).
+ * text format 0.0.4), /healthz (the process answers), /readyz (model loaded,
+ * consumer group joined and output topics taking records, else 503).
  *
  * MHD runs its own polling thread; handlers only read the metrics registry,
  * which is thread-safe. It binds to 127.0.0.1 unless told otherwise: the
@@ -250,11 +250,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return reply(c, MHD_HTTP_OK, TEXT, "ok\n", MHD_RESPMEM_PERSISTENT);
     if (!strcmp(url, "/readyz")) {
         if (metrics_ready()) return reply(c, MHD_HTTP_OK, TEXT, "ready\n", MHD_RESPMEM_PERSISTENT);
-        static const char *why[2][2] = {
-            {"not ready: model not loaded, consumer group not joined\n", "not ready: model not loaded\n"},
-            {"not ready: consumer group not joined\n", "not ready\n"}};
-        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, TEXT,
-                     (char *)why[metrics_model_loaded()][metrics_group_joined()], MHD_RESPMEM_PERSISTENT);
+        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, TEXT, (char *)metrics_not_ready_reason(),
+                     MHD_RESPMEM_PERSISTENT);
     }
     return reply(c, MHD_HTTP_NOT_FOUND, TEXT, "not found (try /metrics, /healthz, /readyz)\n",
                  MHD_RESPMEM_PERSISTENT);

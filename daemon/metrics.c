@@ -171,7 +171,7 @@ static int lag_overflow; /* last report had more pairs than fit: last entry is "
 static _Atomic unsigned long long verdicts[2];   /* safe, unsafe */
 static _Atomic unsigned long long tokens[3];     /* prefill, cached_prefix, decode */
 static _Atomic long long queue_depth, paused_partitions;
-static _Atomic int model_loaded, group_joined;
+static _Atomic int model_loaded, group_joined, outputs_failing;
 
 static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
 static char model_name[LABEL_MAX + 1] = "unknown", model_rev[LABEL_MAX + 1] = "unknown";
@@ -208,7 +208,18 @@ void metrics_queue_depth(int d) { atomic_store(&queue_depth, d); }
 void metrics_paused_partitions(int n) { atomic_store(&paused_partitions, n); }
 void metrics_set_model_loaded(int v) { atomic_store(&model_loaded, v != 0); }
 void metrics_set_group_joined(int v) { atomic_store(&group_joined, v != 0); }
-int metrics_ready(void) { return atomic_load(&model_loaded) && atomic_load(&group_joined); }
+void metrics_set_outputs_failing(int n) { atomic_store(&outputs_failing, n); }
+int metrics_ready(void) {
+    return atomic_load(&model_loaded) && atomic_load(&group_joined) && !atomic_load(&outputs_failing);
+}
+const char *metrics_not_ready_reason(void) {
+    static const char *why[2][2] = {
+        {"not ready: model not loaded, consumer group not joined\n", "not ready: model not loaded\n"},
+        {"not ready: consumer group not joined\n", "not ready\n"}};
+    if (atomic_load(&model_loaded) && atomic_load(&group_joined) && atomic_load(&outputs_failing))
+        return "not ready: output records cannot be delivered (see guardd_output_topics_failing)\n";
+    return why[atomic_load(&model_loaded) != 0][atomic_load(&group_joined) != 0];
+}
 int metrics_model_loaded(void) { return atomic_load(&model_loaded); }
 int metrics_group_joined(void) { return atomic_load(&group_joined); }
 
@@ -430,8 +441,11 @@ char *metrics_render(void) {
                   "gauge", (double)atomic_load(&paused_partitions));
     render_lag(&b);
     render_info(&b);
-    render_scalar(&b, "guardd_ready", "1 when the model is loaded and the consumer group joined.",
-                  "gauge", metrics_ready());
+    render_scalar(&b, "guardd_output_topics_failing",
+                  "Output topics whose last delivery attempt failed (records held for retry).",
+                  "gauge", (double)atomic_load(&outputs_failing));
+    render_scalar(&b, "guardd_ready", "1 when the model is loaded, the consumer group joined and "
+                  "every output topic takes records.", "gauge", metrics_ready());
     render_process(&b);
     if (b.oom) { free(b.p); return NULL; }
     return b.p;

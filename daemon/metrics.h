@@ -41,7 +41,12 @@ void metrics_paused_partitions(int n);
 void metrics_kafka_stats(const char *json);
 void metrics_set_model_loaded(int loaded);
 void metrics_set_group_joined(int joined);
+/* Output topics (allow, deny, DLQ) whose records cannot be delivered now;
+ * guardd is not ready while any is. */
+void metrics_set_outputs_failing(int n);
 int metrics_ready(void);
+/* Why metrics_ready() is 0, as one line for /readyz ("not ready: ...\n"). */
+const char *metrics_not_ready_reason(void);
 
 /* the exposition text (malloc'd), for tests and STATUS= lines */
 char *metrics_render(void);

@@ -238,6 +238,7 @@ static void pipeline_free(Pipeline *p) {
     free(p->keep_headers);
     pthread_mutex_destroy(&p->policy_mu);
     pthread_mutex_destroy(&p->retry_mu);
+    pthread_mutex_destroy(&p->health_mu);
     free(p);
 }
 
@@ -250,6 +251,7 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
     p->applied_scores = -1;
     pthread_mutex_init(&p->policy_mu, NULL);
     pthread_mutex_init(&p->retry_mu, NULL);
+    pthread_mutex_init(&p->health_mu, NULL);
     int cap = s->queue_capacity > 0 ? s->queue_capacity : 256;
     /* records past the queue still awaiting their acks are bounded too */
     long max_pending = 4L * cap + 2L * (s->batch_max_events > 0 ? s->batch_max_events : 1);
@@ -291,6 +293,7 @@ void pipeline_stats(Pipeline *p, PipelineStats *st) {
     st->commits = atomic_load(&p->commits);
     st->pauses = atomic_load(&p->pauses);
     st->fatal = atomic_load(&p->fatal);
+    st->outputs_failing = out_failing_topics(p);
 }
 
 static int ms_left(double deadline) {

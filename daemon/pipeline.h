@@ -35,6 +35,7 @@ typedef struct {
     long consumed, verdicts, dlq, delivered, delivery_failures, commits;
     long pauses;            /* backpressure pauses so far */
     int fatal;              /* the Kafka client hit a fatal error: restart needed */
+    int outputs_failing;    /* output topics whose last delivery attempt failed */
 } PipelineStats;
 
 /* brokers: bootstrap list to use (settings' own, or the embedded mock's). */

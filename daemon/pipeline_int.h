@@ -82,6 +82,15 @@ struct Pipeline {
     pthread_mutex_t retry_mu;
     Outbound *retry_head;
 
+    /* per output topic (allow, deny, DLQ): failing since the last failed
+     * attempt until the next delivery; warnings at most one per interval */
+    pthread_mutex_t health_mu;
+    struct OutputHealth {
+        int failing;
+        double last_warn;
+        long suppressed;
+    } health[3];
+
     pthread_t consumer_th, batcher_th;
     atomic_int stop_consume;    /* consumer thread: leave the poll loop */
     atomic_int stop_infer;      /* inference thread: stop after this batch */
@@ -109,6 +118,8 @@ void out_retry_due(Pipeline *p);
 int out_abandon_retries(Pipeline *p);
 void out_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque);
 void out_free(Outbound *ob);
+/* Output topics currently failing (see Pipeline.health). */
+int out_failing_topics(Pipeline *p);
 /* DLQ record for input (src, payload) with reason; gen from the tracker. */
 void out_dlq(Pipeline *p, const EventSource *src, uint32_t gen, int64_t ts_ms,
              const void *key, size_t keylen, rd_kafka_headers_t *hdrs,

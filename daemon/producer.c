@@ -23,6 +23,13 @@
  * Keys are kept exactly: NULL is a null key, a non-NULL key of length 0 an
  * empty one (Kafka tells them apart: partitioning, compaction).
  *
+ * Output health: a topic whose records fail (missing topic, no leader,
+ * broker down...) is "failing" from a failed attempt until its next
+ * delivery; guardd is not ready meanwhile (metrics_set_outputs_failing). The
+ * warning about it is logged at most once per topic and WARN_INTERVAL_S,
+ * with the number of warnings held back since, not once per record and
+ * retry; its recovery is logged once.
+ *
  * Every record carries the header "record_id" (event_source_id of its input)
  * next to the kept input headers, so duplicates after a crash can be dropped
  * by consumers that do not decode the payload.
@@ -36,6 +43,8 @@
 
 #define RETRY_MIN_S 0.5
 #define RETRY_MAX_S 30.0
+/* at most one warning per output topic in this many seconds */
+#define WARN_INTERVAL_S 10.0
 /* room for a DLQ record's fields besides the payload, and for the record
  * framing the producer counts against message.max.bytes */
 #define RECORD_OVERHEAD 8192
@@ -52,6 +61,67 @@ void out_free(Outbound *ob) {
     free(ob->src_topic);
     if (ob->hdrs) rd_kafka_headers_destroy(ob->hdrs);
     free(ob);
+}
+
+static struct OutputHealth *health_of(Pipeline *p, const char *dest) {
+    return &p->health[dest == p->allow_topic ? 0 : dest == p->deny_topic ? 1 : 2];
+}
+
+static int failing_locked(Pipeline *p) {
+    int n = 0;
+    for (int i = 0; i < 3; i++) n += p->health[i].failing;
+    return n;
+}
+
+int out_failing_topics(Pipeline *p) {
+    pthread_mutex_lock(&p->health_mu);
+    int n = failing_locked(p);
+    pthread_mutex_unlock(&p->health_mu);
+    return n;
+}
+
+/* A failed attempt of ob to reach dest: dest is failing (when down) and a
+ * warning is logged unless one was within WARN_INTERVAL_S. */
+static void out_failed(Pipeline *p, const char *dest, const Outbound *ob, const char *event,
+                       rd_kafka_resp_err_t err, int down) {
+    double now = queue_now();
+    pthread_mutex_lock(&p->health_mu);
+    struct OutputHealth *h = health_of(p, dest);
+    if (down) h->failing = 1;
+    long held = -1;
+    if (h->last_warn <= 0 || now - h->last_warn >= WARN_INTERVAL_S) {
+        held = h->suppressed;
+        h->suppressed = 0;
+        h->last_warn = now;
+    } else {
+        h->suppressed++;
+    }
+    int n = failing_locked(p);
+    pthread_mutex_unlock(&p->health_mu);
+    metrics_set_outputs_failing(n);
+    if (held >= 0)
+        log_msg(LOG_WARN, "event=%s topic=%s error=%s attempt=%d src_topic=%s src_partition=%d "
+                "src_offset=%lld held_back=%ld", event, dest, rd_kafka_err2name(err), ob->attempts,
+                ob->src_topic, (int)ob->partition, (long long)ob->offset, held);
+}
+
+/* A delivery to dest: it is not failing (any more). */
+static void out_delivered_to(Pipeline *p, const char *dest) {
+    pthread_mutex_lock(&p->health_mu);
+    struct OutputHealth *h = health_of(p, dest);
+    int was = h->failing;
+    long held = h->suppressed;
+    if (was) {
+        h->failing = 0;
+        h->suppressed = 0;
+        h->last_warn = 0;
+    }
+    int n = failing_locked(p);
+    pthread_mutex_unlock(&p->health_mu);
+    if (!was) return;
+    metrics_set_outputs_failing(n);
+    /* at the warning's level: whoever sees the warnings sees their end */
+    log_msg(LOG_WARN, "event=output_recovered topic=%s held_back=%ld", dest, held);
 }
 
 static void schedule_retry(Pipeline *p, Outbound *ob) {
@@ -183,9 +253,9 @@ void out_send(Pipeline *p, Outbound *ob) {
         }
         /* too large is for good: send a smaller record instead, now */
         if (refused_as_too_large(err) && shrink_to_dlq(p, ob, err, "producer")) continue;
+        /* a full local queue is a backlog, not a failing topic */
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            log_msg(LOG_WARN, "event=produce_failed topic=%s error=%s src_partition=%d src_offset=%lld",
-                    ob->dest, rd_kafka_err2name(err), (int)ob->partition, (long long)ob->offset);
+            out_failed(p, ob->dest, ob, "produce_failed", err, 1);
         metrics_kafka_error("produce");
         schedule_retry(p, ob);
         return;
@@ -249,19 +319,18 @@ void out_delivery_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) 
     if (m->err) {
         atomic_fetch_add(&p->delivery_failures, 1);
         metrics_kafka_error("delivery");
-        log_msg(LOG_WARN, "event=delivery_failed topic=%s error=%s attempt=%d src_topic=%s "
-                "src_partition=%d src_offset=%lld",
-                ob->dest, rd_kafka_err2name(m->err), ob->attempts, ob->src_topic,
-                (int)ob->partition, (long long)ob->offset);
+        const char *dest = ob->dest;
         /* small records are simply retried: a size refusal of those can only
          * be transient (or injected by a test) */
-        if (refused_as_too_large(m->err) && record_bytes(ob) > MINIMAL_RECORD_BYTES)
-            shrink_to_dlq(p, ob, m->err, "broker");
+        int shrunk = refused_as_too_large(m->err) && record_bytes(ob) > MINIMAL_RECORD_BYTES &&
+                     shrink_to_dlq(p, ob, m->err, "broker");
+        out_failed(p, dest, ob, "delivery_failed", m->err, !shrunk);
         if (still_ours(p, ob)) schedule_retry(p, ob);
         else out_free(ob);
         return;
     }
     atomic_fetch_add(&p->delivered, 1);
+    out_delivered_to(p, ob->dest);
     offsets_ack(p->offsets, ob->src_topic, ob->partition, ob->offset, ob->gen);
     if (ob->ts_ms > 0) {
         double e2e = (wall_ms() - (double)ob->ts_ms) / 1000.0;

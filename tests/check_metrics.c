@@ -200,8 +200,19 @@ START_TEST(ready_needs_both) {
     char *t = metrics_render();
     has_line(t, "guardd_ready 1");
     free(t);
+    /* an output topic that takes no records: not ready, and /readyz says why */
+    metrics_set_outputs_failing(1);
+    ck_assert_int_eq(metrics_ready(), 0);
+    ck_assert_ptr_nonnull(strstr(metrics_not_ready_reason(), "cannot be delivered"));
+    t = metrics_render();
+    has_line(t, "guardd_ready 0");
+    has_line(t, "guardd_output_topics_failing 1");
+    free(t);
+    metrics_set_outputs_failing(0);
+    ck_assert_int_eq(metrics_ready(), 1);
     metrics_set_group_joined(0);
     ck_assert_int_eq(metrics_ready(), 0);
+    ck_assert_str_eq(metrics_not_ready_reason(), "not ready: consumer group not joined\n");
 }
 END_TEST
 

@@ -14,6 +14,7 @@
  * committed, and the group's committed offsets must equal the input's end.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <msgpack.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 #include "event.h"
 #include "kafka_util.h"
 #include "log.h"
+#include "metrics.h"
 #include "mockbroker.h"
 #include "pipeline.h"
 #include "settings.h"
@@ -50,8 +52,8 @@ typedef struct {
 } Output;
 static Output first_out[MAX_OFFSETS];
 
-/* batch: the config's batch group, e.g. "max_events = 3; max_wait_ms = 5;" */
-static void write_config_batch(const char *bootstrap, const char *group, const char *batch) {
+/* more_props: further kafka.properties entries, each starting with ",\n" */
+static void write_config_props(const char *bootstrap, const char *group, const char *more_props) {
     snprintf(conf_path, sizeof conf_path, "/tmp/check_pipeline_faults-%d.conf", (int)getpid());
     FILE *f = fopen(conf_path, "w");
     ck_assert_ptr_nonnull(f);
@@ -61,18 +63,18 @@ static void write_config_batch(const char *bootstrap, const char *group, const c
             "  properties = ( (\"session.timeout.ms\", \"6000\"),\n"
             "                 (\"heartbeat.interval.ms\", \"500\"),\n"
             "                 (\"message.timeout.ms\", \"8000\"),\n"
-            "                 (\"message.max.bytes\", \"100000\") ); };\n"
+            "                 (\"message.max.bytes\", \"100000\")%s ); };\n"
             "model = { path = \"%s\"; threads = 1; };\n"
-            "batch = { %s };\n"
+            "batch = { max_events = 3; max_wait_ms = 5; queue_capacity = 4; };\n"
             "metrics = { listen = \"\"; };\n"
             "log = { level = \"warn\"; };\n"
             "shutdown_timeout_ms = 15000;\n",
-            bootstrap, group, model_dir, batch);
+            bootstrap, group, more_props, model_dir);
     fclose(f);
 }
 
 static void write_config(const char *bootstrap, const char *group) {
-    write_config_batch(bootstrap, group, "max_events = 3; max_wait_ms = 5; queue_capacity = 4;");
+    write_config_props(bootstrap, group, "");
 }
 
 /* Two inputs whose outputs would not fit guardd's message.max.bytes
@@ -508,6 +510,66 @@ START_TEST(test_keys_and_oversized_outputs) {
 }
 END_TEST
 
+/* Lines of the log file at path containing all of the given words. */
+static int count_lines(const char *path, const char *w1, const char *w2) {
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[2048];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) n += strstr(line, w1) && strstr(line, w2);
+    fclose(f);
+    return n;
+}
+
+static int outputs_failing(const PipelineStats *st) { return st->outputs_failing > 0; }
+static int outputs_fine(const PipelineStats *st) { return st->outputs_failing == 0; }
+
+/* The deny topic is missing (the cluster answers UNKNOWN_TOPIC_OR_PART):
+ * guardd reports not-ready while its verdicts cannot be delivered, warns
+ * about it once per topic and interval (with the count it held back) instead
+ * of once per record and retry, and delivers everything once the topic is
+ * there. */
+START_TEST(test_missing_output_topic) {
+    char err[512], log_path[128];
+    const char *bs = cluster_start();
+    write_config_props(bs, "missing",
+                       ",\n (\"topic.metadata.propagation.max.ms\", \"1000\"),\n"
+                       " (\"topic.metadata.refresh.interval.ms\", \"1000\")");
+    KafkaProducer *kp = kafka_producer_new(bs, NULL, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(kp);
+    rd_kafka_t *readers[3];
+    readers_open(readers, bs);
+    ck_assert_int_eq(mockbroker_topic_set_error(mb, "deny", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART), 0);
+    snprintf(log_path, sizeof log_path, "/tmp/check_pipeline_faults-%d.log", (int)getpid());
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    log_set_fd(fd);
+    metrics_set_model_loaded(1);
+    Member a;
+    member_start(&a, bs);
+    produce_wave(kp, 0, 40);
+    wait_stats(&a, outputs_failing, 60, "deny reported failing");
+    ck_assert_int_eq(metrics_ready(), 0);
+    sleep(12);
+    int warned = count_lines(log_path, "level=warn", "topic=deny");
+    ck_assert_msg(warned >= 1 && warned <= 4, "%d warnings about topic deny in ~12 s", warned);
+    ck_assert_int_eq(metrics_ready(), 0);
+    ck_assert_int_eq(mockbroker_topic_set_error(mb, "deny", RD_KAFKA_RESP_ERR_NO_ERROR), 0);
+    wait_all_seen(readers, 90);
+    wait_stats(&a, outputs_fine, 30, "deny reported fine again");
+    ck_assert_int_eq(metrics_ready(), 1);
+    ck_assert_int_eq(count_lines(log_path, "event=output_recovered", "topic=deny"), 1);
+    ck_assert_int_eq(member_stop(&a, 15000), 0);
+    log_set_fd(-1);
+    close(fd);
+    unlink(log_path);
+    check_committed(bs, "missing");
+    readers_close(readers);
+    kafka_producer_destroy(kp);
+    mockbroker_stop(mb);
+}
+END_TEST
+
 int main(void) {
     model_dir = getenv("GUARDD_TINY_MODEL");
     char probe[512];
@@ -530,6 +592,10 @@ int main(void) {
     tcase_set_timeout(keys, 240);
     tcase_add_test(keys, test_keys_and_oversized_outputs);
     suite_add_tcase(s, keys);
+    TCase *outs = tcase_create("outputs");
+    tcase_set_timeout(outs, 240);
+    tcase_add_test(outs, test_missing_output_topic);
+    suite_add_tcase(s, outs);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
