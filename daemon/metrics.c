@@ -308,13 +308,17 @@ static void buf_printf(Buf *b, const char *fmt, ...) {
     }
 }
 
-/* Label value with \, " and newline escaped as the text format requires. */
+/* Label value with \, " and newline escaped as the text format requires.
+ * Copied in runs between escapes: a full registry has about 1000 values of
+ * up to 128 bytes, and one printf per character made a scrape cost ~10 ms. */
 static void buf_label(Buf *b, const char *v) {
-    for (; *v; v++) {
-        if (*v == '\\') buf_printf(b, "\\\\");
-        else if (*v == '"') buf_printf(b, "\\\"");
-        else if (*v == '\n') buf_printf(b, "\\n");
-        else buf_printf(b, "%c", *v);
+    while (*v) {
+        size_t n = strcspn(v, "\\\"\n");
+        if (n) buf_printf(b, "%.*s", (int)n, v);
+        v += n;
+        if (!*v) break;
+        buf_printf(b, "%s", *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : "\\n");
+        v++;
     }
 }
 
