@@ -1,6 +1,6 @@
 #!/bin/sh
 # t_fuzz.sh - a bounded run of every libFuzzer harness (tests/fuzz/): each for
-# FUZZ_CHECK_SECONDS (default 5) from its checked-in seed corpus, new inputs
+# FUZZ_CHECK_SECONDS (default 4) from its checked-in seed corpus, new inputs
 # kept in a temporary directory (so runs do not drift). Fails if any fuzzer
 # finds a crash, leak, sanitizer report, timeout or broken property; the input
 # is left in build-fuzz/artifacts/. Longer runs: `make fuzz`.
@@ -13,4 +13,4 @@ make -s fuzz-build >/dev/null
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 FUZZ_CORPUS_DIR=$tmp GUARDD_TOKENIZER=${GUARDD_TOKENIZER:-${DEPS_DIR:-.deps}/tokenizer.json} \
-    tests/fuzz/run.sh "${FUZZ_CHECK_SECONDS:-5}"
+    tests/fuzz/run.sh "${FUZZ_CHECK_SECONDS:-4}"
