@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include "tokenizer.h"
 
 typedef struct {
     int fd;
@@ -66,6 +67,19 @@ static inline void fuzz_check_fds(const FuzzFile *f, const char *what) {
         }
     }
     closedir(d);
+}
+
+/* The tokenizer named by $GUARDD_TOKENIZER (the genuine Llama 3.2 file in
+ * make check and make fuzz), loaded once at start-up; exits 2 without it. */
+static inline Tokenizer *fuzz_load_tokenizer(const char *who) {
+    const char *path = getenv("GUARDD_TOKENIZER");
+    char err[512];
+    Tokenizer *t = path ? tokenizer_load(path, err, sizeof err) : NULL;
+    if (!t) {
+        fprintf(stderr, "%s: %s\n", who, path ? err : "set GUARDD_TOKENIZER to a tokenizer.json");
+        exit(2);
+    }
+    return t;
 }
 
 /* Aborts with a message: a property the harness checks does not hold. */

@@ -16,16 +16,7 @@ static Tokenizer *tok;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc; (void)argv;
-    const char *path = getenv("GUARDD_TOKENIZER");
-    char err[512];
-    if (!path) {
-        fprintf(stderr, "fuzz_tokenize: set GUARDD_TOKENIZER to a tokenizer.json\n");
-        exit(2);
-    }
-    if (!(tok = tokenizer_load(path, err, sizeof err))) {
-        fprintf(stderr, "fuzz_tokenize: %s\n", err);
-        exit(2);
-    }
+    tok = fuzz_load_tokenizer("fuzz_tokenize");
     return 0;
 }
 
