@@ -15,7 +15,8 @@
  * <record> is record_to_json() (event.h): our three schemas (conversation
  * event, verdict, DLQ record) or any other msgpack value, converted with a
  * bounded reader; bytes that are not one complete msgpack value give
- * "value": null plus "raw_base64" (the exact bytes). A key or header value that is not UTF-8 is {"base64": "..."}; a
+ * "value": null plus "raw_base64" (the exact bytes). NUL bytes in strings and
+ * keys are printed escaped (\u0000). A key or header value that is not UTF-8 is {"base64": "..."}; a
  * repeated header name keeps its last value. Timestamp: ms since epoch or -1.
  *
  * Stops after --count records (0 = no limit) or when --timeout-ms (default
@@ -70,11 +71,9 @@ static json_t *bytes_json(const void *data, size_t len) {
  * msgpack value), or NULL when the bytes are not one complete msgpack value. */
 static json_t *value_json(const void *buf, size_t len) {
     if (!buf || !len) return NULL;
-    char *s = record_to_json(buf, len);
-    if (!s) return NULL;
-    json_t *j = json_loads(s, JSON_DECODE_ANY, NULL);
-    free(s);
-    return j;
+    /* as a value, not text parsed again: keys and strings may hold NUL bytes
+     * (printed as \u0000), which jansson's parser refuses in keys */
+    return record_to_json_value(buf, len);
 }
 
 static json_t *headers_json(const rd_kafka_message_t *m) {

@@ -295,7 +295,11 @@ static int parse_metadata(Dec *d, MpCur *c, ConversationEvent *ev) {
     if (next(d, &peek, &it) < 0) return -1;
     if (it.type == MP_NIL) { *c = peek; return 0; }
     if (it.type != MP_MAP) return want(d, &it, MP_MAP, "metadata");
-    if (mp_skip(c) < 0) return bad(d, "bad_msgpack", "malformed or truncated msgpack in metadata");
+    int sk = mp_skip_depth(c, EVENT_MAX_METADATA_DEPTH);
+    if (sk == -2)
+        return bad(d, "metadata_too_deep", "metadata nests more than %d levels of maps and arrays",
+                   EVENT_MAX_METADATA_DEPTH);
+    if (sk < 0) return bad(d, "bad_msgpack", "malformed or truncated msgpack in metadata");
     size_t n = (size_t)(c->p - start);
     ev->metadata = malloc(n);
     if (!ev->metadata) return oom(d);

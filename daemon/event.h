@@ -10,6 +10,7 @@
 #define GUARDD_EVENT_H
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include "conversation.h"
 #include "classifier.h"
@@ -58,6 +59,7 @@ typedef struct {
  *   bad_categories       categories not a non-empty map of code -> name, bad code
  *   bad_exclude          exclude not an array of codes, or a code not in categories
  *   unsupported_schema   "schema" newer than EVENT_SCHEMA_VERSION
+ *   metadata_too_deep    metadata nested deeper than EVENT_MAX_METADATA_DEPTH
  *   bad_json             (event_decode_json) not one JSON object
  * Allocation is bounded by the limits and by len, whatever sizes the input declares. */
 int event_decode(const void *buf, size_t len, const EventLimits *lim,
@@ -65,6 +67,12 @@ int event_decode(const void *buf, size_t len, const EventLimits *lim,
 void event_free(ConversationEvent *ev);
 
 #define EVENT_MAX_ID_BYTES 256
+/* How deep "metadata" may nest, counting the metadata map as level 1 and
+ * every map or array (empty ones too) inside it as one more. The verdict puts
+ * metadata one level down, so a verdict nests at most 32 levels: the most
+ * msgpack-c's unpacker reads (MSGPACK_EMBED_STACK_SIZE), and far within
+ * Python's (1024) and guardctl tail's. Deeper metadata is metadata_too_deep. */
+#define EVENT_MAX_METADATA_DEPTH 31
 
 /* The same schema written as JSON (one object; content-type application/json).
  * Converted to msgpack and checked by event_decode, so the rules are identical;
@@ -126,5 +134,9 @@ void *dlq_encode(const EventSource *src, const char *reason, const char *message
  * is replaced by U+FFFD. malloc'd, no trailing newline; NULL if buf is not
  * exactly one msgpack value (or nests deeper than 64). */
 char *record_to_json(const void *buf, size_t len);
+/* The same as a jansson value (new reference), for embedding in other JSON:
+ * keys and strings may hold NUL bytes, which jansson's parser would refuse in
+ * keys, so do not round-trip the text. */
+json_t *record_to_json_value(const void *buf, size_t len);
 
 #endif

@@ -101,7 +101,8 @@ static json_t *map_to_json(MpCur *c, uint32_t n, int depth) {
         MpItem k;
         json_t *ks = mp_next(c, &k) < 0 ? NULL : key_json(c, &k, i);
         json_t *v = ks ? to_json(c, depth + 1) : NULL;
-        int rc = v ? json_object_set_new(obj, json_string_value(ks), v) : -1;
+        /* with its length: a key may hold NUL bytes */
+        int rc = v ? json_object_setn_new(obj, json_string_value(ks), json_string_length(ks), v) : -1;
         json_decref(ks);
         if (rc < 0) { json_decref(obj); return NULL; }
     }
@@ -141,11 +142,17 @@ static json_t *to_json(MpCur *c, int depth) {
     }
 }
 
-char *record_to_json(const void *buf, size_t len) {
+json_t *record_to_json_value(const void *buf, size_t len) {
     if (!buf) return NULL;
     MpCur c = {buf, (const uint8_t *)buf + len};
     json_t *j = to_json(&c, 0);
     if (!j || c.p != c.end) { json_decref(j); return NULL; }
+    return j;
+}
+
+char *record_to_json(const void *buf, size_t len) {
+    json_t *j = record_to_json_value(buf, len);
+    if (!j) return NULL;
     /* 16 digits: 0.9 prints as 0.9, not 0.90000000000000002 */
     char *s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(16));
     json_decref(j);
@@ -158,10 +165,10 @@ static void pack_json(msgpack_packer *pk, json_t *j) {
     switch (json_typeof(j)) {
     case JSON_OBJECT: {
         const char *k;
+        size_t n;
         json_t *v;
         msgpack_pack_map(pk, json_object_size(j));
-        json_object_foreach(j, k, v) {
-            size_t n = strlen(k);
+        json_object_keylen_foreach(j, k, n, v) {
             msgpack_pack_str(pk, n);
             msgpack_pack_str_body(pk, k, n);
             pack_json(pk, v);
@@ -189,8 +196,10 @@ static void pack_json(msgpack_packer *pk, json_t *j) {
 
 void *event_json_to_msgpack(const void *json, size_t len, size_t *outlen, char *err, size_t errlen) {
     json_error_t je;
-    /* duplicate keys are rejected here as they are in msgpack events */
-    json_t *j = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+    /* duplicate keys are rejected here as they are in msgpack events; \u0000
+     * is taken (a NUL in metadata is echoed as in msgpack events, one in a
+     * text field is then refused as bad_text by the same rule) */
+    json_t *j = json_loadb(json, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL, &je);
     if (!j) {
         if (err && errlen) snprintf(err, errlen, "line %d column %d: %s", je.line, je.column, je.text);
         return NULL;

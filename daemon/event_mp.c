@@ -122,6 +122,24 @@ int mp_skip(MpCur *c) {
     return 0;
 }
 
+int mp_skip_depth(MpCur *c, int max_depth) {
+    uint64_t left[MP_MAX_DEPTH];    /* elements still to read in each open container */
+    int depth = 0;
+    if (max_depth > MP_MAX_DEPTH) max_depth = MP_MAX_DEPTH;
+    for (;;) {
+        MpItem it;
+        if (mp_next(c, &it) < 0) return -1;
+        if (it.type == MP_ARRAY || it.type == MP_MAP) {
+            if (depth >= max_depth) return -2;
+            uint64_t n = it.type == MP_MAP ? 2 * (uint64_t)it.len : it.len;
+            if (n) { left[depth++] = n; continue; }
+        }
+        /* a value is complete: close every container it completes */
+        while (depth > 0 && --left[depth - 1] == 0) depth--;
+        if (depth == 0) return 0;
+    }
+}
+
 int mp_str_eq(const MpItem *it, const char *s) {
     size_t n = strlen(s);
     return it->type == MP_STR && it->len == n && memcmp(it->data, s, n) == 0;

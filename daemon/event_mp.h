@@ -35,6 +35,11 @@ typedef struct {
 int mp_next(MpCur *c, MpItem *it);
 /* Skips one complete value. Returns 0 or -1. */
 int mp_skip(MpCur *c);
+/* The same, allowing at most max_depth nested containers (a map or array,
+ * empty or not, is one level; a scalar none); max_depth <= MP_MAX_DEPTH.
+ * Returns 0, -1 if malformed or truncated, -2 if nested deeper. */
+#define MP_MAX_DEPTH 64
+int mp_skip_depth(MpCur *c, int max_depth);
 /* 1 if the item is a string equal to s. */
 int mp_str_eq(const MpItem *it, const char *s);
 

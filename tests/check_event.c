@@ -195,6 +195,8 @@ START_TEST(json_event_decodes_like_msgpack) {
         {"{\"id\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"image_url\",\"image_url\":\"u\"}]}]}",
          "unsupported_content"},
         {"{\"id\":\"x\",\"messages\":[]}", "empty_conversation"},
+        /* \u0000 parses; in text it is refused by the same rule as in msgpack */
+        {"{\"id\":\"x\",\"messages\":[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]}", "bad_text"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         reason = NULL;
@@ -379,6 +381,21 @@ static void c_excl_all(B *b) {
 }
 static void c_excl_int(B *b) { ev_head(b, 1); one_msg(b); s_(b, "exclude"); a_(b, 1); msgpack_pack_int(&b->pk, 1); }
 static void c_schema_2(B *b) { ev_head(b, 1); one_msg(b); s_(b, "schema"); msgpack_pack_int(&b->pk, 2); }
+/* metadata {"a": [[...[1]...]]}: levels container levels in all (the map is 1) */
+static void metadata_nested(B *b, int levels) {
+    m_(b, 1); s_(b, "a");
+    for (int i = 1; i < levels; i++) a_(b, 1);
+    msgpack_pack_int(&b->pk, 1);
+}
+static void c_deep_metadata(B *b) {
+    ev_head(b, 1); one_msg(b); s_(b, "metadata"); metadata_nested(b, EVENT_MAX_METADATA_DEPTH + 1);
+}
+static void c_deep_empty_metadata(B *b) {   /* an empty container one level too deep counts too */
+    ev_head(b, 1); one_msg(b); s_(b, "metadata");
+    m_(b, 1); s_(b, "a");
+    for (int i = 2; i < EVENT_MAX_METADATA_DEPTH; i++) a_(b, 1);
+    m_(b, 1); s_(b, "b"); a_(b, 0);
+}
 /* hostile declared sizes: each header promises far more than the bytes hold */
 static void c_huge_array(B *b) { ev_head(b, 0); s_(b, "messages"); raw(b, "\xdd\xff\xff\xff\xff\x80", 6); }
 static void c_huge_str(B *b) { m_(b, 2); s_(b, "id"); raw(b, "\xdb\xff\xff\xff\xf0zz", 7); one_msg(b); }
@@ -441,7 +458,48 @@ static const BadCase bad_cases[] = {
     {"huge bin in unknown field", c_huge_bin_unknown, "bad_msgpack", "msgpack"},
     {"huge parts array", c_huge_parts, "bad_msgpack", "msgpack"},
     {"deep unknown field", c_deep_unknown, "trailing_bytes", "bytes"},
+    {"metadata too deep", c_deep_metadata, "metadata_too_deep", "levels"},
+    {"empty container too deep in metadata", c_deep_empty_metadata, "metadata_too_deep", "levels"},
 };
+
+/* The deepest metadata accepted still gives a verdict that msgpack-c's
+ * unpacker (32 levels at most) and guardctl tail's rendering read; the same
+ * limit holds for JSON events. */
+START_TEST(metadata_depth_limit_keeps_verdicts_readable) {
+    B *b = b_new();
+    ev_head(b, 1); one_msg(b); s_(b, "metadata"); metadata_nested(b, EVENT_MAX_METADATA_DEPTH);
+    ConversationEvent ev;
+    const char *reason = NULL;
+    char m[256];
+    ck_assert_msg(decode(b, NULL, &ev, &reason, m, sizeof m) == 0, "%s: %s", reason, m);
+    ClassifyResult r = {.raw = "safe"};
+    EventSource src = {"in", 0, 1};
+    VerdictTiming t = {"m", "r", 0, 0, 1};
+    size_t len;
+    void *buf = verdict_encode(&ev, &src, &r, &t, &len);
+    msgpack_unpacked u;
+    msgpack_unpacked_init(&u);
+    size_t off = 0;
+    ck_assert_int_eq(msgpack_unpack_next(&u, buf, len, &off), MSGPACK_UNPACK_SUCCESS);
+    msgpack_unpacked_destroy(&u);
+    char *js = record_to_json(buf, len);
+    ck_assert_ptr_nonnull(js);
+    free(js);
+    free(buf);
+    event_free(&ev);
+    b_free(b);
+    /* JSON: {"id":"j","messages":[...],"metadata":{"a":[[...[1]...]]}} one level too deep */
+    char json[1024];
+    int n = snprintf(json, sizeof json, "{\"id\":\"j\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],"
+                                        "\"metadata\":{\"a\":");
+    for (int i = 1; i < EVENT_MAX_METADATA_DEPTH + 1; i++) json[n++] = '[';
+    json[n++] = '1';
+    for (int i = 1; i < EVENT_MAX_METADATA_DEPTH + 1; i++) json[n++] = ']';
+    n += snprintf(json + n, sizeof json - (size_t)n, "}}");
+    ck_assert_int_eq(event_decode_json(json, (size_t)n, &LIM, &ev, &reason, m, sizeof m), -1);
+    ck_assert_str_eq(reason, "metadata_too_deep");
+}
+END_TEST
 
 START_TEST(bad_event_reason) {
     const BadCase *c = &bad_cases[_i];
@@ -819,6 +877,25 @@ START_TEST(json_rendering) {
     msgpack_pack_nil(&b->pk);
     ck_assert_ptr_null(record_to_json(b->sb.data, b->sb.size));         /* too deep */
     b_free(b);
+    /* NUL bytes in keys and values are escaped, keys kept whole (not cut at
+     * the NUL, which would merge "a\0b" with "a") */
+    b = b_new();
+    m_(b, 2);
+    sn(b, "a\0b", 3); sn(b, "x\0y", 3);
+    s_(b, "a"); msgpack_pack_int(&b->pk, 1);
+    js = record_to_json(b->sb.data, b->sb.size);
+    ck_assert_str_eq(js, "{\"a\\u0000b\":\"x\\u0000y\",\"a\":1}");
+    free(js);
+    /* the same as a value (guardctl tail embeds it; jansson cannot parse the
+     * text back: it refuses NUL in keys) */
+    json_t *jv = record_to_json_value(b->sb.data, b->sb.size);
+    ck_assert_ptr_nonnull(jv);
+    ck_assert_uint_eq(json_object_size(jv), 2);
+    void *iter = json_object_iter(jv);
+    ck_assert_uint_eq(json_object_iter_key_len(iter), 3);
+    ck_assert_uint_eq(json_string_length(json_object_iter_value(iter)), 3);
+    json_decref(jv);
+    b_free(b);
 }
 END_TEST
 
@@ -944,6 +1021,7 @@ int main(void) {
     tcase_add_test(tc, decode_any_content_type_ignores_case);
     tcase_add_test(tc, record_decode_uses_the_header);
     tcase_add_loop_test(tc, bad_event_reason, 0, (int)(sizeof bad_cases / sizeof bad_cases[0]));
+    tcase_add_test(tc, metadata_depth_limit_keeps_verdicts_readable);
     tcase_add_test(tc, too_large_checked_first);
     tcase_add_test(tc, many_messages_rejected_by_count);
     tcase_add_test(tc, hostile_sizes_under_memory_limit);

@@ -8,6 +8,12 @@
 #     content-type: application/json header, without any header (sniffed by
 #     the leading '{'), and with a mis-cased header; a msgpack event declared
 #     as JSON is a bad_json DLQ record, a msgpack event without header a verdict.
+#   - metadata depth (EVENT_MAX_METADATA_DEPTH, 31 levels): 31 gives a verdict
+#     that guardctl tail and Python's msgpack decode; 32, and 2000 (beyond
+#     Python's 1024), msgpack or JSON, are metadata_too_deep DLQ records.
+#   - metadata with NUL bytes in a key and a value: the verdict echoes them
+#     and guardctl tail prints them escaped (\u0000), not as an undecodable
+#     value.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -68,9 +74,21 @@ send() { # key expect [guardctl send options...] < bytes
     echo "$k $e" >>"$tmp/expect"
 }
 json_event() { printf '%s{"id":"%s","messages":[{"role":"user","content":"hello there"}],"metadata":{"n":1}}' "${2:-}" "$1"; }
-msgpack_event() { # id
-    "$PY" -c 'import msgpack, sys; sys.stdout.buffer.write(msgpack.packb(
-        {"id": sys.argv[1], "messages": [{"role": "user", "content": "hello there"}]}))' "$1"
+msgpack_event() { # id [metadata levels | nul]: metadata {"a": [[...[1]...]]} or with NUL bytes
+    "$PY" -c 'import msgpack, sys
+ev = msgpack.packb({"id": sys.argv[1], "messages": [{"role": "user", "content": "hello there"}]})
+meta = sys.argv[2] if len(sys.argv) > 2 else ""
+if meta == "nul":
+    ev = b"\x83" + ev[1:] + msgpack.packb("metadata") + msgpack.packb({"k\0ey": "v\0al"})
+elif meta:   # a map of 3 instead of 2, then "metadata": nested bytes
+    ev = b"\x83" + ev[1:] + msgpack.packb("metadata") + b"\x81\xa1a" + b"\x91" * (int(meta) - 1) + b"\x01"
+sys.stdout.buffer.write(ev)' "$@"
+}
+json_deep() { # id levels
+    "$PY" -c 'import sys
+n = int(sys.argv[2])
+sys.stdout.write("{\"id\":\"%s\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"metadata\":{\"a\":%s1%s}}"
+                 % (sys.argv[1], "[" * (n - 1), "]" * (n - 1)))' "$1" "$2"
 }
 
 json_event json-header | send json-header verdict --header content-type=application/json
@@ -81,6 +99,11 @@ json_event json-cased | send json-cased verdict --header "Content-Type=Applicati
 msgpack_event mp-plain | send mp-plain verdict
 msgpack_event mp-as-json | send mp-as-json dlq:bad_json --header content-type=application/json
 printf '{"id":"bad","messages":[' | send json-broken dlq:bad_json
+msgpack_event meta-31 31 | send meta-31 verdict
+msgpack_event meta-32 32 | send meta-32 dlq:metadata_too_deep
+msgpack_event meta-2000 2000 | send meta-2000 dlq:metadata_too_deep
+json_deep json-meta-32 32 | send json-meta-32 dlq:metadata_too_deep
+msgpack_event meta-nul nul | send meta-nul verdict
 
 # ---- outputs -----------------------------------------------------------------------
 n=$(wc -l <"$tmp/expect")
@@ -112,6 +135,12 @@ for k, e in sorted(expect.items()):
     if kinds != [e]:
         bad += 1
         print(f"{k}: want {e}, got {kinds or 'nothing'}", [v.get("error") for _, v in outs])
+    elif k == "meta-nul" and outs[0][1].get("metadata") != {"k\0ey": "v\0al"}:
+        bad += 1
+        print(f"{k}: metadata with NUL bytes not echoed: {outs[0][1].get('metadata')!r}")
+    elif k == "meta-31" and json.dumps(outs[0][1].get("metadata")) != '{"a": ' + "[" * 30 + "1" + "]" * 30 + "}":
+        bad += 1
+        print(f"{k}: deep metadata not echoed: {outs[0][1].get('metadata')!r}")
     elif e == "verdict" and k.startswith("json-") and (outs[0][1].get("id") != k or outs[0][1].get("metadata") != {"n": 1}):
         bad += 1
         print(f"{k}: id or metadata not echoed: {outs[0][1]}")
