@@ -67,10 +67,15 @@ static Part *find(OffsetTracker *t, const char *topic, int32_t partition) {
     return NULL;
 }
 
-/* Removes parts[i] (swap with last); its outstanding records stop counting. */
+static Entry *at(Part *p, int i) { return &p->ring[(p->head + i) % p->cap]; }
+
+/* Removes parts[i] (swap with last); its outstanding records stop counting.
+ * Entries acked out of order (done, behind an unfinished one) were counted
+ * off already. */
 static void remove_part(OffsetTracker *t, int i) {
-    t->outstanding -= t->parts[i].count;
-    part_clear(&t->parts[i]);
+    Part *p = &t->parts[i];
+    for (int k = 0; k < p->count; k++) t->outstanding -= !at(p, k)->done;
+    part_clear(p);
     t->parts[i] = t->parts[--t->n];
 }
 
@@ -106,8 +111,6 @@ void offsets_revoke(OffsetTracker *t, const char *topic, int32_t partition) {
     if (p) remove_part(t, (int)(p - t->parts));
     pthread_mutex_unlock(&t->mu);
 }
-
-static Entry *at(Part *p, int i) { return &p->ring[(p->head + i) % p->cap]; }
 
 static int grow(Part *p) {
     int nc = p->cap ? p->cap * 2 : 64;

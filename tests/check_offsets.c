@@ -129,6 +129,30 @@ START_TEST(test_revoked_partition_never_commits) {
 }
 END_TEST
 
+START_TEST(test_revoke_after_out_of_order_acks) {
+    /* acked records behind an unacked one are no longer outstanding: a
+     * revocation must not subtract them a second time (the count went
+     * negative after rebalances, and a clean stop looked incomplete) */
+    OffsetTracker *t = offsets_new();
+    uint32_t g = offsets_assign(t, "in", 0), gen;
+    for (int64_t o = 0; o < 4; o++) offsets_track(t, "in", 0, o, &gen);
+    ck_assert_int_eq(offsets_ack(t, "in", 0, 2, g), 1);
+    ck_assert_int_eq(offsets_ack(t, "in", 0, 3, g), 1);
+    ck_assert_int_eq(offsets_outstanding(t), 2);
+    offsets_revoke(t, "in", 0);
+    ck_assert_int_eq(offsets_outstanding(t), 0);
+    offsets_assign(t, "in", 0);     /* re-assigned: forgets the old entries too */
+    offsets_track(t, "in", 0, 0, &gen);
+    offsets_ack(t, "in", 0, 0, gen);
+    offsets_track(t, "in", 0, 1, &gen);
+    offsets_track(t, "in", 0, 2, &gen);
+    offsets_ack(t, "in", 0, 2, gen);
+    offsets_assign(t, "in", 0);
+    ck_assert_int_eq(offsets_outstanding(t), 0);
+    offsets_free(t);
+}
+END_TEST
+
 START_TEST(test_reassign_gets_new_generation) {
     /* revoked, then assigned again (another rebalance): acks of the old
      * generation must not move the new assignment's commit point */
@@ -218,6 +242,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_take_partition_before_revoke);
     tcase_add_test(tc, test_many_offsets_ring_growth);
     tcase_add_test(tc, test_failed_commit_reported_again);
+    tcase_add_test(tc, test_revoke_after_out_of_order_acks);
     suite_add_tcase(s, tc);
     return s;
 }
