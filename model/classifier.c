@@ -1,15 +1,19 @@
 /* classifier.c - Llama Guard 3 on the tokenizer and the batched transformer
  * (contract: classifier.h).
  *
- * prepare: render (prompt.c) -> token ids split into the shared prefix
- *   (instructions + category list, depends on role word + categories only)
- *   and the job's own tokens (conversation + closing instructions + the
- *   forced first output token "\n\n").
+ * prepare: render (prompt.c) -> token ids: the policy preamble
+ *   (instructions + category list, depends on role word + categories only),
+ *   then the conversation + closing instructions + the forced first output
+ *   token "\n\n".
  * run, for a batch of jobs:
- *   1. prefixes: looked up in a small LRU cache keyed by their token ids;
- *      missing ones are computed together in one forward pass and kept;
- *   2. one forward over every job's own tokens on top of its prefix, logits
- *      at the last position only -> softmax over the full vocabulary ->
+ *   1. reuse (plan_reuse): each job reads the K/V of the longest start of its
+ *      prompt found in the prefix cache (prefix_cache.h: blocks keyed by token
+ *      content, kept across runs within cache_max_bytes), or, if longer, the
+ *      start it shares with an earlier job of the batch, which that job
+ *      computes in the same forward pass: a shared uncached prefix is
+ *      computed once. The policy preamble is just the most shared prefix;
+ *   2. one forward over every job's remaining tokens, logits at the last
+ *      position only -> softmax over the full vocabulary ->
  *      score = P("unsafe") (Meta's scoring method, "\n\n" being forced);
  *   3. first decision (verdict.c): greedy argmax or score >= threshold;
  *   4. jobs that are not safe decode greedily, all together, one forward per
@@ -20,8 +24,10 @@
  *      saving two of the ~4 weight-bound decode steps of "unsafe\nS1".
  *   Optional per-category scores read the same draft's distributions; then
  *   the draft rides along in the prompt pass (see first_pass).
- * Everything a run allocates is freed before it returns, except new prefix
- * cache entries.
+ * After a successful run the whole blocks of every prompt go into the prefix
+ * cache (within its budget), and each job's preamble blocks are marked most
+ * recently used, so the active policy preambles outlive conversation blocks.
+ * Everything else a run allocates is freed before it returns.
  */
 #include "errmsg.h"
 #include "classifier.h"
@@ -30,20 +36,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "kvcache.h"
+#include "prefix_cache.h"
 #include "prompt.h"
 #include "prompt_format.h"
 #include "transformer.h"
 #include "verdict.h"
 
-#define PREFIX_CACHE_MAX 16
 #define CAT_FORCED 3 /* "unsafe" "\n" "S" */
-
-typedef struct {
-    int *ids;
-    int n;
-    KVCache *kv;
-    unsigned long last_used;
-} PrefixEntry;
 
 struct Classifier {
     ClassifierOptions opt;
@@ -56,14 +56,13 @@ struct Classifier {
     int id_safe, id_unsafe, id_nn, id_nl, id_s;
     int stop_ids[MODEL_MAX_EOS + 1];
     int n_stop;
-    PrefixEntry **cache; /* LRU; may hold more than PREFIX_CACHE_MAX during a run */
-    int n_cache, cap_cache;
-    unsigned long clock;
+    PrefixCache *pc;     /* K/V of earlier prompts, by token content */
 };
 
 struct ClassifyJob {
-    TokenVec prefix;    /* shared part */
+    TokenVec prefix;    /* policy preamble */
     TokenVec own;       /* conversation + tail + "\n\n" */
+    TokenVec all;       /* prefix then own: the whole prompt */
     CategoryList active;
     int agent;
     int *cat_tok;       /* per active category: [position (0 after "\n", 1 after "S"), token] */
@@ -172,6 +171,11 @@ static int choose_format(Classifier *c, char *err, size_t errlen) {
                                 err, errlen) < 0 ? -1 : 0;
 }
 
+static size_t cache_budget(long long max_bytes) {
+    if (max_bytes == 0) return CLASSIFIER_CACHE_DEFAULT_BYTES;
+    return max_bytes < 0 ? 0 : (size_t)max_bytes;
+}
+
 Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errlen) {
     if (!opt || !opt->model_dir) {
         errmsg(err, errlen, "no model directory given");
@@ -206,23 +210,23 @@ Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errl
         errmsg(err, errlen, "cannot set up the transformer (out of memory?)");
         goto fail;
     }
+    PrefixCacheOptions po = {.block_tokens = opt->cache_block_tokens > 0 ? opt->cache_block_tokens
+                                                                        : CLASSIFIER_CACHE_BLOCK_TOKENS,
+                             .max_bytes = cache_budget(opt->cache_max_bytes),
+                             .test_collide = opt->cache_test_collide};
+    if (!(c->pc = prefix_cache_new(&c->model->cfg, &po))) {
+        errmsg(err, errlen, "cannot set up the prefix cache (block of %d tokens)", po.block_tokens);
+        goto fail;
+    }
     return c;
 fail:
     classifier_close(c);
     return NULL;
 }
 
-static void prefix_entry_free(PrefixEntry *e) {
-    if (!e) return;
-    kv_free(e->kv);
-    free(e->ids);
-    free(e);
-}
-
 void classifier_close(Classifier *c) {
     if (!c) return;
-    for (int i = 0; i < c->n_cache; i++) prefix_entry_free(c->cache[i]);
-    free(c->cache);
+    prefix_cache_free(c->pc);
     transformer_free(c->tf);
     tokenizer_free(c->tok);
     model_free(c->model);
@@ -237,6 +241,18 @@ PromptFormat classifier_prompt_format(const Classifier *c) { return c->format; }
 const char *classifier_prompt_format_note(const Classifier *c) { return c->format_note; }
 const CategoryList *classifier_default_categories(const Classifier *c) {
     return prompt_default_categories(c->format);
+}
+
+void classifier_set_cache_max_bytes(Classifier *c, long long max_bytes) {
+    c->opt.cache_max_bytes = max_bytes;
+    prefix_cache_set_max_bytes(c->pc, cache_budget(max_bytes));
+}
+
+void classifier_cache_stats(const Classifier *c, ClassifierCacheStats *s) {
+    PrefixCacheStats p;
+    prefix_cache_stats(c->pc, &p);
+    *s = (ClassifierCacheStats){.bytes = p.bytes, .max_bytes = p.max_bytes, .peak_bytes = p.peak_bytes,
+                                .blocks = p.blocks, .evictions = p.evictions};
 }
 
 /* ---- prepare ----------------------------------------------------------------- */
@@ -306,6 +322,8 @@ ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char 
         tokvec_push(&j->own, c->id_nn);
         rc = check_length(c, j, err, errlen);
     }
+    for (size_t i = 0; rc == 0 && i < j->prefix.n + j->own.n; i++)
+        tokvec_push(&j->all, i < j->prefix.n ? j->prefix.ids[i] : j->own.ids[i - j->prefix.n]);
     if (rc == 0 && c->opt.category_scores) rc = category_tokens(c, j, err, errlen);
     if (rc < 0) {
         classify_job_free(j);
@@ -321,6 +339,7 @@ const CategoryList *classify_job_categories(const ClassifyJob *j) { return &j->a
 void classify_job_free(ClassifyJob *j) {
     if (!j) return;
     tokvec_free(&j->prefix);
+    tokvec_free(&j->all);
     tokvec_free(&j->own);
     categories_free(&j->active);
     free(j->cat_tok);
@@ -333,8 +352,13 @@ void classify_job_free(ClassifyJob *j) {
 typedef struct {
     ClassifyJob *job;
     ClassifyResult *res;
-    PrefixEntry *prefix;
-    int prefix_fresh;   /* this job triggered the prefix computation */
+    const int *seq;     /* the whole prompt (job->all) */
+    int n_seq;
+    int reuse;          /* positions read, not computed (from the prefix cache
+                           or another job of the batch); own K/V starts here */
+    PrefixMatch match;  /* prefix cache blocks pinned for this run */
+    KVSegment *view;    /* K/V of positions [0, reuse) */
+    int n_view;
     KVCache *kv;
     FirstDecision first;
     int *gen;           /* generated tokens (max_decode_tokens) */
@@ -342,91 +366,71 @@ typedef struct {
     int draft;          /* still to feed the draft "unsafe" "\n" "S" */
 } RunSeq;
 
-static PrefixEntry *cache_find(Classifier *c, const TokenVec *ids) {
-    for (int i = 0; i < c->n_cache; i++) {
-        PrefixEntry *e = c->cache[i];
-        if (e->n == (int)ids->n && !memcmp(e->ids, ids->ids, ids->n * sizeof *ids->ids)) return e;
+/* Segments holding positions [0, len) of r's prompt (len <= n_seq): its
+ * view, then its own K/V, cut at len. out has room for n_view + 1. */
+static int clip_segments(const RunSeq *r, int len, KVSegment *out) {
+    int n = 0, have = 0;
+    for (int s = 0; s < r->n_view && have < len; s++) {
+        out[n] = r->view[s];
+        if (out[n].len > len - have) out[n].len = len - have;
+        have += out[n++].len;
     }
-    return NULL;
+    if (have < len) out[n++] = (KVSegment){r->kv->k, r->kv->v, len - have, r->kv->capacity};
+    return n;
 }
 
-static PrefixEntry *cache_add(Classifier *c, const TokenVec *ids) {
-    if (c->n_cache == c->cap_cache) {
-        int cap = c->cap_cache ? c->cap_cache * 2 : PREFIX_CACHE_MAX * 2;
-        PrefixEntry **nc = realloc(c->cache, (size_t)cap * sizeof *nc);
-        if (!nc) return NULL;
-        c->cache = nc;
-        c->cap_cache = cap;
-    }
-    PrefixEntry *e = calloc(1, sizeof *e);
-    if (!e || !(e->ids = malloc(ids->n * sizeof *e->ids))) {
-        free(e);
-        return NULL;
-    }
-    memcpy(e->ids, ids->ids, ids->n * sizeof *ids->ids);
-    e->n = (int)ids->n;
-    c->cache[c->n_cache++] = e;
-    return e;
+static int common_start(const int *a, const int *b, int n) {
+    int k = 0;
+    while (k < n && a[k] == b[k]) k++;
+    return k;
 }
 
-/* Drops entries whose K/V was never computed (a failed run), then the least
- * recently used ones down to PREFIX_CACHE_MAX. */
-static void cache_trim(Classifier *c) {
-    int w = 0;
-    for (int i = 0; i < c->n_cache; i++) {
-        if (c->cache[i]->kv) c->cache[w++] = c->cache[i];
-        else prefix_entry_free(c->cache[i]);
-    }
-    c->n_cache = w;
-    while (c->n_cache > PREFIX_CACHE_MAX) {
-        int old = 0;
-        for (int i = 1; i < c->n_cache; i++)
-            if (c->cache[i]->last_used < c->cache[old]->last_used) old = i;
-        prefix_entry_free(c->cache[old]);
-        c->cache[old] = c->cache[--c->n_cache];
-    }
-}
-
-/* Finds or creates every job's prefix entry and computes the missing ones in
- * one forward pass. On failure the new entries lose their K/V (cache_trim
- * then drops them), so no half-computed prefix is ever reused. */
-static int resolve_prefixes(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
-    SeqInput *in = calloc((size_t)n, sizeof *in);
-    PrefixEntry **fresh = calloc((size_t)n, sizeof *fresh);
-    int n_new = 0, rc = -1;
-    if (!in || !fresh) {
-        errmsg(err, errlen, "out of memory");
-        goto done;
-    }
-    c->clock++;
+/* Where each job's K/V comes from: the longest cached start of its prompt,
+ * or, if longer, the start it shares with an earlier job of the batch, read
+ * through that job's segments (its own positions are written in the same
+ * forward pass before any attention reads them, kvcache.h). The last prompt
+ * token is always computed: its logits decide. */
+static int plan_reuse(Classifier *c, RunSeq *rs, int n, int room, char *err, size_t errlen) {
     for (int i = 0; i < n; i++) {
-        PrefixEntry *e = cache_find(c, &rs[i].job->prefix);
-        if (!e) {
-            if (!(e = cache_add(c, &rs[i].job->prefix))) {
-                errmsg(err, errlen, "out of memory for a prefix cache entry");
-                goto done;
+        RunSeq *r = &rs[i];
+        int limit = r->n_seq - 1, from = -1;
+        if (prefix_cache_match(c->pc, r->seq, r->n_seq, limit, &r->match) < 0)
+            return errmsg(err, errlen, "out of memory for a prefix cache lookup");
+        r->reuse = r->match.n_tokens;
+        for (int j = 0; j < i; j++) {
+            int k = common_start(r->seq, rs[j].seq, limit < rs[j].n_seq ? limit : rs[j].n_seq);
+            if (k > r->reuse) {
+                r->reuse = k;
+                from = j;
             }
-            fresh[n_new] = e;
-            if (!(e->kv = kv_new(&c->model->cfg, e->n, NULL))) {
-                errmsg(err, errlen, "out of memory for a prefix K/V cache of %d tokens", e->n);
-                goto done;
-            }
-            in[n_new++] = (SeqInput){.tokens = e->ids, .n_tokens = e->n, .kv = e->kv};
-            rs[i].prefix_fresh = 1;
         }
-        e->last_used = c->clock;
-        rs[i].prefix = e;
+        int room_segs = from >= 0 ? rs[from].n_view + 1 : r->match.n_segs;
+        if (!(r->view = malloc(sizeof *r->view * (size_t)(room_segs > 0 ? room_segs : 1))))
+            return errmsg(err, errlen, "out of memory");
+        if (from >= 0) {
+            r->n_view = clip_segments(&rs[from], r->reuse, r->view);
+        } else {
+            if (r->match.n_segs) memcpy(r->view, r->match.segs, sizeof *r->view * (size_t)r->match.n_segs);
+            r->n_view = r->match.n_segs;
+        }
+        if (!(r->kv = kv_new_view(&c->model->cfg, r->n_seq - r->reuse + room, r->view, r->n_view)))
+            return errmsg(err, errlen, "out of memory for the K/V cache of job %d", i);
     }
-    rc = n_new ? transformer_forward(c->tf, in, n_new, err, errlen) : 0;
-done:
-    if (rc < 0)
-        for (int k = 0; fresh && k < n && fresh[k]; k++) {
-            kv_free(fresh[k]->kv);
-            fresh[k]->kv = NULL;
-        }
-    free(in);
-    free(fresh);
-    return rc;
+    return 0;
+}
+
+/* After a successful run: every prompt's whole blocks into the cache, pins
+ * released, then each job's policy preamble marked most recently used. */
+static void cache_prompts(Classifier *c, RunSeq *rs, int n) {
+    for (int i = 0; i < n; i++) {
+        KVSegment *segs = malloc(sizeof *segs * (size_t)(rs[i].n_view + 1));
+        if (!segs) break;   /* only a missed optimisation */
+        int ns = clip_segments(&rs[i], rs[i].n_seq, segs);
+        prefix_cache_insert(c->pc, rs[i].seq, rs[i].n_seq, segs, ns);
+        free(segs);
+    }
+    for (int i = 0; i < n; i++) prefix_cache_release(c->pc, &rs[i].match);
+    for (int i = 0; i < n; i++) prefix_cache_touch(c->pc, rs[i].seq, (int)rs[i].job->prefix.n);
 }
 
 /* ---- run: first position ------------------------------------------------------ */
@@ -522,24 +526,31 @@ static int first_pass(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        const TokenVec *own = &rs[i].job->own;
-        if (!(toks[i] = malloc((own->n + CAT_FORCED) * sizeof **toks))) {
+        size_t own = (size_t)(rs[i].n_seq - rs[i].reuse);
+        if (!(toks[i] = malloc((own + CAT_FORCED) * sizeof **toks))) {
             errmsg(err, errlen, "out of memory");
             goto done;
         }
-        memcpy(toks[i], own->ids, own->n * sizeof **toks);
-        memcpy(toks[i] + own->n, draft, sizeof draft);
-        in[i] = (SeqInput){.tokens = toks[i], .n_tokens = (int)own->n + (fold ? CAT_FORCED : 0),
+        memcpy(toks[i], rs[i].seq + rs[i].reuse, own * sizeof **toks);
+        memcpy(toks[i] + own, draft, sizeof draft);
+        in[i] = (SeqInput){.tokens = toks[i], .n_tokens = (int)own + (fold ? CAT_FORCED : 0),
                            .kv = rs[i].kv, .n_logits = rows, .logits = logits + (size_t)i * rows * V};
     }
     if (transformer_forward(c->tf, in, n, err, errlen) < 0) goto done;
     for (int i = 0; i < n; i++) {
         const float *r0 = logits + (size_t)i * rows * V;
         if (decide(c, &rs[i], r0, err, errlen) < 0) goto done;
+        if (c->opt.keep_logits) {
+            if (!(rs[i].res->logits = malloc(V * sizeof *logits))) {
+                errmsg(err, errlen, "out of memory");
+                goto done;
+            }
+            memcpy(rs[i].res->logits, r0, V * sizeof *logits);
+        }
         if (!fold) continue;
         if (category_scores(c, &rs[i], r0 + 2 * V, err, errlen) < 0) goto done;
         if (rs[i].draft) take_draft(c, &rs[i], r0 + V);
-        else kv_truncate(rs[i].kv, (int)rs[i].job->own.n);
+        else kv_truncate(rs[i].kv, rs[i].n_seq - rs[i].reuse);
         rs[i].draft = 0;
     }
     rc = 0;
@@ -636,8 +647,8 @@ static char *decode_text(const Classifier *c, const int *ids, int n) {
 static void fill_result(Classifier *c, RunSeq *r) {
     ClassifyResult *res = r->res;
     res->agent = r->job->agent;
-    res->prompt_tokens = (int)(r->job->prefix.n + r->job->own.n);
-    res->cached_tokens = r->prefix_fresh ? 0 : (int)r->job->prefix.n;
+    res->prompt_tokens = r->n_seq;
+    res->cached_tokens = r->reuse;
     if (r->first == FIRST_SAFE) {
         res->unsafe = 0;
         res->raw = strdup("safe");
@@ -668,6 +679,7 @@ void classify_result_free(ClassifyResult *r) {
     free(r->codes);
     free(r->names);
     free(r->category_scores);
+    free(r->logits);
     free(r->raw);
     memset(r, 0, sizeof *r);
 }
@@ -685,19 +697,15 @@ static int setup_seqs(Classifier *c, RunSeq *rs, ClassifyJob **jobs, int n, Clas
         /* scores switched on after the job was prepared */
         if (c->opt.category_scores && !jobs[i]->cat_tok && category_tokens(c, jobs[i], err, errlen) < 0)
             return -1;
+        rs[i].seq = jobs[i]->all.ids;
+        rs[i].n_seq = (int)jobs[i]->all.n;
         rs[i].gen = calloc((size_t)c->opt.max_decode_tokens, sizeof *rs[i].gen);
         if (!rs[i].gen) {
             errmsg(err, errlen, "out of memory");
             return -1;
         }
     }
-    if (resolve_prefixes(c, rs, n, err, errlen) < 0) return -1;
-    for (int i = 0; i < n; i++)
-        if (!(rs[i].kv = kv_new(&c->model->cfg, (int)jobs[i]->own.n + room, rs[i].prefix->kv))) {
-            errmsg(err, errlen, "out of memory for the K/V cache of job %d", i);
-            return -1;
-        }
-    return 0;
+    return plan_reuse(c, rs, n, room, err, errlen);
 }
 
 int classifier_run(Classifier *c, ClassifyJob **jobs, int n, ClassifyResult *results,
@@ -717,14 +725,16 @@ int classifier_run(Classifier *c, ClassifyJob **jobs, int n, ClassifyResult *res
     if (setup_seqs(c, rs, jobs, n, results, err, errlen) == 0 &&
         first_pass(c, rs, n, err, errlen) == 0 && decode(c, rs, n, err, errlen) == 0) {
         for (int i = 0; i < n; i++) fill_result(c, &rs[i]);
+        cache_prompts(c, rs, n);
         rc = 0;
     }
     for (int i = 0; i < n; i++) {
+        prefix_cache_release(c->pc, &rs[i].match);
         kv_free(rs[i].kv);
+        free(rs[i].view);
         free(rs[i].gen);
         if (rc < 0) classify_result_free(&results[i]);
     }
     free(rs);
-    cache_trim(c);
     return rc;
 }

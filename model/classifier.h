@@ -4,9 +4,11 @@
  * classifier_prepare() renders the exact Llama Guard prompt, tokenizes it (the
  * template's own special tokens as special, conversation text never) and
  * appends the forced first output token "\n\n" (271); classifier_run() runs
- * many prepared jobs as one batched forward pass. The prompt part before the
- * conversation depends only on (role word, category list): its K/V is computed
- * once per distinct prefix and shared. P(unsafe) is the softmax over the full
+ * many prepared jobs as one batched forward pass. K/V of computed prompts is
+ * kept in a prefix cache keyed by token content (prefix_cache.h, bounded by
+ * cache_max_bytes): a job prefills only what no earlier prompt computed, e.g.
+ * its policy preamble (role word + category list) is shared with every job
+ * with the same pair, and the next turn of a conversation reuses the history. P(unsafe) is the softmax over the full
  * vocabulary at token "unsafe" (39257); safe verdicts need no decoding, unsafe
  * ones decode their category list greedily, batched.
  *
@@ -34,7 +36,17 @@ typedef struct {
     PromptFormat prompt_format; /* AUTO: from model_dir/tokenizer_config.json
                                    (prompt_format_detect; an unknown template
                                    makes classifier_open fail) */
+    long long cache_max_bytes;  /* prefix cache budget kept between runs: 0: the
+                                   default (CLASSIFIER_CACHE_DEFAULT_BYTES); < 0:
+                                   nothing kept (a run still computes a prefix its
+                                   jobs share once) */
+    int cache_block_tokens;     /* positions per cache block; <= 0: 16 */
+    int cache_test_collide;     /* tests only: every cache block hashes alike */
+    int keep_logits;            /* fill ClassifyResult.logits */
 } ClassifierOptions;
+
+#define CLASSIFIER_CACHE_DEFAULT_BYTES ((size_t)1 << 30)
+#define CLASSIFIER_CACHE_BLOCK_TOKENS 16
 
 typedef enum { FORCE_ROLE_AUTO = 0, FORCE_ROLE_USER, FORCE_ROLE_AGENT } ForceRole;
 
@@ -58,8 +70,11 @@ typedef struct {
                                P(code | "unsafe\n" forced), see classifier.c */
     int n_category_scores;
     char *raw;              /* generated text after "\n\n", e.g. "unsafe\nS1,S10" */
-    int prompt_tokens;      /* whole prompt incl. prefix and forced 271 */
-    int cached_tokens;      /* prefix tokens served from the shared cache */
+    int prompt_tokens;      /* whole prompt incl. preamble and forced 271 */
+    int cached_tokens;      /* prompt positions whose K/V was reused, not computed:
+                               from the prefix cache, or computed once for another
+                               job of the same run that starts the same way */
+    float *logits;          /* with keep_logits: the vocab_size logits after "\n\n" */
     int decode_tokens;      /* tokens generated after "\n\n", <|eot_id|> excluded (0 for safe) */
 } ClassifyResult;
 
@@ -79,11 +94,23 @@ void classifier_set_category_scores(Classifier *c, int on);
 PromptFormat classifier_prompt_format(const Classifier *c);
 const char *classifier_prompt_format_note(const Classifier *c);
 const CategoryList *classifier_default_categories(const Classifier *c);
+/* New prefix cache budget (ClassifierOptions.cache_max_bytes semantics),
+ * applied at once (evicts down to it); between runs, like the threshold. */
+void classifier_set_cache_max_bytes(Classifier *c, long long max_bytes);
+
+typedef struct {
+    size_t bytes, max_bytes, peak_bytes; /* K/V blocks held, budget, highest held
+                                            since the budget was last set */
+    long blocks;
+    unsigned long long evictions;        /* blocks evicted since open */
+} ClassifierCacheStats;
+void classifier_cache_stats(const Classifier *c, ClassifierCacheStats *s);
 
 /* Renders and tokenizes. NULL with err set for an invalid conversation
  * (empty, roles not alternating from user, unknown excluded code, too long). */
 ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char *err, size_t errlen);
-int classify_job_new_tokens(const ClassifyJob *j);  /* tokens to prefill beyond the shared prefix */
+int classify_job_new_tokens(const ClassifyJob *j);  /* prompt tokens after the policy preamble: at most
+                                                       what a run prefills for it once the preamble is cached */
 /* The categories the job's prompt lists (after exclusion), in order: the
  * codes of ClassifyResult.category_scores. Valid until classify_job_free. */
 const CategoryList *classify_job_categories(const ClassifyJob *j);

@@ -6,7 +6,7 @@
  * stored precision): x·Wqkvᵀ, attn·Woᵀ (added into x), x·W13ᵀ (gate and up
  * side by side), silu(gate)*up·W2ᵀ (added into x). Only attention is per
  * sequence: each (sequence, head) pair is one OpenMP task reading that
- * sequence's KV chain (shared prefix + own cache, kvcache.h).
+ * sequence's KV segments (shared prefix, views, own cache: kvcache.h).
  *
  * Work skipped because nobody reads it: in the last layer only the rows whose
  * logits are wanted go through attention, Wo and the MLP (every row still
@@ -54,7 +54,7 @@ typedef struct {
     int pos0;         /* absolute position of the first new token */
     int lrow0;        /* first compacted logit row */
     int n_segs;
-    KVSegment segs[KV_MAX_DEPTH];
+    KVSegment *segs;  /* into the batch's segment array */
 } SeqPlan;
 
 Transformer *transformer_new(const Model *m, int threads) {
@@ -157,8 +157,8 @@ static int kv_in_use_elsewhere(const SeqInput *seqs, int n, int self, const KVCa
 }
 
 /* Checks every input, lays the batch out in plan; returns T or -1. */
-static int plan_batch(Transformer *t, SeqInput *seqs, int n, SeqPlan *plan, int *n_logit_rows,
-                      int *max_ctx, char *err, size_t errlen) {
+static int plan_batch(Transformer *t, SeqInput *seqs, int n, SeqPlan *plan, KVSegment *segs,
+                      int *n_logit_rows, int *max_ctx, char *err, size_t errlen) {
     long rows = 0, lrows = 0;
     *max_ctx = 0;
     for (int i = 0; i < n; i++) {
@@ -183,11 +183,13 @@ static int plan_batch(Transformer *t, SeqInput *seqs, int n, SeqPlan *plan, int 
             return errmsg(err, errlen, "sequence %d: its KV cache is also used by another sequence "
                         "of the batch", i);
         SeqPlan *p = &plan[i];
+        p->segs = segs;
         p->n_segs = kv_segments(kv, p->segs);
         if (p->n_segs < 0)
             return errmsg(err, errlen, "sequence %d: prefix KV cache changed length since this "
                         "cache was made", i);
         p->segs[p->n_segs - 1].len += s->n_tokens;   /* attention sees this batch's K/V */
+        segs += p->n_segs;
         p->row0 = (int)rows;
         p->n = s->n_tokens;
         p->pos0 = kv_len(kv);
@@ -325,15 +327,22 @@ static void final_logits(Transformer *t, SeqInput *seqs, int n, int L) {
 int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, size_t errlen) {
     if (!t || n_seqs < 0 || (n_seqs > 0 && !seqs)) return errmsg(err, errlen, "bad arguments");
     if (n_seqs == 0) return 0;
+    size_t n_segs = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        if (!seqs[i].kv) return errmsg(err, errlen, "sequence %d: no KV cache", i);
+        n_segs += (size_t)kv_n_segments(seqs[i].kv);
+    }
     SeqPlan *plan = malloc(sizeof *plan * (size_t)n_seqs);
     int *keep = malloc(sizeof(int) * 2 * (size_t)n_seqs);
-    if (!plan || !keep) {
+    KVSegment *segs = malloc(sizeof *segs * n_segs);
+    if (!plan || !keep || !segs) {
         free(plan);
         free(keep);
+        free(segs);
         return errmsg(err, errlen, "out of memory");
     }
     int L = 0, max_ctx = 0, rc = -1;
-    int T = plan_batch(t, seqs, n_seqs, plan, &L, &max_ctx, err, errlen);
+    int T = plan_batch(t, seqs, n_seqs, plan, segs, &L, &max_ctx, err, errlen);
     if (T < 0) goto out;
     if (T == 0) { rc = 0; goto out; }
     if (ensure_rows(t, T) || ensure_rope(t, max_ctx) ||
@@ -350,5 +359,6 @@ int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, s
 out:
     free(plan);
     free(keep);
+    free(segs);
     return rc;
 }

@@ -3,8 +3,10 @@
  * One call runs many sequences of different lengths: all their new tokens are
  * stacked into one [T, dim] activation matrix, so every weight matrix is one
  * GEMM with M = T rows. Attention is per sequence against its own KV cache,
- * which may sit on top of a shared, read-only prefix cache (the Llama Guard
- * instructions + category list, computed once and read by many sequences).
+ * which may sit on top of shared, read-only K/V: a prefix cache (kv_new) or
+ * view segments (kvcache.h: kv_new_view), e.g. blocks of the prompt prefix
+ * cache (prefix_cache.h) or positions another sequence of the same batch
+ * computes.
  * Matches Hugging Face LlamaForCausalLM numerics (f32).
  */
 #ifndef GUARDD_TRANSFORMER_H

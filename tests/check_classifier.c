@@ -264,7 +264,9 @@ START_TEST(batch_equals_alone) {
         }
         ck_assert_float_le(sum, 1.0f + 1e-4f); /* distinct tokens at one position */
         ck_assert_int_eq(alone.prompt_tokens, batch[i].prompt_tokens);
-        ck_assert_int_eq(alone.cached_tokens, alone.prompt_tokens - classify_job_new_tokens(jobs[i]));
+        /* the batch left this prompt in the prefix cache: all but its last block */
+        ck_assert_int_ge(alone.cached_tokens, alone.prompt_tokens - 16);
+        ck_assert_int_lt(alone.cached_tokens, alone.prompt_tokens);
         if (i < 2 && alone.unsafe) { /* greedy verdict token, then greedy codes */
             char *want = reference_decode(c, 0, &cv[i], 12);
             assert_raw_matches(alone.raw, want);
@@ -281,7 +283,8 @@ START_TEST(batch_equals_alone) {
 }
 END_TEST
 
-/* Cold run, cache hit and a fresh classifier agree; cached_tokens tells them apart. */
+/* Cold run, cache hit and a fresh classifier agree; cached_tokens tells them
+ * apart. (More prefix cache cases: check_prefix_reuse.c.) */
 START_TEST(prefix_cache_hit_equals_cold) {
     Classifier *c = open_clf(-1, 0, 0), *c2 = open_clf(-1, 0, 0);
     Conv cv[2];
@@ -292,38 +295,26 @@ START_TEST(prefix_cache_hit_equals_cold) {
     run_jobs(c, &j, 1, &hit);
     run_jobs(c2, &j2, 1, &fresh);
     ck_assert_int_eq(cold.cached_tokens, 0);
-    ck_assert_int_eq(hit.cached_tokens, cold.prompt_tokens - classify_job_new_tokens(j));
-    ck_assert_int_gt(hit.cached_tokens, 40);
+    /* everything but the last, partial block (16 positions) is reused */
+    ck_assert_int_ge(hit.cached_tokens, cold.prompt_tokens - 16);
+    ck_assert_int_lt(hit.cached_tokens, cold.prompt_tokens);
     ck_assert_float_eq_tol(cold.score, hit.score, 1e-5f);
     ck_assert_float_eq_tol(cold.score, fresh.score, 1e-5f);
     ck_assert_str_eq(cold.raw, hit.raw);
     classify_result_free(&cold); classify_result_free(&hit); classify_result_free(&fresh);
-    /* Two jobs sharing a new prefix in one batch: computed once. */
+    /* Two identical new jobs in one batch: computed once but for the last token. */
     ClassifyJob *pair[2] = {prep(c, &cv[0]), prep(c, &cv[0])};
     ClassifyResult pr[2];
     /* cv[0] uses the default list, never run in c before */
     run_jobs(c, pair, 2, pr);
-    ck_assert_int_eq(pr[0].cached_tokens, 0);
-    ck_assert_int_eq(pr[1].cached_tokens, pr[1].prompt_tokens - classify_job_new_tokens(pair[1]));
+    /* only the start the default list's preamble shares with cv[1]'s custom one */
+    ck_assert_int_lt(pr[0].cached_tokens, pr[0].prompt_tokens - classify_job_new_tokens(pair[0]));
+    ck_assert_int_eq(pr[1].cached_tokens, pr[1].prompt_tokens - 1);
     ck_assert_float_eq_tol(pr[0].score, pr[1].score, 1e-5f);
     classify_result_free(&pr[0]); classify_result_free(&pr[1]);
     classify_job_free(pair[0]); classify_job_free(pair[1]);
-    /* LRU: after 16 other prefixes the first one is evicted. */
-    for (int k = 0; k < 16; k++) {
-        Conv x = {0};
-        conversation_add(&x.conv, ROLE_USER, "x");
-        char code[8];
-        snprintf(code, sizeof code, "Z%d", k);
-        categories_add(&x.cats, code, "Filler.");
-        x.custom = 1;
-        ClassifyJob *xj = prep(c, &x);
-        ClassifyResult xr;
-        run_jobs(c, &xj, 1, &xr);
-        ck_assert_int_eq(xr.cached_tokens, 0);
-        classify_result_free(&xr);
-        classify_job_free(xj);
-        free_convs(&x, 1);
-    }
+    /* a budget of zero keeps nothing: the same job is cold again */
+    classifier_set_cache_max_bytes(c, -1);
     run_jobs(c, &j, 1, &hit);
     ck_assert_int_eq(hit.cached_tokens, 0);
     ck_assert_float_eq_tol(cold.score, hit.score, 1e-5f);
