@@ -1,8 +1,10 @@
 /* batcher.c - guardd's inference thread: micro-batches from the queue, one
  * classifier_run per batch, one verdict record per event.
  *
- * The batch limits, the threshold and category_scores come from the current
- * policy, read before each batch, so a reload applies from the next batch on. Items whose
+ * The batch limits, the threshold, category_scores and the prefix cache
+ * budget come from the current policy, read before each batch, so a reload
+ * applies from the next batch on (a smaller budget evicts at once; cached K/V
+ * never depends on the policy: a new category list just makes new prompts). Items whose
  * partition was revoked while they waited are dropped unprocessed (the new
  * owner re-reads them). If the engine fails on a batch, its events go to the
  * DLQ with reason "inference_error": never dropped, never allowed.
@@ -48,9 +50,7 @@ static void record_result(const ClassifyResult *r) {
     metrics_tokens(r->prompt_tokens - r->cached_tokens, r->cached_tokens, r->decode_tokens);
 }
 
-static void run_batch(Pipeline *p, Item **items, int n, const Policy *pol) {
-    double t0 = queue_now();
-    for (int i = 0; i < n; i++) metrics_queue_wait(t0 - items[i]->node.enqueued);
+static void apply_policy(Pipeline *p, const Policy *pol) {
     if (pol->threshold != p->applied_threshold) {
         classifier_set_threshold(p->clf, pol->threshold);
         p->applied_threshold = pol->threshold;
@@ -59,6 +59,16 @@ static void run_batch(Pipeline *p, Item **items, int n, const Policy *pol) {
         classifier_set_category_scores(p->clf, pol->category_scores);
         p->applied_scores = pol->category_scores;
     }
+    if (pol->cache_max_bytes != p->applied_cache_bytes) {
+        classifier_set_cache_max_bytes(p->clf, pol->cache_max_bytes > 0 ? pol->cache_max_bytes : -1);
+        p->applied_cache_bytes = pol->cache_max_bytes;
+    }
+}
+
+static void run_batch(Pipeline *p, Item **items, int n, const Policy *pol) {
+    double t0 = queue_now();
+    for (int i = 0; i < n; i++) metrics_queue_wait(t0 - items[i]->node.enqueued);
+    apply_policy(p, pol);
     ClassifyJob **jobs = malloc((size_t)n * sizeof *jobs);
     ClassifyResult *res = calloc((size_t)n, sizeof *res);
     char err[512] = "out of memory";
@@ -68,6 +78,9 @@ static void run_batch(Pipeline *p, Item **items, int n, const Policy *pol) {
         rc = classifier_run(p->clf, jobs, n, res, err, sizeof err);
     }
     double t1 = queue_now();
+    ClassifierCacheStats cs;
+    classifier_cache_stats(p->clf, &cs);
+    metrics_prefix_cache(cs.bytes, cs.evictions);
     if (rc < 0) {
         engine_failed(p, items, n, err);
     } else {

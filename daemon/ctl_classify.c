@@ -4,12 +4,15 @@
  *   guardctl classify --model DIR [--tokenizer FILE] [--threshold X]
  *       [--categories FILE] [--exclude S6,S7] [--role auto|user|agent]
  *       [--json] [--category-scores] [--max-decode N] [--threads N]
- *       [--blis-arch NAME] [--precision auto|bf16|int8|f32] [--batch N] [--stats] [TEXT]
+ *       [--blis-arch NAME] [--precision auto|bf16|int8|f32] [--batch N] [--cache-bytes N]
+ *       [--stats] [TEXT]
  *
  * TEXT is one user message. Without TEXT, stdin holds conversation objects
  * (model/json_conv.h), one per line; all of them run as ONE batch (or, with
  * --batch N, as consecutive batches of at most N in one process, the prefix
- * cache staying warm across them as in the daemon) and the output has one
+ * cache staying warm across them as in the daemon; --cache-bytes sets its
+ * budget like the daemon's cache.max_bytes, default 1 GiB, 0 = nothing kept
+ * between batches) and the output has one
  * line per input line, in order. Everything is validated before the model is
  * loaded, so bad input fails fast.
  *
@@ -54,7 +57,8 @@ typedef struct {
 static int usage(const char *msg, const char *arg) {
     fprintf(stderr, "guardctl classify: %s%s%s (usage: guardctl classify --model DIR [--tokenizer FILE] "
             "[--threshold X] [--categories FILE] [--exclude S6,S7] [--role auto|user|agent] [--json] "
-            "[--category-scores] [--max-decode N] [--threads N] [--blis-arch NAME] [--precision auto|bf16|int8|f32] [--batch N] [--stats] [TEXT])\n",
+            "[--category-scores] [--max-decode N] [--threads N] [--blis-arch NAME] [--precision auto|bf16|int8|f32] "
+            "[--batch N] [--cache-bytes N] [--stats] [TEXT])\n",
             msg, arg ? ": " : "", arg ? arg : "");
     return 2;
 }
@@ -87,6 +91,10 @@ static int parse_valued(Args *a, const char *o, const char *v) {
         if (parse_number(v, 1, MAX_CONVERSATIONS, &x) < 0 || x != (int)x)
             return usage("--batch must be 1..4096", v);
         a->batch = (int)x;
+    } else if (!strcmp(o, "--cache-bytes")) {
+        if (parse_number(v, 0, 1125899906842624.0, &x) < 0 || x != (long long)x)
+            return usage("--cache-bytes must be a whole number of bytes, 0..2^50", v);
+        a->opt.cache_max_bytes = x > 0 ? (long long)x : -1;
     } else if (!strcmp(o, "--threads")) {
         if (parse_number(v, 0, 1024, &x) < 0 || x != (int)x) return usage("--threads must be 0..1024", v);
         a->opt.threads = (int)x;

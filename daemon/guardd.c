@@ -45,6 +45,7 @@ static Classifier *open_model(const Settings *s) {
         .threads = s->threads, .blis_arch = s->blis_arch, .threshold = s->threshold,
         .max_decode_tokens = 16, .category_scores = s->category_scores,
         .max_prompt_tokens = s->max_prompt_tokens,
+        .cache_max_bytes = s->cache_max_bytes > 0 ? s->cache_max_bytes : -1,
     };
     char err[512], q[600];
     notify_status("loading model %s", s->model_path);

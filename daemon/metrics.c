@@ -171,6 +171,7 @@ static int lag_overflow; /* last report had more pairs than fit: last entry is "
 static _Atomic unsigned long long verdicts[2];   /* safe, unsafe */
 static _Atomic unsigned long long tokens[3];     /* prefill, cached_prefix, decode */
 static _Atomic long long queue_depth, paused_partitions;
+static _Atomic unsigned long long cache_bytes, cache_evictions;
 static _Atomic int model_loaded, group_joined, outputs_failing;
 
 static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -196,6 +197,11 @@ void metrics_tokens(long prefill, long cached_prefix, long decode) {
     if (prefill > 0) atomic_fetch_add(&tokens[0], (unsigned long long)prefill);
     if (cached_prefix > 0) atomic_fetch_add(&tokens[1], (unsigned long long)cached_prefix);
     if (decode > 0) atomic_fetch_add(&tokens[2], (unsigned long long)decode);
+}
+
+void metrics_prefix_cache(unsigned long long bytes, unsigned long long evictions) {
+    atomic_store(&cache_bytes, bytes);
+    atomic_store(&cache_evictions, evictions);
 }
 
 void metrics_batch(int size, double inference_seconds) {
@@ -434,6 +440,14 @@ char *metrics_render(void) {
     static const char *kinds[3] = {"prefill", "cached_prefix", "decode"};
     for (int i = 0; i < 3; i++)
         buf_printf(&b, "guardd_tokens_total{kind=\"%s\"} %llu\n", kinds[i], atomic_load(&tokens[i]));
+    head(&b, "guardd_prefix_cache_tokens_total", "Prompt tokens by prefix cache result: hit (K/V reused, "
+         "from the cache or computed once for the batch), miss (prefilled).", "counter");
+    buf_printf(&b, "guardd_prefix_cache_tokens_total{result=\"hit\"} %llu\n", atomic_load(&tokens[1]));
+    buf_printf(&b, "guardd_prefix_cache_tokens_total{result=\"miss\"} %llu\n", atomic_load(&tokens[0]));
+    render_scalar(&b, "guardd_prefix_cache_bytes", "Memory held by the prefix cache's K/V blocks "
+                  "(at most cache.max_bytes).", "gauge", (double)atomic_load(&cache_bytes));
+    render_scalar(&b, "guardd_prefix_cache_evictions_total", "Prefix cache blocks evicted to stay "
+                  "within cache.max_bytes.", "counter", (double)atomic_load(&cache_evictions));
     render_labeled(&b, &c_kafka_err);
     render_hist(&b, &h_batch);
     render_hist(&b, &h_infer);

@@ -31,6 +31,9 @@ void metrics_verdict(int unsafe);
 void metrics_category(const char *code);
 void metrics_dlq(const char *reason);
 void metrics_tokens(long prefill, long cached_prefix, long decode);
+/* The prefix cache's state after a batch: bytes held, evictions since start
+ * (its token hits/misses are the cached_prefix/prefill counts above). */
+void metrics_prefix_cache(unsigned long long bytes, unsigned long long evictions);
 void metrics_kafka_error(const char *kind);
 void metrics_batch(int size, double inference_seconds);
 void metrics_end_to_end(double seconds);

@@ -33,6 +33,7 @@ static Policy *policy_new(const Settings *s) {
     pol->max_events = s->batch_max_events > 0 ? s->batch_max_events : 1;
     pol->max_tokens = s->batch_max_tokens;
     pol->max_wait_ms = s->batch_max_wait_ms;
+    pol->cache_max_bytes = s->cache_max_bytes;
     return pol;
 }
 
@@ -249,6 +250,7 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
     p->clf = clf;
     p->applied_threshold = -2.0f;   /* forces the first batch to apply it */
     p->applied_scores = -1;
+    p->applied_cache_bytes = -2;    /* likewise */
     pthread_mutex_init(&p->policy_mu, NULL);
     pthread_mutex_init(&p->retry_mu, NULL);
     pthread_mutex_init(&p->health_mu, NULL);

@@ -21,6 +21,7 @@ typedef struct Policy {
     float threshold;
     int category_scores;
     int max_events, max_tokens, max_wait_ms;
+    long long cache_max_bytes;  /* 0: prefix cache off */
 } Policy;
 
 /* One decoded, tokenized input record on its way to the engine. */
@@ -78,6 +79,7 @@ struct Pipeline {
     Policy *policy;
     float applied_threshold;    /* inference thread only */
     int applied_scores;         /* inference thread only; -1 = not yet */
+    long long applied_cache_bytes; /* inference thread only */
 
     pthread_mutex_t retry_mu;
     Outbound *retry_head;

@@ -91,6 +91,7 @@ void settings_defaults(Settings *s) {
     s->max_messages = 64;
     s->max_message_bytes = 256u << 10;
     s->max_prompt_tokens = 4096;
+    s->cache_max_bytes = 1LL << 30;
     s->metrics_listen = xstrdup("127.0.0.1:9464");
     s->log_level = LOG_INFO;
     s->shutdown_timeout_ms = 10000;
@@ -732,6 +733,17 @@ static int read_batch(Ctx *c, const config_t *cfg, Settings *s) {
     return 0;
 }
 
+static int read_cache(Ctx *c, const config_t *cfg, Settings *s) {
+    static const char *const known[] = {"max_bytes", NULL};
+    const config_setting_t *g;
+    if (section(c, cfg, "cache", known, &g) < 0) return -1;
+    if (!g) return 0;
+    long long v = s->cache_max_bytes;
+    if (get_ll(c, g, "max_bytes", 0, 1LL << 50, &v, NULL) < 0) return -1;
+    s->cache_max_bytes = v;
+    return 0;
+}
+
 static int read_limits(Ctx *c, const config_t *cfg, Settings *s) {
     static const char *const known[] = {"max_event_bytes", "max_messages", "max_message_bytes",
                                         "max_prompt_tokens", NULL};
@@ -816,7 +828,7 @@ static int parse_file(Ctx *c, config_t *cfg) {
 }
 
 int settings_load(const char *path, Settings *s, char *err, size_t errlen) {
-    static const char *const top[] = {"kafka", "model", "policy", "batch", "limits", "metrics",
+    static const char *const top[] = {"kafka", "model", "policy", "batch", "cache", "limits", "metrics",
                                       "log", "shutdown_timeout_ms", "watchdog", NULL};
     Ctx c = {path, err, errlen};
     config_t cfg;
@@ -829,6 +841,7 @@ int settings_load(const char *path, Settings *s, char *err, size_t errlen) {
     if (rc == 0) rc = read_model(&c, &cfg, s);
     if (rc == 0) rc = read_policy(&c, &cfg, s);
     if (rc == 0) rc = read_batch(&c, &cfg, s);
+    if (rc == 0) rc = read_cache(&c, &cfg, s);
     if (rc == 0) rc = read_limits(&c, &cfg, s);
     if (rc == 0) rc = read_ops(&c, &cfg, s);
     if (rc == 0) rc = check_cross(&c, &cfg, s);
@@ -887,6 +900,7 @@ void settings_dump(const Settings *s, FILE *f) {
     fprintf(f, "policy.category_scores = %s\n", s->category_scores ? "true" : "false");
     fprintf(f, "batch.max_events = %d\nbatch.max_tokens = %d\nbatch.max_wait_ms = %d\nbatch.queue_capacity = %d\n",
             s->batch_max_events, s->batch_max_tokens, s->batch_max_wait_ms, s->queue_capacity);
+    fprintf(f, "cache.max_bytes = %lld%s\n", s->cache_max_bytes, s->cache_max_bytes ? "" : " (off)");
     fprintf(f, "limits.max_event_bytes = %zu\nlimits.max_messages = %d\nlimits.max_message_bytes = %zu\n"
                "limits.max_prompt_tokens = %d\n",
             s->max_event_bytes, s->max_messages, s->max_message_bytes, s->max_prompt_tokens);

@@ -46,6 +46,9 @@ typedef struct {
     int batch_max_wait_ms;
     int queue_capacity;         /* events between consumer and inference */
 
+    /* prefix cache (reloadable): budget for K/V of computed prompts; 0: none kept */
+    long long cache_max_bytes;
+
     /* limits on input (DLQ beyond) */
     size_t max_event_bytes;
     int max_messages;

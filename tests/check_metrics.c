@@ -43,6 +43,7 @@ START_TEST(counters_render_with_help_and_type) {
     metrics_dlq("bad_msgpack");
     metrics_tokens(100, 150, 7);
     metrics_tokens(-5, 0, 0);               /* ignored: counters never go down */
+    metrics_prefix_cache(1 << 20, 3);
     metrics_kafka_error("_TRANSPORT");
     char *t = metrics_render();
     ck_assert_ptr_nonnull(t);
@@ -59,6 +60,12 @@ START_TEST(counters_render_with_help_and_type) {
     has_line(t, "guardd_tokens_total{kind=\"prefill\"} 100");
     has_line(t, "guardd_tokens_total{kind=\"cached_prefix\"} 150");
     has_line(t, "guardd_tokens_total{kind=\"decode\"} 7");
+    has_line(t, "guardd_prefix_cache_tokens_total{result=\"hit\"} 150");
+    has_line(t, "guardd_prefix_cache_tokens_total{result=\"miss\"} 100");
+    has_line(t, "# TYPE guardd_prefix_cache_bytes gauge");
+    has_line(t, "guardd_prefix_cache_bytes 1048576");
+    has_line(t, "# TYPE guardd_prefix_cache_evictions_total counter");
+    has_line(t, "guardd_prefix_cache_evictions_total 3");
     has_line(t, "guardd_kafka_errors_total{kind=\"_TRANSPORT\"} 1");
     has_line(t, "# TYPE guardd_model_info gauge");
     has_line(t, "guardd_model_info{name=\"llama-guard-3-1b\",revision=\"abc123\"} 1");

@@ -98,6 +98,7 @@ START_TEST(shipped_config_loads_with_documented_defaults) {
     ck_assert_int_eq(s.batch_max_tokens, 4096);
     ck_assert_int_eq(s.batch_max_wait_ms, 50);
     ck_assert_int_eq(s.queue_capacity, 256);
+    ck_assert(s.cache_max_bytes == 1LL << 30);
     ck_assert_uint_eq(s.max_event_bytes, 1048576);
     ck_assert_int_eq(s.max_messages, 64);
     ck_assert_uint_eq(s.max_message_bytes, 262144);
@@ -138,6 +139,7 @@ START_TEST(full_config_values_are_read) {
         "policy = { categories = { S1 = \"One.\"; X_2 = \"Two.\"; }; exclude = [\"X_2\"];\n"
         "  threshold = 0.25; category_scores = true; };\n"
         "batch = { max_events = 8; max_tokens = 2048; max_wait_ms = 0; queue_capacity = 8; };\n"
+        "cache = { max_bytes = 0; };\n"
         "limits = { max_event_bytes = 2097152L; max_messages = 4; max_message_bytes = 1000;\n"
         "  max_prompt_tokens = 1024; };\n"
         "metrics = { listen = \"[::1]:0\"; };\nlog = { level = \"debug\"; };\n"
@@ -158,6 +160,7 @@ START_TEST(full_config_values_are_read) {
     ck_assert(s.threshold > 0.24f && s.threshold < 0.26f);
     ck_assert_int_eq(s.category_scores, 1);
     ck_assert_int_eq(s.batch_max_wait_ms, 0);
+    ck_assert(s.cache_max_bytes == 0);
     ck_assert_uint_eq(s.max_event_bytes, 2097152);
     ck_assert_int_eq(s.max_prompt_tokens, 1024);
     ck_assert_str_eq(s.metrics_listen, "[::1]:0");
@@ -194,6 +197,9 @@ START_TEST(error_out_of_range) {
     expect_error("batch = {\n max_events = 0;\n};\n", 2, "batch.max_events", "out of range");
     expect_error("\n\npolicy = { threshold = 1.5; };\n", 3, "policy.threshold", "out of range");
     expect_error("policy = { threshold = -2; };\n", 1, "policy.threshold", "out of range");
+    expect_error("cache = { max_bytes = -1; };\n", 1, "cache.max_bytes", "out of range");
+    expect_error("cache = { max_bytes = \"1G\"; };\n", 1, "cache.max_bytes", "integer");
+    expect_error("cache = { max_size = 5; };\n", 1, "cache.max_size", "unknown setting");
     expect_error("limits = {\n max_event_bytes = 10;\n};\n", 2, "limits.max_event_bytes", "out of range");
     expect_error("metrics = {\n listen = \"localhost\";\n};\n", 2, "metrics.listen", "HOST:PORT");
     expect_error("metrics = {\n listen = \"0.0.0.0:70000\";\n};\n", 2, "metrics.listen", "HOST:PORT");

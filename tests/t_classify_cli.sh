@@ -120,6 +120,19 @@ assert b1[0]["tokens"]["cached"] == 0 and b1[3]["tokens"]["cached"] > 100, [x["t
 PY
 expect_error "bad --batch" 2 "--batch must be" $G classify --model "$M" --batch 0 hi
 
+# --cache-bytes 0: nothing kept between batches, same verdicts
+$C --json --batch 1 --cache-bytes 0 <"$tmp/three" >"$tmp/b0.jsonl" || fail "--cache-bytes 0 run failed"
+python3 - "$tmp/b0.jsonl" "$tmp/b4.jsonl" <<'PY' || fail "--cache-bytes 0 differs from one batch or reused K/V"
+import json, sys
+b0 = [json.loads(l) for l in open(sys.argv[1])]
+b4 = [json.loads(l) for l in open(sys.argv[2])]
+assert len(b0) == len(b4) == 4, (len(b0), len(b4))
+for x, y in zip(b0, b4):
+    assert x["verdict"] == y["verdict"] and abs(x["score"] - y["score"]) <= 1e-5, (x, y)
+    assert x["tokens"]["cached"] == 0, x["tokens"]
+PY
+expect_error "bad --cache-bytes" 2 "--cache-bytes must be" $G classify --model "$M" --cache-bytes -5 hi
+
 # --threshold 0: every verdict unsafe, decoded after a forced "unsafe"
 $C --threshold 0 --json <"$tmp/three" >"$tmp/t0.jsonl" || fail "threshold 0 run failed"
 python3 - "$tmp/t0.jsonl" <<'PY' || fail "threshold 0 checks"
