@@ -3,7 +3,8 @@
  * ($GUARDD_TOKENIZER); exits 77 if either is missing.
  *
  * Every case compares the logits after "\n\n" with a full recompute of the
- * whole prompt (fresh K/V, no sharing) to 1e-5 of their range, and checks
+ * whole prompt (fresh K/V, no sharing, same weights and precision) to 1e-5
+ * of their range (turn by turn: f32, bf16 and int8 weights), and checks
  * cached_tokens so a cache that silently stopped reusing would fail too:
  * turn-by-turn conversations, a prefix shared inside one batch, sequences
  * diverging inside a block, eviction under a small budget while batches
@@ -22,8 +23,8 @@
 enum { NN = 271 };
 static const char *model_dir, *tok_path;
 
-static Classifier *open_clf(int block, long long budget, int collide) {
-    ClassifierOptions o = {.model_dir = model_dir, .tokenizer_path = tok_path, .threads = 2,
+static Classifier *open_prec(int block, long long budget, int collide, Precision prec) {
+    ClassifierOptions o = {.model_dir = model_dir, .tokenizer_path = tok_path, .threads = 2, .precision = prec,
                            .threshold = 2.0f, .max_decode_tokens = 8, .keep_logits = 1,
                            .cache_block_tokens = block, .cache_max_bytes = budget,
                            .cache_test_collide = collide};
@@ -31,6 +32,10 @@ static Classifier *open_clf(int block, long long budget, int collide) {
     Classifier *c = classifier_open(&o, err, sizeof err);
     ck_assert_msg(c != NULL, "%s", err);
     return c;
+}
+
+static Classifier *open_clf(int block, long long budget, int collide) {
+    return open_prec(block, budget, collide, PREC_AUTO);
 }
 
 /* Message k of conversation id: 20-60 words, deterministic. */
@@ -139,8 +144,8 @@ static int common_start(const TokenVec *a, const TokenVec *b) {
 /* Every turn of two interleaved conversations, one event per run: from
  * turn 3 on, an event reuses its conversation's turn before last (same role
  * word) up to where that prompt's closing instructions began. */
-static void turn_by_turn(int block, int collide) {
-    Classifier *c = open_clf(block, 0, collide);
+static void turn_by_turn(int block, int collide, Precision prec) {
+    Classifier *c = open_prec(block, 0, collide, prec);
     enum { TURNS = 7 };
     Ev ev[2][TURNS];
     for (int t = 0; t < TURNS; t++)
@@ -163,13 +168,16 @@ static void turn_by_turn(int block, int collide) {
     classifier_close(c);
 }
 
+/* Every weight precision (the reference runs at the same one). */
 START_TEST(turn_by_turn_conversations) {
-    turn_by_turn(16, 0);
-    turn_by_turn(7, 0);
+    turn_by_turn(16, 0, PREC_F32);
+    turn_by_turn(16, 0, PREC_BF16);
+    turn_by_turn(16, 0, PREC_INT8);
+    turn_by_turn(7, 0, PREC_AUTO);
 }
 END_TEST
 
-START_TEST(forced_hash_collisions) { turn_by_turn(16, 1); }
+START_TEST(forced_hash_collisions) { turn_by_turn(16, 1, PREC_AUTO); }
 END_TEST
 
 /* One batch, cold cache: five events share a history of six messages and
