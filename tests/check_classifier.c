@@ -615,10 +615,12 @@ START_TEST(classifies_with_the_8b_prompt) {
                       "job %d: score %g, uncached reference %g", i, r[i].score, want);
         tokvec_free(&exp);
     }
-    /* a second run serves the 8B prefix (starting with 220) from the cache */
+    /* a second run serves the 8B prefix (starting with 220) from the cache,
+     * and the rest of the same prompt but its last, partial block */
     ck_assert_msg(classifier_run(c, jobs, 1, &again, err, sizeof err) == 0, "%s", err);
-    ck_assert_int_eq(again.cached_tokens, r[0].prompt_tokens - classify_job_new_tokens(jobs[0]));
-    ck_assert_int_eq(again.cached_tokens, 144); /* 1B: 136, + the S14 line */
+    ck_assert_int_eq(r[0].prompt_tokens - classify_job_new_tokens(jobs[0]), 144); /* 1B: 136, + the S14 line */
+    ck_assert_int_ge(again.cached_tokens, 144);
+    ck_assert_int_ge(again.cached_tokens, again.prompt_tokens - 16);
     ck_assert_float_eq_tol(again.score, r[0].score, 1e-5f);
     /* S14 can be excluded with the 8B list */
     const char *ex[] = {"S14"};
