@@ -9,7 +9,9 @@
  * use), prints exactly one line "bootstrap=HOST:PORT,..." on stdout (flushed)
  * and writes the same line to F atomically (temp file + rename, so a waiting
  * script never reads half a line). Serves until SIGTERM or SIGINT, then stops
- * cleanly and exits 0. Everything is in memory.
+ * cleanly and exits 0. Everything is in memory. For outage tests, SIGUSR1
+ * sets every broker down (connections closed and refused, data kept) and
+ * SIGUSR2 sets them up again.
  *
  * SIGTERM/SIGINT are blocked before the cluster starts so librdkafka's threads
  * inherit the mask and the signal is taken by sigwait() in the main thread.
@@ -27,7 +29,8 @@ static void broker_usage(FILE *f) {
     fprintf(f, "usage: guardctl broker [--brokers N] [--topics a,b,...] [--partitions P]\n"
                "                       [--bootstrap-file F]\n"
                "Runs an in-memory mock Kafka cluster until SIGTERM/SIGINT; prints\n"
-               "'bootstrap=HOST:PORT,...' on stdout (and into F).\n");
+               "'bootstrap=HOST:PORT,...' on stdout (and into F).\n"
+               "SIGUSR1 sets every broker down, SIGUSR2 up again (outage tests).\n");
 }
 
 static int parse_int(const char *s, int lo, int hi, int *out) {
@@ -92,6 +95,8 @@ int ctl_broker(int argc, char **argv) {
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     char err[256];
@@ -110,7 +115,12 @@ int ctl_broker(int argc, char **argv) {
     free(line);
 
     int sig = 0;
-    sigwait(&set, &sig);
+    while (sigwait(&set, &sig) == 0 && (sig == SIGUSR1 || sig == SIGUSR2)) {
+        for (int id = 1; id <= brokers; id++)
+            if (sig == SIGUSR1) mockbroker_broker_down(mb, id);
+            else mockbroker_broker_up(mb, id);
+        fprintf(stderr, "guardctl broker: all %d brokers %s\n", brokers, sig == SIGUSR1 ? "down" : "up");
+    }
     fprintf(stderr, "guardctl broker: %s, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
     mockbroker_stop(mb);
     return 0;

@@ -37,28 +37,11 @@ logs=$BUILD/test-logs/t_daemon_e2e.d
 rm -rf "$logs"
 mkdir -p "$logs"
 tmp=$(mktemp -d /tmp/t_daemon_e2e.XXXXXX)
-pids=""
-cleanup() {
-    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
-step() { echo "== $(date +%T) $*"; }
+. tests/e2e/lib.sh
 
 # ---- broker -----------------------------------------------------------------
 step "broker"
-"$C" broker --brokers 3 --partitions 4 \
-    --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
-    --bootstrap-file "$tmp/bootstrap" >"$logs/broker.log" 2>&1 &
-pids="$pids $!"
-i=0
-while [ ! -s "$tmp/bootstrap" ]; do
-    i=$((i + 1)); [ $i -lt 100 ] || fail "broker did not start"; sleep 0.1
-done
-B=$(sed 's/^bootstrap=//' "$tmp/bootstrap")
-echo "bootstrap $B"
+start_broker conversations,verdicts.allow,verdicts.deny,conversations.dlq
 
 cat >"$tmp/guardd.conf" <<EOF
 kafka = {
@@ -86,33 +69,6 @@ rc=0; "$G" --config "$tmp/bad.conf" 2>/dev/null || rc=$?
 rc=0; "$G" --bogus 2>/dev/null || rc=$?
 [ $rc -eq 2 ] || fail "unknown option: exit $rc, want 2"
 
-# ---- helpers ------------------------------------------------------------------
-n_guardd=0
-LAST_PID=
-start_guardd() { # name -> LAST_PID
-    "$G" --config "$tmp/guardd.conf" >"$logs/$1.log" 2>&1 &
-    LAST_PID=$!
-    pids="$pids $LAST_PID"
-}
-wait_log() { # file pattern seconds
-    i=0
-    while ! grep -q "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -lt $(($3 * 10)) ] || fail "no '$2' in $1 after $3 s"; sleep 0.1
-    done
-}
-count_log() { grep -c "$2" "$1" 2>/dev/null || true; }
-send_keys() { # dir prefix: one guardctl send per key file (in order), traceparent header
-    for f in "$1/$2"-k*.jsonl; do
-        k=$(basename "$f" .jsonl)
-        "$C" send --brokers "$B" --topic conversations --key "$k" \
-            --header "traceparent=00-$k-01" <"$f" >/dev/null 2>>"$logs/send.log" \
-            || fail "guardctl send $k"
-    done
-}
-check() { # args for check_outputs.py
-    "$PY" tests/e2e/check_outputs.py --guardctl "$C" --brokers "$B" "$@"
-}
-
 # ---- A: 1,000 mixed events -------------------------------------------------------
 step "A: 1000 mixed events"
 start_guardd g1; G1=$LAST_PID
@@ -125,7 +81,7 @@ for j in $(seq 1 24); do    # 24 records that are not msgpack at all
 done
 check --expect-inputs 1000 --timeout 120 --full --header traceparent --category-scores \
     || fail "A: outputs"
-port=$(sed -n 's/.*event=metrics_listening port=\([0-9]*\).*/\1/p' "$logs/g1.log")
+port=$(metrics_port "$logs/g1.log")
 "$PY" tests/e2e/scrape.py "$port" 1000 129 || fail "A: metrics"
 
 # ---- B: kill -9 mid-stream, three times ---------------------------------------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """gen_events.py - writes the mixed input of guardd's end-to-end test.
 
-  gen_events.py OUTDIR PREFIX N_KEYS PER_KEY [--valid-only]
+  gen_events.py OUTDIR PREFIX N_KEYS PER_KEY [--valid-only] [--pad N]
 
 For each key k (PREFIX-k0 .. ) writes OUTDIR/PREFIX-kK.jsonl: PER_KEY conversation
 events as JSON lines (guardctl send encodes them to msgpack faithfully, without
@@ -9,7 +9,9 @@ validation). Unless --valid-only, about 1 in 12 violates the schema (id starts
 with "bad-") and 1 in 40 is over the test's size limits (id "big-"); the rest are
 valid (id "ok-"), alternating user-only and user+assistant conversations, some
 with custom categories, excluded codes and metadata. Malformed msgpack is not
-written here: the test sends raw bytes with guardctl send --raw.
+written here: the test sends raw bytes with guardctl send --raw. --pad N makes
+every valid event's first message N x " lorem ipsum dolor sit amet" longer
+(about 6 tokens each), for tests that need the engine to be the bottleneck.
 """
 import json
 import os
@@ -36,8 +38,8 @@ BAD = [
 ]
 
 
-def valid(i, key):
-    text = TEXTS[i % len(TEXTS)]
+def valid(i, key, pad=0):
+    text = TEXTS[i % len(TEXTS)] + " lorem ipsum dolor sit amet" * pad
     ev = {"id": f"ok-{key}-{i}", "messages": [{"role": "user", "content": f"{text} ({i})"}]}
     if i % 3 == 1:
         ev["messages"].append({"role": "assistant", "content": [{"type": "text", "text": "Sure."}]})
@@ -53,6 +55,7 @@ def valid(i, key):
 def main():
     outdir, prefix, n_keys, per_key = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     valid_only = "--valid-only" in sys.argv[5:]
+    pad = int(sys.argv[sys.argv.index("--pad") + 1]) if "--pad" in sys.argv[5:] else 0
     os.makedirs(outdir, exist_ok=True)
     n = 0
     for k in range(n_keys):
@@ -66,7 +69,7 @@ def main():
                     ev = {"id": f"big-{key}-{i}",
                           "messages": [{"role": "user", "content": "x" * 6000}]}
                 else:
-                    ev = valid(i, key)
+                    ev = valid(i, key, pad)
                 f.write(json.dumps(ev) + "\n")
                 n += 1
     print(n)

@@ -1,0 +1,65 @@
+# lib.sh - shell helpers shared by the end-to-end script tests that run the real
+# guardd against `guardctl broker` (t_daemon_e2e.sh, t_chaos.sh). Source it from
+# the repository root after setting:
+#   G, C   guardd and guardctl binaries      PY   python3 with msgpack
+#   tmp    scratch directory (removed on exit) logs  directory for process logs
+# It sets the EXIT/INT/TERM traps: every process started here (and any pid added
+# to $pids) is killed with -9 on exit, and $tmp is removed.
+
+pids=""
+cleanup() {
+    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
+fail() { echo "FAIL: $*"; exit 1; }
+step() { echo "== $(date +%T) $*"; }
+
+# start_broker TOPICS -> B (bootstrap list), BROKER_PID. 3 brokers, 4 partitions.
+start_broker() {
+    "$C" broker --brokers 3 --partitions 4 --topics "$1" \
+        --bootstrap-file "$tmp/bootstrap" >"$logs/broker.log" 2>&1 &
+    BROKER_PID=$!
+    pids="$pids $BROKER_PID"
+    i=0
+    while [ ! -s "$tmp/bootstrap" ]; do
+        i=$((i + 1)); [ $i -lt 100 ] || fail "broker did not start"; sleep 0.1
+    done
+    B=$(sed 's/^bootstrap=//' "$tmp/bootstrap")
+    echo "bootstrap $B"
+}
+
+# start_guardd NAME [CONFIG] -> LAST_PID; log in $logs/NAME.log
+LAST_PID=
+start_guardd() {
+    "$G" --config "${2:-$tmp/guardd.conf}" >"$logs/$1.log" 2>&1 &
+    LAST_PID=$!
+    pids="$pids $LAST_PID"
+}
+
+wait_log() { # file pattern seconds
+    i=0
+    while ! grep -q "$2" "$1" 2>/dev/null; do
+        i=$((i + 1)); [ $i -lt $(($3 * 10)) ] || fail "no '$2' in $1 after $3 s"; sleep 0.1
+    done
+}
+count_log() { grep -c "$2" "$1" 2>/dev/null || true; }
+
+# send_keys DIR PREFIX: one guardctl send per key file of gen_events.py (in
+# order) to topic conversations, with a traceparent header
+send_keys() {
+    for f in "$1/$2"-k*.jsonl; do
+        k=$(basename "$f" .jsonl)
+        "$C" send --brokers "$B" --topic conversations --key "$k" \
+            --header "traceparent=00-$k-01" <"$f" >/dev/null 2>>"$logs/send.log" \
+            || fail "guardctl send $k"
+    done
+}
+
+check() { # args for check_outputs.py
+    "$PY" tests/e2e/check_outputs.py --guardctl "$C" --brokers "$B" "$@"
+}
+
+# metrics_port LOG: the port guardd logged for /metrics
+metrics_port() { sed -n 's/.*event=metrics_listening port=\([0-9]*\).*/\1/p' "$1"; }
