@@ -42,7 +42,8 @@ static void usage(FILE *f) {
 static Classifier *open_model(const Settings *s) {
     ClassifierOptions o = {
         .model_dir = s->model_path, .tokenizer_path = s->tokenizer_path,
-        .threads = s->threads, .blis_arch = s->blis_arch, .threshold = s->threshold,
+        .threads = s->threads, .blis_arch = s->blis_arch, .precision = s->precision,
+        .threshold = s->threshold,
         .max_decode_tokens = 16, .category_scores = s->category_scores,
         .max_prompt_tokens = s->max_prompt_tokens,
         .cache_max_bytes = s->cache_max_bytes > 0 ? s->cache_max_bytes : -1,
@@ -57,9 +58,11 @@ static Classifier *open_model(const Settings *s) {
     }
     const Model *m = classifier_model(c);
     metrics_init(m->name, m->revision);
+    metrics_set_model_precision(precision_name(m->precision), m->kernels);
     metrics_set_model_loaded(1);
-    log_msg(LOG_INFO, "event=model_loaded name=%s revision=%s layers=%d seconds=%.2f", m->name,
-            m->revision, m->cfg.n_layers, m->load_seconds);
+    log_msg(LOG_INFO, "event=model_loaded name=%s revision=%s layers=%d precision=%s kernels=%s "
+            "weight_bytes=%zu peak_rss_kb=%ld seconds=%.2f", m->name, m->revision, m->cfg.n_layers,
+            precision_name(m->precision), m->kernels, m->weight_bytes, m->peak_rss_kb, m->load_seconds);
     return c;
 }
 
@@ -91,6 +94,9 @@ static void reload(const char *path, Settings *cur, Pipeline *p) {
                 log_quote(err, q, sizeof q));
     } else {
         /* only the reloadable settings change; the rest needs a restart */
+        if (next.precision != cur->precision)
+            log_msg(LOG_WARN, "event=reload_restart_needed setting=model.precision value=%s "
+                    "kept=%s", precision_name(next.precision), precision_name(cur->precision));
         log_set_level(next.log_level);
         pipeline_reload(p, &next);
         settings_free(cur);

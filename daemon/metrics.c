@@ -176,6 +176,7 @@ static _Atomic int model_loaded, group_joined, outputs_failing;
 
 static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
 static char model_name[LABEL_MAX + 1] = "unknown", model_rev[LABEL_MAX + 1] = "unknown";
+static char model_prec[LABEL_MAX + 1], model_kernels[LABEL_MAX + 1];   /* "" until set */
 
 /* ---- recording API ------------------------------------------------------- */
 
@@ -183,6 +184,13 @@ void metrics_init(const char *name, const char *revision) {
     pthread_mutex_lock(&info_mu);
     metrics_clean_label(name, model_name, sizeof model_name);
     metrics_clean_label(revision, model_rev, sizeof model_rev);
+    pthread_mutex_unlock(&info_mu);
+}
+
+void metrics_set_model_precision(const char *precision, const char *kernels) {
+    pthread_mutex_lock(&info_mu);
+    metrics_clean_label(precision, model_prec, sizeof model_prec);
+    metrics_clean_label(kernels, model_kernels, sizeof model_kernels);
     pthread_mutex_unlock(&info_mu);
 }
 
@@ -418,6 +426,12 @@ static void render_info(Buf *b) {
     buf_label(b, model_name);
     buf_printf(b, "\",revision=\"");
     buf_label(b, model_rev);
+    if (model_prec[0]) {
+        buf_printf(b, "\",precision=\"");
+        buf_label(b, model_prec);
+        buf_printf(b, "\",kernels=\"");
+        buf_label(b, model_kernels);
+    }
     buf_printf(b, "\"} 1\n");
     pthread_mutex_unlock(&info_mu);
     head(b, "guardd_build_info", "guardd's version (always 1).", "gauge");

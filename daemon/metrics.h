@@ -9,6 +9,8 @@
 #include <stdint.h>
 
 void metrics_init(const char *model_name, const char *model_revision);
+/* Adds precision="..." and kernels="..." to guardd_model_info (weights.h). */
+void metrics_set_model_precision(const char *precision, const char *kernels);
 /* listen "HOST:PORT" (default host 127.0.0.1); returns 0 or -1 with err.
  * Abuse limits (slow or many clients must not lock out /healthz):
  *   METRICS_HTTP_REQUEST_SECONDS  total time a connection gets for one request

@@ -600,7 +600,7 @@ static int check_topic_loops(Ctx *c, const config_t *cfg, const Settings *s) {
 }
 
 static int read_model(Ctx *c, const config_t *cfg, Settings *s) {
-    static const char *const known[] = {"path", "tokenizer", "threads", "blis_arch", NULL};
+    static const char *const known[] = {"path", "tokenizer", "threads", "blis_arch", "precision", NULL};
     const config_setting_t *g;
     if (section(c, cfg, "model", known, &g) < 0) return -1;
     if (!g) return 0;
@@ -615,7 +615,13 @@ static int read_model(Ctx *c, const config_t *cfg, Settings *s) {
                     "unknown BLIS configuration \"%s\" (\"auto\", a name such as skx, zen3, haswell, "
                     "generic, or the arch_t number)", s->blis_arch);
     if (s->blis_arch && (!*s->blis_arch || !strcmp(s->blis_arch, "auto"))) { free(s->blis_arch); s->blis_arch = NULL; }
-    return 0;
+    char *prec = NULL;
+    if (get_string(c, g, "precision", &prec, 0) < 0) return -1;
+    int bad = prec && precision_parse(prec, &s->precision) < 0;
+    if (bad) fail(c, config_setting_get_member(g, "precision"), NULL,
+                  "unknown precision \"%s\" (\"auto\", \"bf16\", \"int8\" or \"f32\")", prec);
+    free(prec);
+    return bad ? -1 : 0;
 }
 
 /* Category codes appear in the prompt and are parsed back from the model's
@@ -889,6 +895,7 @@ void settings_dump(const Settings *s, FILE *f) {
     dump_str(f, "model.tokenizer", s->tokenizer_path ? s->tokenizer_path : "");
     fprintf(f, "model.threads = %d\n", s->threads);
     dump_str(f, "model.blis_arch", s->blis_arch ? s->blis_arch : "auto");
+    dump_str(f, "model.precision", precision_name(s->precision));
     if (s->categories.n == 0) fputs("policy.categories = default (S1..S13)\n", f);
     for (int i = 0; i < s->categories.n; i++) {
         char name[64];

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include "conversation.h"
+#include "weights.h"
 
 typedef enum { DELIVERY_AT_LEAST_ONCE = 0 } DeliveryMode;
 typedef enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG } LogLevel;
@@ -33,6 +34,7 @@ typedef struct {
     char *tokenizer_path;       /* NULL: model_path/tokenizer.json */
     int threads;                /* 1..1024; 0: one per online CPU */
     char *blis_arch;            /* NULL/"auto" */
+    Precision precision;        /* stored form of the weights (restart only); AUTO = bf16 */
 
     /* policy (reloadable) */
     CategoryList categories;    /* n == 0: default S1..S13; at most PROMPT_MAX_CATEGORIES */

@@ -32,24 +32,6 @@ static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static dnnl_engine_t g_engine;
 static dnnl_stream_t g_stream;
 
-int precision_parse(const char *s, Precision *out) {
-    static const char *const names[] = {"auto", "f32", "bf16", "int8"};
-    for (int i = 0; s && i < 4; i++)
-        if (!strcmp(s, names[i])) { *out = (Precision)i; return 0; }
-    return -1;
-}
-
-const char *precision_name(Precision p) {
-    switch (p) {
-    case PREC_F32: return "f32";
-    case PREC_BF16: return "bf16";
-    case PREC_INT8: return "int8";
-    default: return "auto";
-    }
-}
-
-Precision precision_resolve(Precision p) { return p == PREC_AUTO ? PREC_BF16 : p; }
-
 static Family best_family(void) {
     if (wk_have_avx512bf16() || wk_have_avx512vnni()) return FAM_AVX512;
     if (wk_have_avx2()) return FAM_AVX2;

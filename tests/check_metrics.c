@@ -70,6 +70,11 @@ START_TEST(counters_render_with_help_and_type) {
     has_line(t, "# TYPE guardd_model_info gauge");
     has_line(t, "guardd_model_info{name=\"llama-guard-3-1b\",revision=\"abc123\"} 1");
     has_line(t, "# TYPE guardd_build_info gauge");
+    free(t);
+    metrics_set_model_precision("bf16", "avx512bf16+onednn");
+    t = metrics_render();
+    has_line(t, "guardd_model_info{name=\"llama-guard-3-1b\",revision=\"abc123\",precision=\"bf16\","
+                "kernels=\"avx512bf16+onednn\"} 1");
     has_line(t, "guardd_ready 0");
     /* TYPE must come before the family's first sample */
     ck_assert(strstr(t, "# TYPE guardd_verdicts_total") < strstr(t, "guardd_verdicts_total{"));

@@ -92,6 +92,7 @@ START_TEST(shipped_config_loads_with_documented_defaults) {
     ck_assert_int_eq(s.n_props, 0);
     ck_assert_ptr_null(s.tokenizer_path);   /* "" means model_path/tokenizer.json */
     ck_assert_ptr_null(s.blis_arch);        /* "auto" */
+    ck_assert_int_eq(s.precision, PREC_AUTO);
     ck_assert_int_eq(s.categories.n, 0);
     ck_assert(s.threshold < 0);
     ck_assert_int_eq(s.batch_max_events, 16);
@@ -135,7 +136,8 @@ START_TEST(full_config_values_are_read) {
         "  embedded_partitions = 5;\n"
         "  properties = ( (\"security.protocol\", \"plaintext\"), (\"session.timeout.ms\", 45000),\n"
         "                 (\"enable.idempotence\", true) ); };\n"
-        "model = { path = \"/m\"; tokenizer = \"/t.json\"; threads = 2; blis_arch = \"skx\"; };\n"
+        "model = { path = \"/m\"; tokenizer = \"/t.json\"; threads = 2; blis_arch = \"skx\";\n"
+        "  precision = \"int8\"; };\n"
         "policy = { categories = { S1 = \"One.\"; X_2 = \"Two.\"; }; exclude = [\"X_2\"];\n"
         "  threshold = 0.25; category_scores = true; };\n"
         "batch = { max_events = 8; max_tokens = 2048; max_wait_ms = 0; queue_capacity = 8; };\n"
@@ -153,6 +155,7 @@ START_TEST(full_config_values_are_read) {
     ck_assert_str_eq(s.props[2].value, "true");
     ck_assert_str_eq(s.tokenizer_path, "/t.json");
     ck_assert_str_eq(s.blis_arch, "skx");
+    ck_assert_int_eq(s.precision, PREC_INT8);
     ck_assert_int_eq(s.categories.n, 2);
     ck_assert_str_eq(s.categories.items[1].code, "X_2");
     ck_assert_str_eq(s.categories.items[1].name, "Two.");
@@ -205,6 +208,9 @@ START_TEST(error_out_of_range) {
     expect_error("metrics = {\n listen = \"0.0.0.0:70000\";\n};\n", 2, "metrics.listen", "HOST:PORT");
     expect_error("log = {\n level = \"verbose\";\n};\n", 2, "log.level", "unknown level");
     expect_error("model = {\n blis_arch = \"pentium\";\n};\n", 2, "model.blis_arch", "unknown BLIS");
+    expect_error("model = {\n precision = \"fp8\";\n};\n", 2, "model.precision", "unknown precision");
+    expect_error("model = {\n precision = \"\";\n};\n", 2, "model.precision", "must not be empty");
+    expect_error("model = {\n precision = 8;\n};\n", 2, "model.precision", "a string");
     expect_error("kafka = {\n allow_topic = \"a b\";\n};\n", 2, "kafka.allow_topic", "legal topic name");
 }
 END_TEST

@@ -73,6 +73,8 @@ rc=0; "$G" --bogus 2>/dev/null || rc=$?
 step "A: 1000 mixed events"
 start_guardd g1; G1=$LAST_PID
 wait_log "$logs/g1.log" "event=ready" 30
+grep -q "event=model_loaded .*precision=bf16 kernels=[a-z0-9+-]" "$logs/g1.log" \
+    || fail "A: event=model_loaded does not name the default precision (auto = bf16) and kernels"
 "$PY" tests/e2e/gen_events.py "$tmp/a" a 8 122 >/dev/null
 send_keys "$tmp/a" a
 for j in $(seq 1 24); do    # 24 records that are not msgpack at all

@@ -10,7 +10,8 @@
 # until Ctrl-C (SIGINT: guardd drains, commits and exits).
 #
 # Environment: BUILD (default build), DEPS_DIR (default .deps), GUARDD_MODEL,
-# GUARDD_CONFIG, GUARDD_METRICS (default 127.0.0.1:9464).
+# GUARDD_CONFIG, GUARDD_METRICS (default 127.0.0.1:9464), GUARDD_PRECISION (model.precision,
+# default auto).
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -66,7 +67,7 @@ if [ -z "$conf" ]; then
     cat >"$conf" <<EOF
 # written by tools/run.sh (make run); etc/guardd.conf documents every setting
 kafka = { brokers = "embedded"; group_id = "guardd"; input_topics = [ "conversations" ]; };
-model = { path = "$model"; threads = $threads; };
+model = { path = "$model"; threads = $threads; precision = "${GUARDD_PRECISION:-auto}"; };
 metrics = { listen = "${GUARDD_METRICS:-127.0.0.1:9464}"; };
 log = { level = "info"; };
 EOF
