@@ -1,9 +1,16 @@
 /* weights.c - stored forms of weight matrices and their product
- * (contract: weights.h). Small M goes to the streaming kernels (wkernels.c),
- * large M to oneDNN (bf16 dot products, u8 x s8 int8) or, for bf16 on CPUs
- * without bf16 dot products, to BLIS on f32 tiles widened from bf16.
+ * (contract: weights.h). Small M goes to the streaming kernels (wkernels.c);
+ * large M to the bf16 tile kernel, to oneDNN (int8 u8 x s8 with VNNI) or to
+ * BLIS on f32 tiles widened from bf16 or int8.
  *
- * oneDNN runs on the checkpoint's own layout (W [N, K] read as a K x N
+ * bf16 with bf16 dot products runs on this module's own 4 x 4 tile kernel
+ * for every M rather than on oneDNN's bf16 matmul: oneDNN was ~10-20% faster
+ * at M >= 64 (single thread, this machine), but its summation order changes
+ * with M, and with activations rounded to bf16 that makes a sequence's logits
+ * depend on what else is in its batch (measured 7.7e-4 of the logit range).
+ * Env GUARDD_BF16_ONEDNN=1 sends M > 16 to oneDNN anyway, for benchmarks.
+ *
+ * oneDNN (int8) runs on the checkpoint's own layout (W [N, K] read as a K x N
  * matrix with strides {1, K}): measured here, its brgemm kernels are as fast
  * on it as on their own blocked layout at M = 64..1024, and keeping one
  * layout lets the streaming kernels read the same bytes. Primitives are made
@@ -84,7 +91,7 @@ static int i8_widen(void) { return family() >= FAM_AVX2 && !i8_vnni(); }
 const char *wm_kernels(Precision p) {
     switch (precision_resolve(p)) {
     case PREC_BF16:
-        if (bf16_dot()) return "avx512bf16+onednn";
+        if (bf16_dot()) return getenv("GUARDD_BF16_ONEDNN") ? "avx512bf16+onednn" : "avx512bf16";
         return family() == FAM_AVX2 ? "avx2-widen+blis" : "generic-widen+blis";
     case PREC_INT8:
         if (i8_vnni()) return "avx512vnni+onednn";

@@ -9,8 +9,8 @@
  *   f32   BLIS (gemm.c), the f32 streaming kernel for M <= 16. The reference.
  *   bf16  the checkpoint's bf16 values (f16/f32 checkpoints rounded once).
  *         Activations are rounded to bf16 as GEMM inputs only, products
- *         accumulate in f32. "avx512bf16": vdpbf16ps streaming kernel for
- *         M <= 16, oneDNN's bf16 matmul above. "avx2"/"generic": the weights
+ *         accumulate in f32. "avx512bf16": vdpbf16ps on 4 x 4 tiles for every
+ *         M, so results do not depend on M (batched == one at a time). "avx2"/"generic": the weights
  *         are widened to f32 tile by tile inside the product (f32 streaming
  *         for M <= 16, BLIS on 256-row tiles above), activations stay f32.
  *   int8  symmetric per-output-channel weights (scale = max|row| / 127,
@@ -54,7 +54,7 @@ Precision precision_resolve(Precision p);
 /* Forces a kernel family: "auto" (NULL), "avx512", "avx2", "generic".
  * Families the CPU lacks fall back to the best it has. -1 for unknown names. */
 int wm_set_kernels(const char *family);
-/* The kernels precision p runs on, e.g. "avx512bf16+onednn", "avx2-widen+blis". */
+/* The kernels precision p runs on, e.g. "avx512bf16", "avx512vnni+onednn", "avx2-widen+blis". */
 const char *wm_kernels(Precision p);
 
 /* An f32 matrix over caller-owned memory. */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "bf16.h"
 #include "fixture.h"
 #include "model.h"
 
@@ -340,6 +341,58 @@ static Model *load_ok(const char *dir) {
 static const StDtype DTYPES[3] = {ST_BF16, ST_F16, ST_F32};
 static const char *DTNAMES[3] = {"BF16", "F16", "F32"};
 
+/* m's matrix against the f32 model's: bf16 = the f32 value rounded to bf16
+ * (bit-exact); int8 = within half a quantization step, scale = max|row|/127. */
+static void same_matrix(const WeightMatrix *got, const WeightMatrix *f32, const char *what) {
+    ck_assert_int_eq(got->rows, f32->rows);
+    ck_assert_int_eq(got->cols, f32->cols);
+    float *row = malloc(sizeof(float) * (size_t)got->cols);
+    for (int r = 0; r < got->rows; r++) {
+        wm_row(got, r, row);
+        const float *want = f32->f32 + (size_t)r * f32->cols;
+        float amax = 0;
+        for (int k = 0; k < got->cols; k++) amax = fabsf(want[k]) > amax ? fabsf(want[k]) : amax;
+        for (int k = 0; k < got->cols; k++) {
+            if (got->prec == PREC_BF16)
+                ck_assert_msg(row[k] == bf16_to_f32(f32_to_bf16(want[k])), "%s [%d,%d]: %g vs %g", what,
+                              r, k, row[k], want[k]);
+            else
+                ck_assert_msg(fabsf(row[k] - want[k]) <= amax / 254 * 1.001f + 1e-12f,
+                              "%s [%d,%d]: %g vs %g (row max %g)", what, r, k, row[k], want[k], amax);
+        }
+        if (got->prec == PREC_INT8) ck_assert_float_eq_tol(got->scale[r], amax / 127, amax * 1e-6f);
+    }
+    free(row);
+}
+
+/* _i: dtype index (0..2) x stored form (bf16, int8) x tied (0, 1) */
+START_TEST(round_trip_stored) {
+    int dt = _i % 3, tied = _i / 6;
+    Precision p = (_i / 3) % 2 ? PREC_INT8 : PREC_BF16;
+    FixtureSpec sp = small_spec(DTYPES[dt], 1, tied, 7 + (uint64_t)_i);
+    const char *dir = write_fixture("rs", &sp);
+    char err[1024];
+    Model *m = model_load_precision(dir, p, err, sizeof err), *ref = load_ok(dir);
+    ck_assert_msg(m != NULL, "%s", err);
+    ck_assert_int_eq(m->precision, p);
+    ck_assert_ptr_nonnull(m->kernels);
+    ck_assert_uint_lt(m->weight_bytes, ref->weight_bytes / (p == PREC_BF16 ? 1.9 : 2.5)); /* int8: + 8 bytes of scale and sum per 24-wide row */
+    same_matrix(&m->w.embed, &ref->w.embed, "embed");
+    if (tied) ck_assert(m->w.lm_head.bf16 == m->w.embed.bf16 && m->w.lm_head.q == m->w.embed.q);
+    else same_matrix(&m->w.lm_head, &ref->w.lm_head, "lm_head");
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const LayerWeights *a = &m->w.layers[l], *b = &ref->w.layers[l];
+        same_matrix(&a->wqkv, &b->wqkv, "wqkv");
+        same_matrix(&a->wo, &b->wo, "wo");
+        same_matrix(&a->w13, &b->w13, "w13");
+        same_matrix(&a->w2, &b->w2, "w2");
+        ck_assert_mem_eq(a->attn_norm, b->attn_norm, sizeof(float) * (size_t)m->cfg.dim);
+    }
+    model_free(m);
+    model_free(ref);
+}
+END_TEST
+
 /* _i: dtype index (0..2) x shards (1, 3) x tied (0, 1) */
 START_TEST(round_trip) {
     int dt = _i % 3, shards = (_i / 3) % 2 ? 3 : 1, tied = _i / 6;
@@ -552,6 +605,7 @@ int main(void) {
     TCase *rt = tcase_create("round_trip");
     tcase_add_checked_fixture(rt, setup, teardown);
     tcase_add_loop_test(rt, round_trip, 0, 12);
+    tcase_add_loop_test(tc, round_trip_stored, 0, 12);
     tcase_add_test(rt, dtypes_agree_and_seeds_differ);
     tcase_add_test(rt, tiny_preset_loads);
     tcase_add_test(rt, layout_errors);
