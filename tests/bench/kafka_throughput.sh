@@ -11,11 +11,14 @@
 # verdicts (model load and group join excluded). Both start with a cold
 # prompt-prefix cache. Prints both rates and their ratio, for two cases: the
 # model's own verdicts and every verdict "safe" (see the end of this file).
+# guardd and the first classify run use the first of BENCH_PRECISIONS; classify
+# is also run (and its events/s printed) in each of the others, with the ratio
+# to f32 when f32 is among them.
 #
 # Environment: BUILD, DEPS_DIR; GUARDD_BENCH_MODEL (default: the full-shape
 # random fixture tools/bench.sh generates), BENCH_EVENTS (default 64),
 # BENCH_THREADS (default 0 = all cores), BENCH_BATCH (guardd batch.max_events,
-# default 16).
+# default 16), BENCH_PRECISIONS (model.precision values, default "bf16 f32 int8").
 set -eu
 cd "$(dirname "$0")/../.."
 BUILD=${BUILD:-build}
@@ -24,6 +27,8 @@ MODEL=${GUARDD_BENCH_MODEL:-$DEPS_DIR/fixtures/lg3-1b-seed1}
 N=${BENCH_EVENTS:-64}
 THREADS=${BENCH_THREADS:-0}
 BATCH=${BENCH_BATCH:-16}
+PRECS=${BENCH_PRECISIONS:-bf16 f32 int8}
+PREC0=${PRECS%% *}
 PY=/usr/bin/python3
 G=$BUILD/guardd
 C=$BUILD/guardctl
@@ -57,10 +62,17 @@ measure() {
     # (the --stats "run" seconds: model load excluded)
     thr=""   # classify has no "off" value: leave the option out instead
     [ "$threshold" = -1.0 ] || thr="--threshold $threshold"
-    # shellcheck disable=SC2086
-    "$C" classify --model "$MODEL" --threads "$THREADS" --batch "$BATCH" $thr --stats <"$tmp/all.jsonl" >/dev/null 2>"$tmp/classify.stats"
-    cls_s=$(sed -n 's/.*, run \([0-9.]*\) s,.*/\1/p' "$tmp/classify.stats")
-    [ -n "$cls_s" ] || { cat "$tmp/classify.stats"; exit 1; }
+    : >"$tmp/precisions"
+    for prec in $PRECS; do
+        # shellcheck disable=SC2086
+        "$C" classify --model "$MODEL" --threads "$THREADS" --batch "$BATCH" $thr --precision "$prec" \
+            --stats <"$tmp/all.jsonl" >/dev/null 2>"$tmp/classify.stats"
+        s=$(sed -n 's/.*, run \([0-9.]*\) s,.*/\1/p' "$tmp/classify.stats")
+        [ -n "$s" ] || { cat "$tmp/classify.stats"; exit 1; }
+        k=$(sed -n 's/.*precision [a-z0-9]* (\([^)]*\)).*/\1/p' "$tmp/classify.stats")
+        echo "$prec $s $k" >>"$tmp/precisions"
+        [ "$prec" = "$PREC0" ] && cls_s=$s
+    done
 
     # (2) guardd through Kafka, a fresh cluster each time
     rm -f "$tmp/bs"
@@ -74,7 +86,7 @@ measure() {
     cat >"$tmp/guardd.conf" <<EOF
 kafka = { brokers = "$B"; group_id = "bench"; input_topics = [ "conversations" ];
           properties = ( ("session.timeout.ms", "6000") ); };
-model = { path = "$MODEL"; threads = $THREADS; };
+model = { path = "$MODEL"; threads = $THREADS; precision = "$PREC0"; };
 policy = { threshold = $threshold; };
 batch = { max_events = $BATCH; };
 metrics = { listen = ""; };
@@ -104,10 +116,16 @@ EOF
     t0=$(date -d "$t0" +%s.%N)
     kill -TERM "$gpid"; wait "$gpid" || true
     kill -9 "$bpid" 2>/dev/null || true; wait "$bpid" 2>/dev/null || true
-    "$PY" - "$N" "$cls_s" "$t0" "$BATCH" "$tmp/verdicts.jsonl" "$label" <<'EOF'
+    "$PY" - "$N" "$cls_s" "$t0" "$BATCH" "$tmp/verdicts.jsonl" "$label" "$tmp/precisions" <<'EOF'
 import json, sys
 n, cls_s, t0, batch = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 label = sys.argv[6]
+precs = [l.split(None, 2) for l in open(sys.argv[7]) if l.strip()]
+f32 = [float(s) for p, s, _ in precs if p == "f32"]
+for p_, s_, k_ in precs:
+    ratio = f", x{f32[0] / float(s_):.2f} f32's events/s" if f32 else ""
+    print(f"kafka_throughput [{label}]: classify --precision {p_} ({k_.strip()}): "
+          f"{n / float(s_):.2f} events/s{ratio}")
 # the clock stops at the producer timestamp of the last verdict (when guardd
 # produced it), not when this script happened to poll
 recs = [json.loads(l) for l in open(sys.argv[5])]
