@@ -8,7 +8,13 @@
  * partition was revoked while they waited are dropped unprocessed (the new
  * owner re-reads them). If the engine fails on a batch, its events go to the
  * DLQ with reason "inference_error": never dropped, never allowed.
- * The systemd watchdog is fed from here, so a hung engine stops the pings.
+ * The systemd watchdog is fed from here: between batches, and during a batch
+ * after every transformer layer the engine completes (classifier_set_progress).
+ * A batch may take minutes (a 65,536-token prompt, see etc/guardd.conf), but
+ * the engine runs it as passes of at most 2,048 tokens, so one layer's work,
+ * the longest gap between two keep-alives, stays bounded (about 1 s at a
+ * short context on 2 cores, tens of seconds at the 65,536-token limit);
+ * a hung layer stops the pings and systemd restarts the service.
  */
 #include "pipeline_int.h"
 #include <stdlib.h>
@@ -98,9 +104,17 @@ static void run_batch(Pipeline *p, Item **items, int n, const Policy *pol) {
     free(res);
 }
 
+/* The engine's progress report: a layer finished. notify_watchdog is
+ * rate-limited to one keep-alive per half watchdog period. */
+static void engine_progress(void *arg) {
+    (void)arg;
+    notify_watchdog();
+}
+
 void *batcher_main(void *arg) {
     Pipeline *p = arg;
     int cap = 0;
+    classifier_set_progress(p->clf, engine_progress, NULL);
     QueueNode **nodes = NULL;
     while (!atomic_load(&p->stop_infer)) {
         notify_watchdog();
@@ -123,6 +137,7 @@ void *batcher_main(void *arg) {
         for (int i = 0; i < n; i++) item_free((Item *)nodes[i]);
         policy_put(pol);
     }
+    classifier_set_progress(p->clf, NULL, NULL);
     free(nodes);
     return NULL;
 }

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "classifier.h"
 #include "kafka_util.h"
 #include "prompt.h"
 
@@ -726,13 +727,28 @@ static int read_policy(Ctx *c, const config_t *cfg, Settings *s) {
     return 0;
 }
 
+/* An integer setting the engine caps: above the cap, say so (not just "out of range"). */
+static int get_engine_capped(Ctx *c, const config_setting_t *g, const char *name, long long lo,
+                             long long cap, const char *what, int *dst) {
+    long long v = 0;
+    const config_setting_t *st;
+    int r = get_ll(c, g, name, lo, INT32_MAX, &v, &st);
+    if (r < 0) return -1;
+    if (r > 0) return 0;
+    if (v > cap)
+        return fail(c, st, NULL, "%lld is above the engine's limit of %lld tokens %s", v, cap, what);
+    *dst = (int)v;
+    return 0;
+}
+
 static int read_batch(Ctx *c, const config_t *cfg, Settings *s) {
     static const char *const known[] = {"max_events", "max_tokens", "max_wait_ms", "queue_capacity", NULL};
     const config_setting_t *g;
     if (section(c, cfg, "batch", known, &g) < 0) return -1;
     if (!g) return 0;
     if (get_int(c, g, "max_events", 1, 4096, &s->batch_max_events) < 0 ||
-        get_int(c, g, "max_tokens", 1, 1 << 20, &s->batch_max_tokens) < 0 ||
+        get_engine_capped(c, g, "max_tokens", 1, CLASSIFIER_MAX_BATCH_TOKENS, "per batch",
+                          &s->batch_max_tokens) < 0 ||
         get_int(c, g, "max_wait_ms", 0, 60000, &s->batch_max_wait_ms) < 0 ||
         get_int(c, g, "queue_capacity", 1, 1 << 20, &s->queue_capacity) < 0)
         return -1;
@@ -759,7 +775,8 @@ static int read_limits(Ctx *c, const config_t *cfg, Settings *s) {
     if (get_size(c, g, "max_event_bytes", 64, 256LL << 20, &s->max_event_bytes) < 0 ||
         get_int(c, g, "max_messages", 1, 100000, &s->max_messages) < 0 ||
         get_size(c, g, "max_message_bytes", 1, 256LL << 20, &s->max_message_bytes) < 0 ||
-        get_int(c, g, "max_prompt_tokens", 16, 131072, &s->max_prompt_tokens) < 0)
+        get_engine_capped(c, g, "max_prompt_tokens", 16, CLASSIFIER_MAX_PROMPT_TOKENS, "per prompt",
+                          &s->max_prompt_tokens) < 0)
         return -1;
     return 0;
 }

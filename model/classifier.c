@@ -188,6 +188,10 @@ Classifier *classifier_open(const ClassifierOptions *opt, char *err, size_t errl
     }
     c->opt = *opt;
     if (c->opt.max_decode_tokens <= 0) c->opt.max_decode_tokens = 16;
+    /* a pass must hold a job's logit rows (1 + the draft) in one piece */
+    if (c->opt.step_tokens <= 0) c->opt.step_tokens = CLASSIFIER_STEP_TOKENS;
+    if (c->opt.step_tokens < 1 + CAT_FORCED) c->opt.step_tokens = 1 + CAT_FORCED;
+    if (c->opt.step_tokens > TRANSFORMER_MAX_BATCH_TOKENS) c->opt.step_tokens = TRANSFORMER_MAX_BATCH_TOKENS;
     char path[4096], sub[512];
     const char *tp = opt->tokenizer_path;
     if (!tp) {
@@ -242,6 +246,9 @@ const char *classifier_prompt_format_note(const Classifier *c) { return c->forma
 const CategoryList *classifier_default_categories(const Classifier *c) {
     return prompt_default_categories(c->format);
 }
+void classifier_set_progress(Classifier *c, void (*fn)(void *arg), void *arg) {
+    transformer_set_progress(c->tf, fn, arg);
+}
 
 void classifier_set_cache_max_bytes(Classifier *c, long long max_bytes) {
     c->opt.cache_max_bytes = max_bytes;
@@ -288,6 +295,11 @@ static int check_length(const Classifier *c, const ClassifyJob *j, char *err, si
     int room = c->opt.max_decode_tokens > CAT_FORCED ? c->opt.max_decode_tokens : CAT_FORCED;
     if (c->opt.max_prompt_tokens > 0 && total > c->opt.max_prompt_tokens) {
         errmsg(err, errlen, "prompt is %d tokens, over the limit of %d", total, c->opt.max_prompt_tokens);
+        return -1;
+    }
+    if (total > CLASSIFIER_MAX_PROMPT_TOKENS) {
+        errmsg(err, errlen, "prompt is %d tokens, over the engine's limit of %d", total,
+               CLASSIFIER_MAX_PROMPT_TOKENS);
         return -1;
     }
     if ((long)total + room > c->model->cfg.max_pos) {
@@ -344,6 +356,62 @@ void classify_job_free(ClassifyJob *j) {
     categories_free(&j->active);
     free(j->cat_tok);
     free(j);
+}
+
+/* ---- run: forward passes of bounded size ------------------------------------ */
+
+/* Runs in[0..n) as transformer_forward would in one pass, but as passes of
+ * bounded work: sequences are taken in order and a long one is cut into
+ * pieces (its cache grows piece by piece; positions follow from the cache
+ * length, so the result is the same). A sequence's last piece holds all its
+ * logit rows. Sequences stay in order, so a job reading positions another
+ * job of the batch computes (plan_reuse) finds them written: in an earlier
+ * pass, or earlier in the same layer of the same pass. Every new token is
+ * computed once either way; what is bounded is the scratch memory and the
+ * work between two progress calls.
+ *
+ * Work of a row ~ weights (the same at any position) + attention (grows with
+ * its context). On the Llama 3.2 1B shape the two are about equal at a
+ * context of 2048 (attention runs well below GEMM speed), so a row at context
+ * c counts (STEP_CTX + c) / STEP_CTX rows: a pass takes step_tokens rows at a
+ * short context and proportionally fewer deep in a long prompt (about 60 at
+ * 65,536), keeping one layer of a pass near a second on 2 cores. */
+#define STEP_CTX 2048L
+static int forward_steps(Classifier *c, const SeqInput *in, int n, char *err, size_t errlen) {
+    int step = c->opt.step_tokens, rc = 0, i = 0, done = 0; /* done: tokens of in[i] fed */
+    long budget = step * STEP_CTX;
+    SeqInput *part = calloc((size_t)(n ? n : 1), sizeof *part);
+    if (!part) {
+        errmsg(err, errlen, "out of memory");
+        return -1;
+    }
+    while (i < n && rc == 0) {
+        int m = 0;
+        long used = 0;
+        while (i < n) {
+            int left = in[i].n_tokens - done;
+            if (left <= 0) { i++; done = 0; continue; }
+            /* cost of a row of this piece, at most: its last position's context */
+            long per_row = STEP_CTX + kv_len(in[i].kv) + (left < step ? left : step);
+            long fit = (budget - used) / per_row;
+            int take = left <= fit ? left : (int)fit;
+            if (take < left && left - take < in[i].n_logits) take = left - in[i].n_logits;
+            if (take <= 0) {
+                if (m > 0) break;               /* next pass */
+                take = left;                    /* cannot happen below ~4M positions */
+            }
+            int last = done + take == in[i].n_tokens;
+            part[m++] = (SeqInput){.tokens = in[i].tokens + done, .n_tokens = take, .kv = in[i].kv,
+                                   .n_logits = last ? in[i].n_logits : 0, .logits = in[i].logits};
+            used += take * per_row;
+            done += take;
+            if (last) { i++; done = 0; }
+            else break;                         /* the pass is full */
+        }
+        if (m > 0) rc = transformer_forward(c->tf, part, m, err, errlen);
+    }
+    free(part);
+    return rc;
 }
 
 /* ---- run: prefix cache ------------------------------------------------------ */
@@ -536,7 +604,7 @@ static int first_pass(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen
         in[i] = (SeqInput){.tokens = toks[i], .n_tokens = (int)own + (fold ? CAT_FORCED : 0),
                            .kv = rs[i].kv, .n_logits = rows, .logits = logits + (size_t)i * rows * V};
     }
-    if (transformer_forward(c->tf, in, n, err, errlen) < 0) goto done;
+    if (forward_steps(c, in, n, err, errlen) < 0) goto done;
     for (int i = 0; i < n; i++) {
         const float *r0 = logits + (size_t)i * rows * V;
         if (decide(c, &rs[i], r0, err, errlen) < 0) goto done;
@@ -594,7 +662,7 @@ static int decode(Classifier *c, RunSeq *rs, int n, char *err, size_t errlen) {
             who[m++] = i;
         }
         if (m == 0) break;
-        if (transformer_forward(c->tf, in, m, err, errlen) < 0) goto done;
+        if (forward_steps(c, in, m, err, errlen) < 0) goto done;
         for (int k = 0; k < m; k++) {
             RunSeq *r = &rs[who[k]];
             if (r->draft) {

@@ -22,6 +22,19 @@
 #include "prompt.h"
 #include "tokenizer.h"
 
+/* The engine's limits. A prompt (whole: shared prefix, conversation, forced
+ * "\n\n") longer than CLASSIFIER_MAX_PROMPT_TOKENS is refused by prepare(),
+ * whatever max_prompt_tokens says; CLASSIFIER_MAX_BATCH_TOKENS is the most new
+ * tokens a caller should put in one run (guardd's batch.max_tokens is capped
+ * to it: the K/V memory of a run grows with it). Within a run, forward passes
+ * take at most step_tokens rows (default CLASSIFIER_STEP_TOKENS), fewer at a
+ * long context, where attention makes each row dearer (classifier.c): longer
+ * batches and prompts are computed as several passes, which bounds the
+ * scratch memory and the time between two progress calls whatever the batch. */
+#define CLASSIFIER_MAX_PROMPT_TOKENS 65536
+#define CLASSIFIER_MAX_BATCH_TOKENS 65536
+#define CLASSIFIER_STEP_TOKENS 2048
+
 typedef struct {
     const char *model_dir;      /* config.json + safetensors (+ tokenizer.json) */
     const char *tokenizer_path; /* NULL: model_dir/tokenizer.json */
@@ -31,8 +44,9 @@ typedef struct {
     float threshold;            /* < 0: greedy verdict; else unsafe iff score >= threshold */
     int max_decode_tokens;      /* limit for the category list (default 16) */
     int category_scores;        /* also report per-category probabilities */
-    int max_prompt_tokens;      /* prepare() refuses longer prompts; <= 0: only the
-                                   model's max_position_embeddings limits */
+    int max_prompt_tokens;      /* prepare() refuses longer prompts; <= 0: only
+                                   CLASSIFIER_MAX_PROMPT_TOKENS and the model's
+                                   max_position_embeddings limit */
     PromptFormat prompt_format; /* AUTO: from model_dir/tokenizer_config.json
                                    (prompt_format_detect; an unknown template
                                    makes classifier_open fail) */
@@ -43,6 +57,8 @@ typedef struct {
     int cache_block_tokens;     /* positions per cache block; <= 0: 16 */
     int cache_test_collide;     /* tests only: every cache block hashes alike */
     int keep_logits;            /* fill ClassifyResult.logits */
+    int step_tokens;            /* rows per forward pass at a short context;
+                                   <= 0: CLASSIFIER_STEP_TOKENS */
 } ClassifierOptions;
 
 #define CLASSIFIER_CACHE_DEFAULT_BYTES ((size_t)1 << 30)
@@ -105,6 +121,10 @@ typedef struct {
     unsigned long long evictions;        /* blocks evicted since open */
 } ClassifierCacheStats;
 void classifier_cache_stats(const Classifier *c, ClassifierCacheStats *s);
+/* fn(arg) is called from classifier_run's thread after every transformer
+ * layer of every pass (transformer_set_progress), so a watchdog fed from it
+ * sees a long run advancing and a hung one stop. fn NULL: no calls. */
+void classifier_set_progress(Classifier *c, void (*fn)(void *arg), void *arg);
 
 /* Renders and tokenizes. NULL with err set for an invalid conversation
  * (empty, roles not alternating from user, unknown excluded code, too long). */

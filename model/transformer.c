@@ -28,7 +28,6 @@
 #include "ops.h"
 #include "transformer.h"
 
-#define MAX_BATCH_TOKENS 65536   /* bounds every scratch allocation */
 #define MLP_CHUNK 2048           /* MLP rows per pass: bounds the [rows, 2*hidden] buffer */
 
 struct Transformer {
@@ -45,6 +44,8 @@ struct Transformer {
     float *scores;             /* per-thread attention scratch */
     float *logit_buf;          /* [cap_logits][vocab] */
     int cap_logits;
+    void (*progress)(void *);  /* after each layer, see transformer_set_progress */
+    void *progress_arg;
 };
 
 /* Per-sequence layout of one batch. */
@@ -78,6 +79,12 @@ Transformer *transformer_new(const Model *m, int threads) {
     if (!t->inv_freq) { free(t); return NULL; }
     rope_inv_freq(c, t->inv_freq);
     return t;
+}
+
+void transformer_set_progress(Transformer *t, void (*fn)(void *arg), void *arg) {
+    if (!t) return;
+    t->progress = fn;
+    t->progress_arg = arg;
 }
 
 void transformer_free(Transformer *t) {
@@ -196,8 +203,8 @@ static int plan_batch(Transformer *t, SeqInput *seqs, int n, SeqPlan *plan, KVSe
         p->lrow0 = (int)lrows;
         rows += s->n_tokens;
         lrows += s->n_logits;
-        if (rows > MAX_BATCH_TOKENS)
-            return errmsg(err, errlen, "batch over %d tokens", MAX_BATCH_TOKENS);
+        if (rows > TRANSFORMER_MAX_BATCH_TOKENS)
+            return errmsg(err, errlen, "batch over %d tokens", TRANSFORMER_MAX_BATCH_TOKENS);
         if (p->pos0 + p->n > *max_ctx) *max_ctx = p->pos0 + p->n;
     }
     *n_logit_rows = (int)lrows;
@@ -351,9 +358,12 @@ int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, s
         goto out;
     }
     embed_rows(t, seqs, n_seqs);
-    for (int l = 0; l < t->c.n_layers; l++)
+    for (int l = 0; l < t->c.n_layers; l++) {
         layer(t, l, seqs, plan, n_seqs, T, L, max_ctx, keep, keep + n_seqs);
+        if (t->progress) t->progress(t->progress_arg);
+    }
     if (L > 0) final_logits(t, seqs, n_seqs, L);
+    if (t->progress) t->progress(t->progress_arg);
     for (int i = 0; i < n_seqs; i++) seqs[i].kv->len += seqs[i].n_tokens;
     rc = 0;
 out:

@@ -34,6 +34,10 @@ typedef struct {
 
 typedef struct Transformer Transformer;
 
+/* Most new tokens (rows) one transformer_forward takes: bounds every scratch
+ * allocation. Callers with more split their work (classifier.c does). */
+#define TRANSFORMER_MAX_BATCH_TOKENS 65536
+
 /* Once per process, before any BLIS call: picks the BLIS kernel set (arch
  * NULL/"auto" = BLIS's detection, upgraded from "generic" to the best set the
  * CPU supports) and the thread count (<= 0: all cores). Called again, or
@@ -46,7 +50,13 @@ const char *blis_arch_name(void);
 Transformer *transformer_new(const Model *m, int threads);
 void transformer_free(Transformer *t);
 
-/* Runs the batch. Returns 0, or -1 with err set (bad token id, cache full). */
+/* Runs the batch. Returns 0, or -1 with err set (bad token id, cache full,
+ * more than TRANSFORMER_MAX_BATCH_TOKENS new tokens). */
 int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, size_t errlen);
+
+/* fn(arg) is called on the calling thread after each layer of every forward
+ * (and after the final logits): proof of progress, e.g. for a watchdog. A
+ * hung layer never calls it. fn NULL: no calls. */
+void transformer_set_progress(Transformer *t, void (*fn)(void *arg), void *arg);
 
 #endif

@@ -488,6 +488,123 @@ START_TEST(category_scores_switch_between_runs) {
 }
 END_TEST
 
+/* One user message: reps times a five-word phrase (about 5 tokens each). */
+static void long_conv(Conversation *c, int reps) {
+    static const char unit[] = "lorem ipsum dolor sit amet ";
+    size_t len = (size_t)reps * (sizeof unit - 1);
+    char *text = malloc(len + 1);
+    ck_assert_ptr_nonnull(text);
+    for (int i = 0; i < reps; i++) memcpy(text + (size_t)i * (sizeof unit - 1), unit, sizeof unit - 1);
+    text[len] = 0;
+    memset(c, 0, sizeof *c);
+    conversation_add(c, ROLE_USER, text);
+    free(text);
+}
+
+static void count_progress(void *arg) { (*(int *)arg)++; }
+
+/* Forward passes are cut at step_tokens rows (prefixes, prompts and decode
+ * steps alike, a job's tokens split across passes): results equal one pass. */
+START_TEST(small_passes_equal_one_pass) {
+    ClassifierOptions o = {.model_dir = model_dir, .tokenizer_path = tok_path, .threads = 2,
+                           .threshold = 0.0f, .max_decode_tokens = 12, .category_scores = 1,
+                           .step_tokens = 50};
+    char err[512];
+    Classifier *small = classifier_open(&o, err, sizeof err), *big = open_clf(0.0f, 1, 0);
+    ck_assert_msg(small != NULL, "%s", err);
+    int calls = 0;
+    classifier_set_progress(small, count_progress, &calls);
+    Conv cv[NB];
+    make_convs(cv, NB);
+    ClassifyJob *js[NB], *jb[NB];
+    ClassifyResult rs[NB], rb[NB];
+    for (int i = 0; i < NB; i++) {
+        js[i] = prep(small, &cv[i]);
+        jb[i] = prep(big, &cv[i]);
+    }
+    run_jobs(small, js, NB, rs);
+    run_jobs(big, jb, NB, rb);
+    int rows = 0;
+    for (int i = 0; i < NB; i++) rows += rs[i].prompt_tokens;
+    /* at least one call per layer (2) of each of the rows/50 passes */
+    ck_assert_int_ge(calls, 2 * (rows / 50));
+    for (int i = 0; i < NB; i++) {
+        ck_assert_msg(fabsf(rs[i].score - rb[i].score) <= 1e-5f, "job %d: %g vs %g", i, rs[i].score, rb[i].score);
+        ck_assert_int_eq(rs[i].unsafe, 1);   /* threshold 0: every job decodes */
+        ck_assert_str_eq(rs[i].raw, rb[i].raw);
+        ck_assert_int_eq(rs[i].n_category_scores, rb[i].n_category_scores);
+        for (int k = 0; k < rs[i].n_category_scores; k++)
+            ck_assert_float_eq_tol(rs[i].category_scores[k], rb[i].category_scores[k], 1e-5f);
+        classify_result_free(&rs[i]);
+        classify_result_free(&rb[i]);
+        classify_job_free(js[i]);
+        classify_job_free(jb[i]);
+    }
+    free_convs(cv, NB);
+    classifier_close(small);
+    classifier_close(big);
+}
+END_TEST
+
+/* A batch with more new tokens than one transformer pass takes (65,536) is
+ * classified, every job as if alone: it used to fail as a whole with
+ * "batch over 65536 tokens", taking short events down with the long ones. */
+#define NLONG 34
+START_TEST(batch_over_one_pass_limit) {
+    Classifier *c = open_clf(-1, 0, 0);
+    Conversation conv[NLONG + 1];
+    ClassifyJob *jobs[NLONG + 1];
+    ClassifyResult r[NLONG + 1], alone;
+    int total = 0;
+    for (int i = 0; i < NLONG; i++) {
+        long_conv(&conv[i], 380 + i);
+        ClassifyRequest req = {.conv = &conv[i]};
+        char err[256];
+        ck_assert_msg((jobs[i] = classifier_prepare(c, &req, err, sizeof err)) != NULL, "%s", err);
+        total += classify_job_new_tokens(jobs[i]);
+    }
+    memset(&conv[NLONG], 0, sizeof conv[NLONG]);
+    conversation_add(&conv[NLONG], ROLE_USER, "hi");   /* an innocent short one */
+    ClassifyRequest req = {.conv = &conv[NLONG]};
+    char err[256];
+    ck_assert_msg((jobs[NLONG] = classifier_prepare(c, &req, err, sizeof err)) != NULL, "%s", err);
+    total += classify_job_new_tokens(jobs[NLONG]);
+    ck_assert_int_gt(total, TRANSFORMER_MAX_BATCH_TOKENS);
+    run_jobs(c, jobs, NLONG + 1, r);
+    for (int k = 0; k < 3; k++) {   /* first, middle, the short one */
+        int i = k == 0 ? 0 : k == 1 ? NLONG / 2 : NLONG;
+        run_jobs(c, &jobs[i], 1, &alone);
+        ck_assert_msg(fabsf(r[i].score - alone.score) <= 1e-5f, "job %d: %g vs %g", i, r[i].score, alone.score);
+        ck_assert_str_eq(r[i].raw, alone.raw);
+        classify_result_free(&alone);
+    }
+    for (int i = 0; i <= NLONG; i++) {
+        assert_result_sane(&r[i], 12);
+        classify_result_free(&r[i]);
+        classify_job_free(jobs[i]);
+        conversation_free(&conv[i]);
+    }
+    classifier_close(c);
+}
+END_TEST
+
+/* A prompt over the engine's limit is refused at prepare (the daemon then
+ * dead-letters that event alone as prompt_too_long), even with no
+ * max_prompt_tokens and a model with more positions (the fixture has 131072). */
+START_TEST(prompt_over_engine_limit_refused) {
+    Classifier *c = open_clf(-1, 0, 0);
+    Conversation conv;
+    long_conv(&conv, CLASSIFIER_MAX_PROMPT_TOKENS / 5);
+    ClassifyRequest req = {.conv = &conv};
+    char err[256];
+    ClassifyJob *j = classifier_prepare(c, &req, err, sizeof err);
+    ck_assert_msg(j == NULL, "a prompt of %d tokens was accepted", j ? classify_job_new_tokens(j) : 0);
+    ck_assert_msg(!strncmp(err, "prompt is ", 10) && strstr(err, "over the engine's limit of 65536"), "%s", err);
+    conversation_free(&conv);
+    classifier_close(c);
+}
+END_TEST
+
 START_TEST(prepare_errors) {
     Classifier *c = open_clf(-1, 0, 150);
     char err[256];
@@ -668,6 +785,11 @@ int main(void) {
         tcase_add_test(tc, prepare_errors);
         tcase_add_test(tc, classifies_with_the_8b_prompt);
         suite_add_tcase(s, tc);
+        TCase *tl = tcase_create("limits");   /* the engine's size limits and passes */
+        tcase_add_test(tl, small_passes_equal_one_pass);
+        tcase_add_test(tl, batch_over_one_pass_limit);
+        tcase_add_test(tl, prompt_over_engine_limit_refused);
+        suite_add_tcase(s, tl);
     } else {
         printf("note: no tiny model ($GUARDD_TINY_MODEL): classifier tests not run\n");
     }

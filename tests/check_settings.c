@@ -339,6 +339,21 @@ START_TEST(error_kafka_properties_checked_by_librdkafka) {
 }
 END_TEST
 
+/* Limits above what the engine can do are refused at load time (they used to
+ * be accepted, then every batch over 65,536 tokens failed as a whole). */
+START_TEST(error_beyond_engine_limits) {
+    expect_error("batch = {\n max_tokens = 131072;\n};\nlimits = { max_prompt_tokens = 4096; };\n", 2,
+                 "batch.max_tokens", "above the engine's limit of 65536 tokens per batch");
+    expect_error("batch = { max_tokens = 65536; };\nlimits = {\n\n max_prompt_tokens = 131072;\n};\n", 4,
+                 "limits.max_prompt_tokens", "above the engine's limit of 65536 tokens per prompt");
+    expect_error("batch = {\n max_tokens = 0;\n};\n", 2, "batch.max_tokens", "out of range");
+    Settings s = load_ok("batch = { max_tokens = 65536; };\nlimits = { max_prompt_tokens = 65536; };\n");
+    ck_assert_int_eq(s.batch_max_tokens, 65536);
+    ck_assert_int_eq(s.max_prompt_tokens, 65536);
+    settings_free(&s);
+}
+END_TEST
+
 START_TEST(error_cross_settings) {
     expect_error("batch = { max_tokens = 1024; };\nlimits = {\n max_prompt_tokens = 2048;\n};\n", 3,
                  "limits.max_prompt_tokens", "exceeds batch.max_tokens");
@@ -558,6 +573,7 @@ int main(void) {
     tcase_add_test(tc, error_threshold_and_threads);
     tcase_add_test(tc, error_kafka_rules);
     tcase_add_test(tc, error_kafka_properties_checked_by_librdkafka);
+    tcase_add_test(tc, error_beyond_engine_limits);
     tcase_add_test(tc, error_cross_settings);
     tcase_add_test(tc, error_in_included_file_names_that_file);
     tcase_add_test(tc, error_missing_file);

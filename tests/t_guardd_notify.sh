@@ -7,6 +7,10 @@
 # that the datagrams arrive in the order systemd needs:
 #   STATUS=... before READY=1; WATCHDOG=1 keep-alives while running;
 #   SIGHUP -> RELOADING=1 (with MONOTONIC_USEC) then READY=1;
+#   an event of ~20,000 tokens (seconds of engine work in one batch) keeps
+#   the keep-alives coming during its batch, at most WATCHDOG_USEC apart
+#   (they used to be sent between batches only: a long batch tripped the
+#   watchdog and systemd restarted the service, again and again);
 #   SIGTERM -> STOPPING=1, then guardd exits 0.
 # Every wait is bounded; guardd is killed if the test gives up.
 set -eu
@@ -26,16 +30,18 @@ kafka = {
   properties = ( ("session.timeout.ms", "6000") );
 };
 model = { path = "$PWD/$MODEL"; threads = 1; };
+batch = { max_tokens = 32768; };
+limits = { max_prompt_tokens = 32768; };
 metrics = { listen = ""; };
-log = { level = "info"; };
+log = { level = "debug"; };
 shutdown_timeout_ms = 5000;
 EOF
 "$BUILD/guardd" --check-config "$tmp/guardd.conf" >/dev/null 2>&1 || { echo "FAIL: test config rejected"; exit 1; }
 
-python3 - "$BUILD/guardd" "$tmp" <<'EOF'
-import os, signal, socket, subprocess, sys, time
+python3 - "$BUILD/guardd" "$tmp" "$BUILD/guardctl" <<'EOF'
+import json, os, re, signal, socket, subprocess, sys, time
 
-guardd, tmp = sys.argv[1], sys.argv[2]
+guardd, tmp, guardctl = sys.argv[1], sys.argv[2], sys.argv[3]
 path = os.path.join(tmp, "notify.sock")
 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 sock.bind(path)
@@ -100,6 +106,46 @@ if not (t_hup - 1000000 <= mono <= time.monotonic_ns() // 1000):
     fail("MONOTONIC_USEC %d is not CLOCK_MONOTONIC around the reload (sent at %d)" % (mono, t_hup))
 wait_for(has("READY=1"), "READY=1 after the reload", 30)
 print("ok: SIGHUP -> RELOADING=1 (MONOTONIC_USEC) -> READY=1")
+
+# One long event: its batch takes seconds; keep-alives must keep coming.
+logpath = os.path.join(tmp, "guardd.log")
+boot = None
+for line in open(logpath):
+    m = re.search(r"event=embedded_broker bootstrap=(\S+)", line)
+    if m:
+        boot = m.group(1)
+if not boot:
+    fail("no embedded_broker bootstrap in the log")
+ev = json.dumps({"id": "long-1", "messages": [{"role": "user", "content": "lorem ipsum dolor sit amet " * 3800}]})
+subprocess.run([guardctl, "send", "--brokers", boot, "--topic", "conversations"], input=ev.encode(),
+               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60, check=True)
+pings, done, deadline = [], None, time.monotonic() + 600
+while done is None:
+    if time.monotonic() > deadline:
+        fail("no batch result for the long event after 600 s")
+    sock.settimeout(0.1)
+    try:
+        msg = sock.recv(4096).decode()
+        seen.append(msg)
+        if has("WATCHDOG=1")(msg):
+            pings.append(time.monotonic())
+    except socket.timeout:
+        pass
+    text = open(logpath).read()
+    if "event=inference_failed" in text:
+        fail("the long event's batch failed")
+    m = re.search(r"event=batch size=1 inference_s=([0-9.]+)", text)
+    if m:
+        done = (time.monotonic(), float(m.group(1)))
+end, secs = done
+inside = [t for t in pings if end - secs <= t <= end]
+edges = [end - secs] + inside + [end]
+gap = max(b - a for a, b in zip(edges, edges[1:]))
+print("long batch: %.1f s, %d keep-alives during it, longest gap %.1f s" % (secs, len(inside), gap))
+if secs < 3:
+    print("note: the batch was too short to test keep-alives during a batch")
+elif gap > 2.5:   # WATCHDOG_USEC = 2 s (+ the log poll's slack)
+    fail("keep-alives stopped for %.1f s during a %.1f s batch" % (gap, secs))
 
 proc.send_signal(signal.SIGTERM)
 wait_for(has("STOPPING=1"), "STOPPING=1 after SIGTERM", 30)
