@@ -75,13 +75,17 @@ wait_log "$logs/g1.log" "event=ready" 30
 "$PY" tests/e2e/gen_events.py "$tmp/a" a 8 30 --pad 60 >/dev/null
 send_keys "$tmp/a" a
 total=240
+# start the next member right after a fresh pause of g1, so that the
+# rebalance finds it paused (a queue of 64 takes seconds to drain to 32)
+fresh_pause() {
+    n=$(count_log "$logs/g1.log" "event=backpressure_pause")
+    i=0
+    while [ "$(count_log "$logs/g1.log" "event=backpressure_pause")" -le "$n" ]; do
+        i=$((i + 1)); [ $i -lt 400 ] || fail "g1 did not pause again"; sleep 0.1
+    done
+}
 wait_log "$logs/g1.log" "event=backpressure_pause" 30
-# start g2 right after a fresh pause of g1, so that the rebalance finds it paused
-n=$(count_log "$logs/g1.log" "event=backpressure_pause")
-i=0
-while [ "$(count_log "$logs/g1.log" "event=backpressure_pause")" -le "$n" ]; do
-    i=$((i + 1)); [ $i -lt 300 ] || fail "g1 did not pause again"; sleep 0.1
-done
+fresh_pause
 start_guardd g2; G2=$LAST_PID
 wait_log "$logs/g2.log" "event=partitions_assigned count=[1-9]" 40
 
@@ -103,6 +107,7 @@ wait "$G2" 2>/dev/null || true
 "$PY" tests/e2e/gen_events.py "$tmp/b" b 4 25 --valid-only --pad 60 >/dev/null
 send_keys "$tmp/b" b
 total=$((total + 100))
+fresh_pause
 start_guardd g3; G3=$LAST_PID
 wait_log "$logs/g3.log" "event=partitions_assigned count=[1-9]" 60
 sleep 3

@@ -158,7 +158,9 @@ def check_full(a, inputs, outs):
 
 
 def check_order(a, data):
-    """Per output topic and key, first copies of records follow input offsets."""
+    """Per output partition, key and input partition, first copies of records
+    follow input offsets (order holds within a partition; the producer
+    spreads empty and null keys over partitions)."""
     for t in (a.allow, a.deny, a.dlq):
         seen, last = set(), {}
         for r in sorted(data[t], key=lambda r: (r["partition"], r["offset"])):
@@ -166,10 +168,11 @@ def check_order(a, data):
             if rid in seen:
                 continue
             seen.add(rid)
-            off = int(rid.rsplit("/", 1)[1])
-            k = r["key"]
-            if k is None:   # null keys spread over partitions: offsets not comparable
+            _, part, off = rid.rsplit("/", 2)
+            off = int(off)
+            if r["key"] is None:    # a key left out: not the input's key
                 continue
+            k = (json.dumps(r["key"]), part, r["partition"])
             if k in last and off < last[k]:
                 fail(f"order broken on {t} for key {k}: offset {off} after {last[k]}")
             last[k] = off
