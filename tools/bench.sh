@@ -8,6 +8,10 @@
 #   GUARDD_BENCH_MODEL  full-shape Llama Guard 3 1B random-weight fixture
 #                       ($DEPS_DIR/fixtures/lg3-1b-seed1, generated once here
 #                       with `guardctl fixture` if missing, ~3 GB)
+#   GUARDD_BENCH_SMALL_MODEL  a random checkpoint with the real vocabulary and
+#                       4 layers of width 512 ($DEPS_DIR/fixtures/lg3-small-seed1,
+#                       ~300 MB, generated once): bench_prefix_cache, whose
+#                       multi-turn workload would take ~10 min per pass on the 1B
 #   GUARDD_TOKENIZER    the genuine Llama 3 tokenizer.json
 #   BENCH=pattern       runs only benchmarks whose name contains pattern
 #
@@ -20,22 +24,30 @@ BUILD=${BUILD:-build}
 DEPS_DIR=${DEPS_DIR:-$PWD/.deps}
 export GUARDD_TOKENIZER=${GUARDD_TOKENIZER:-$DEPS_DIR/tokenizer.json}
 export GUARDD_BENCH_MODEL=${GUARDD_BENCH_MODEL:-$DEPS_DIR/fixtures/lg3-1b-seed1}
+export GUARDD_BENCH_SMALL_MODEL=${GUARDD_BENCH_SMALL_MODEL:-$DEPS_DIR/fixtures/lg3-small-seed1}
 
-if [ ! -f "$GUARDD_BENCH_MODEL/model.safetensors" ]; then
-    echo "bench: generating $GUARDD_BENCH_MODEL (once)"
-    tmp=$GUARDD_BENCH_MODEL.tmp.$$
+# fixture DIR ARGS...: generates a random-weight checkpoint once.
+fixture() {
+    dir=$1; shift
+    [ -f "$dir/model.safetensors" ] && return 0
+    echo "bench: generating $dir (once)"
+    tmp=$dir.tmp.$$
     tok=""
     [ -f "$GUARDD_TOKENIZER" ] && tok="--tokenizer $GUARDD_TOKENIZER"
-    mkdir -p "$(dirname "$GUARDD_BENCH_MODEL")"
+    mkdir -p "$(dirname "$dir")"
     # shellcheck disable=SC2086
-    if "$BUILD/guardctl" fixture --preset llama-guard-3-1b --seed 1 --out "$tmp" $tok >/dev/null &&
-       mv "$tmp" "$GUARDD_BENCH_MODEL"; then :
+    if "$BUILD/guardctl" fixture "$@" --seed 1 --out "$tmp" $tok >/dev/null && mv "$tmp" "$dir"; then :
     else
         rm -rf "$tmp"
-        echo "bench: cannot generate the benchmark model" >&2
+        echo "bench: cannot generate the benchmark model $dir" >&2
         exit 1
     fi
-fi
+}
+case "${BENCH:-}" in
+    *prefix*) ;;   # the prefix cache benchmark runs on the small model only
+    *) fixture "$GUARDD_BENCH_MODEL" --preset llama-guard-3-1b ;;
+esac
+fixture "$GUARDD_BENCH_SMALL_MODEL" --preset tiny --layers 4 --dim 512 --heads 8 --kv-heads 2 --hidden 2048
 
 echo "bench: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 rc=0
