@@ -46,7 +46,9 @@ static int get_int(Ctx *c, json_t *o, const char *key, int *out, long lo, long h
     return 0;
 }
 
-/* Reads a positive finite number (integer or real) below hi into *out. */
+/* Reads a positive finite number (integer or real) below hi into *out. The
+ * check is also made on the float that is kept: 1e-50 is positive as a double
+ * but 0 as a float, and a zero eps or theta turns the forward pass into NaN. */
 static int get_num(Ctx *c, json_t *o, const char *where, const char *key, float *out, double hi, int def_ok) {
     json_t *v = json_object_get(o, key);
     if (!v || json_is_null(v)) {
@@ -57,6 +59,8 @@ static int get_num(Ctx *c, json_t *o, const char *where, const char *key, float 
     double x = json_number_value(v);
     if (!isfinite(x) || x <= 0 || x > hi)
         return fail(c, "field \"%s%s\" = %g must be > 0 and <= %g", where, key, x, hi);
+    if (!((float)x > 0))
+        return fail(c, "field \"%s%s\" = %g is too small for a 32-bit float", where, key, x);
     *out = (float)x;
     return 0;
 }

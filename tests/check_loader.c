@@ -165,6 +165,13 @@ START_TEST(config_bad_numbers) {
     expect_refused(config_with("max_position_embeddings", NULL), "max_position_embeddings");
     expect_refused(config_with("rms_norm_eps", "-1e-5"), "rms_norm_eps");
     expect_refused(config_with("rope_theta", "0"), "rope_theta");
+    /* positive as a double, 0 as the float the model uses (fuzzing found it):
+     * an eps of 0 makes RMSNorm of a zero row NaN, a theta of 0 every RoPE angle */
+    expect_refused(config_with("rms_norm_eps", "1e-50"), "rms_norm_eps");
+    expect_refused(config_with("rope_theta", "1e-46"), "rope_theta");
+    expect_refused(config_with("rope_scaling", "{\"rope_type\": \"llama3\", \"factor\": 1e-300, \"low_freq_factor\": 1,"
+                                              " \"high_freq_factor\": 4, \"original_max_position_embeddings\": 8192}"),
+                   "rope_scaling.factor");
     expect_refused(config_with("eos_token_id", "[1, 200000]"), "eos_token_id");
     expect_refused(config_with("eos_token_id", "[1,2,3,4,5,6,7,8,9]"), "eos_token_id");
     expect_refused(config_with("eos_token_id", "\"x\""), "eos_token_id");
