@@ -7,7 +7,9 @@
 # inputs kept so far in $FUZZ_CORPUS_DIR/TARGET/ (default build-fuzz/corpus),
 # where new interesting inputs go; the seeds directory is never written.
 # A crash, leak, sanitizer report, timeout or failed property leaves the input
-# in build-fuzz/artifacts/TARGET/ and the log in build-fuzz/logs/TARGET.log.
+# in build-fuzz/artifacts/TARGET/ and the log in $FUZZ_LOG_DIR/TARGET.log
+# (default build-fuzz/logs; make check uses its own, so it can run beside a
+# long `make fuzz`).
 # Exit status: 0 if every target ran clean, 1 otherwise.
 set -u
 cd "$(dirname "$0")/../.."
@@ -16,6 +18,7 @@ secs=$1; shift
 FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
 corpus_root=${FUZZ_CORPUS_DIR:-$FUZZ_BUILD/corpus}
 jobs=${FUZZ_JOBS:-1}
+log_dir=${FUZZ_LOG_DIR:-$FUZZ_BUILD/logs}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
     for f in tests/fuzz/fuzz_*.c; do t=${f##*/fuzz_}; targets+=("${t%.c}"); done
@@ -24,7 +27,7 @@ export GUARDD_TOKENIZER=${GUARDD_TOKENIZER:-${DEPS_DIR:-.deps}/tokenizer.json}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/fuzz/lsan.supp:print_suppressions=0}
-mkdir -p "$FUZZ_BUILD/logs"
+mkdir -p "$log_dir"
 
 # Per-target options. tokenizer.json seeds are a few KB, so inputs may be up
 # to 16 KB there; elsewhere libFuzzer's default (4 KB or the largest seed).
@@ -43,7 +46,7 @@ options() {
 }
 
 run_one() {
-    local t=$1 bin=$FUZZ_BUILD/fuzz_$1 log=$FUZZ_BUILD/logs/$1.log
+    local t=$1 bin=$FUZZ_BUILD/fuzz_$1 log=$log_dir/$1.log
     local art=$FUZZ_BUILD/artifacts/$t/ corpus=$corpus_root/$t
     if [ ! -x "$bin" ]; then echo "$t: FAILED (no $bin; run make fuzz-build)"; return 1; fi
     mkdir -p "$art" "$corpus"
