@@ -306,8 +306,10 @@ static void i8_widen_matmul(const WeightMatrix *w, int M, const float *X, int ld
     free(tile);
 }
 
-/* Products computed over at most this many rows at once (bounds S). */
+/* Rows quantized and multiplied at once: at most 256, and S (rows x N s32)
+ * at most 32 MiB (the lm_head's N is the vocabulary). */
 #define I8_CHUNK_ROWS 256
+#define I8_CHUNK_BYTES ((size_t)32 << 20)
 
 static void i8_matmul(const WeightMatrix *w, int M, const float *X, int ldx, float *Y, int ldy,
                       int accumulate, int threads) {
@@ -316,13 +318,18 @@ static void i8_matmul(const WeightMatrix *w, int M, const float *X, int ldx, flo
         return;
     }
     int K = w->cols, N = w->rows;
+    size_t cap = I8_CHUNK_BYTES / (sizeof(int32_t) * (size_t)N);
     int rows = M < I8_CHUNK_ROWS ? M : I8_CHUNK_ROWS;
+    if ((size_t)rows > cap) rows = cap > 16 ? (int)cap : 16;
     uint8_t *xq = malloc((size_t)rows * K);
     float *sx = malloc(sizeof(float) * (size_t)rows);
     int32_t *S = malloc(sizeof(int32_t) * (size_t)rows * N);
-    if (!xq || !sx || !S) {
-        fprintf(stderr, "weights: out of memory for an int8 product of %d rows\n", M);
-        abort();
+    if (!xq || !sx || !S) {   /* no room: weight-only int8 needs no buffer */
+        free(xq);
+        free(sx);
+        free(S);
+        i8_widen_matmul(w, M, X, ldx, Y, ldy, accumulate, threads);
+        return;
     }
     for (int m0 = 0; m0 < M; m0 += rows) {
         int mb = M - m0 < rows ? M - m0 : rows;
