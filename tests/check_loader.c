@@ -612,7 +612,7 @@ int main(void) {
     TCase *rt = tcase_create("round_trip");
     tcase_add_checked_fixture(rt, setup, teardown);
     tcase_add_loop_test(rt, round_trip, 0, 12);
-    tcase_add_loop_test(tc, round_trip_stored, 0, 12);
+    tcase_add_loop_test(rt, round_trip_stored, 0, 12);
     tcase_add_test(rt, dtypes_agree_and_seeds_differ);
     tcase_add_test(rt, tiny_preset_loads);
     tcase_add_test(rt, layout_errors);
