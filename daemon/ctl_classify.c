@@ -5,7 +5,7 @@
  *       [--categories FILE] [--exclude S6,S7] [--role auto|user|agent]
  *       [--json] [--category-scores] [--max-decode N] [--threads N]
  *       [--blis-arch NAME] [--precision auto|bf16|int8|f32] [--batch N] [--cache-bytes N]
- *       [--stats] [TEXT]
+ *       [--stats] [--prompt-format auto|llama-guard-3-1b|llama-guard-3-8b] [TEXT]
  *
  * TEXT is one user message. Without TEXT, stdin holds conversation objects
  * (model/json_conv.h), one per line; all of them run as ONE batch (or, with
@@ -26,6 +26,8 @@
  * "score", "role": "user"|"agent", "raw", "parse_error", "tokens": {"prompt",
  * "cached", "decode"}} (+ "category_scores": {code: P} with --category-scores).
  * --precision: the weights' stored form (weights.h), default auto (bf16).
+ * --prompt-format: the prompt family; auto (default) reads it from DIR's
+ * tokenizer_config.json as guardd does (prompt_format.h).
  * --stats: one summary line on stderr (precision and kernels, load seconds; run seconds: prompts,
  * tokenizing and inference; tokens prefilled and served from the prefix
  * cache, tokens generated).
@@ -40,6 +42,7 @@
 #include "ctl.h"
 #include "json_conv.h"
 #include "prompt.h"
+#include "prompt_format.h"
 
 #define MAX_CONVERSATIONS 4096
 
@@ -58,7 +61,7 @@ static int usage(const char *msg, const char *arg) {
     fprintf(stderr, "guardctl classify: %s%s%s (usage: guardctl classify --model DIR [--tokenizer FILE] "
             "[--threshold X] [--categories FILE] [--exclude S6,S7] [--role auto|user|agent] [--json] "
             "[--category-scores] [--max-decode N] [--threads N] [--blis-arch NAME] [--precision auto|bf16|int8|f32] "
-            "[--batch N] [--cache-bytes N] [--stats] [TEXT])\n",
+            "[--batch N] [--cache-bytes N] [--stats] [--prompt-format auto|llama-guard-3-1b|llama-guard-3-8b] [TEXT])\n",
             msg, arg ? ": " : "", arg ? arg : "");
     return 2;
 }
@@ -80,6 +83,10 @@ static int parse_valued(Args *a, const char *o, const char *v) {
     else if (!strcmp(o, "--blis-arch")) a->opt.blis_arch = v;
     else if (!strcmp(o, "--precision")) {
         if (precision_parse(v, &a->opt.precision) < 0) return usage("--precision must be auto, bf16, int8 or f32", v);
+    }
+    else if (!strcmp(o, "--prompt-format")) {
+        if (prompt_format_parse(v, &a->opt.prompt_format) < 0)
+            return usage("--prompt-format must be auto, llama-guard-3-1b or llama-guard-3-8b", v);
     }
     else if (!strcmp(o, "--threshold")) {
         if (parse_number(v, 0, 1, &x) < 0) return usage("--threshold must be a number in [0, 1]", v);
@@ -176,9 +183,9 @@ static int read_inputs(const Args *a, Inputs *in) {
         json_conv_apply_defaults(&in->v[in->n++], a->file_cats.n ? &a->file_cats : NULL, a->exclude, a->n_exclude);
         Prompt p;
         JsonConv *jc = &in->v[in->n - 1];
-        if (prompt_render(&jc->conv, jc->categories.n ? &jc->categories : NULL,
-                          (const char *const *)jc->exclude, jc->n_exclude, (PromptRole)a->role, &p, err,
-                          sizeof err) < 0) {
+        if (prompt_render_as(a->opt.prompt_format, &jc->conv, jc->categories.n ? &jc->categories : NULL,
+                             (const char *const *)jc->exclude, jc->n_exclude, (PromptRole)a->role, &p, err,
+                             sizeof err) < 0) {
             fprintf(stderr, "guardctl classify: stdin line %d: %s\n", lineno, err);
             rc = 1;
         }
@@ -305,10 +312,23 @@ static int classify_all(const Args *a, Inputs *in) {
     return rc;
 }
 
+/* --prompt-format auto: decided from the model directory now, so input is
+ * validated with the right family before the model loads. */
+static int resolve_format(Args *a) {
+    char err[600];
+    if (a->opt.prompt_format != PROMPT_FORMAT_AUTO) return 0;
+    if (prompt_format_detect(a->opt.model_dir, &a->opt.prompt_format, NULL, 0, err, sizeof err) < 0) {
+        fprintf(stderr, "guardctl classify: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 int ctl_classify(int argc, char **argv) {
     Args a = {0};
     Inputs in = {0};
     int rc = parse_args(argc, argv, &a);
+    if (rc == 0) rc = resolve_format(&a);
     if (rc == 0) rc = a.text ? (add_text(&a, &in) < 0) : read_inputs(&a, &in);
     if (rc == 0 && a.text) { /* TEXT gets the command-line categories too */
         json_conv_apply_defaults(&in.v[0], a.file_cats.n ? &a.file_cats : NULL, a.exclude, a.n_exclude);

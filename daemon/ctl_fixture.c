@@ -1,6 +1,6 @@
 /* ctl_fixture.c - guardctl fixture: writes a random-weight Llama checkpoint.
  *
- *   guardctl fixture --preset tiny|llama-guard-3-1b --seed N --out DIR
+ *   guardctl fixture --preset tiny|tiny-8b|llama-guard-3-1b|llama-guard-3-8b --seed N --out DIR
  *       [--tokenizer FILE] [--tied] [--dtype bf16|f16|f32] [--shards N]
  *       [--header-only] [--layers N] [--dim N] [--heads N] [--kv-heads N]
  *       [--head-dim N] [--hidden N] [--vocab N] [--max-pos N]
@@ -9,6 +9,10 @@
  *
  * Starts from the preset's config, applies the overrides, and writes through
  * fixture_write() (which validates the result with the real config parser).
+ * --tokenizer copies FILE to DIR/tokenizer.json and writes a
+ * tokenizer_config.json carrying the preset family's chat template (the 1B's
+ * for tiny and llama-guard-3-1b, the 8B's for tiny-8b and llama-guard-3-8b),
+ * so guardd detects the prompt format from DIR as for a real download.
  * If --dim or --heads is given without --head-dim, head_dim becomes
  * dim / heads. If --vocab is too small for the preset's token ids, bos becomes
  * 0 and eos becomes vocab - 1.
@@ -22,7 +26,8 @@
 #include "fixture.h"
 
 static int usage(void) {
-    fprintf(stderr, "usage: guardctl fixture --preset tiny|llama-guard-3-1b --out DIR [--seed N] [--tied]\n"
+    fprintf(stderr, "usage: guardctl fixture --preset tiny|tiny-8b|llama-guard-3-1b|llama-guard-3-8b --out DIR\n"
+                    "  [--seed N] [--tied]\n"
                     "  [--tokenizer FILE] [--dtype bf16|f16|f32] [--shards N] [--header-only]\n"
                     "  [--layers N] [--dim N] [--heads N] [--kv-heads N] [--head-dim N] [--hidden N]\n"
                     "  [--vocab N] [--max-pos N] [--rope-theta X] [--no-rope-scaling] [--rope-factor X]\n"
@@ -171,6 +176,10 @@ int ctl_fixture(int argc, char **argv) {
         return 1;
     }
     if (o.tokenizer && copy_file(o.tokenizer, o.out)) return 1;
+    if (o.tokenizer && fixture_write_tokenizer_config(o.out, sp.prompt_format, sp.cfg.max_pos, err, sizeof err)) {
+        fprintf(stderr, "guardctl fixture: %s\n", err);
+        return 1;
+    }
     printf("%s\n", o.out);
     return 0;
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 #include "classifier.h"
+#include "errmsg.h"
 #include "log.h"
 #include "metrics.h"
 #include "mockbroker.h"
@@ -45,7 +46,7 @@ static Classifier *open_model(const Settings *s) {
         .threads = s->threads, .blis_arch = s->blis_arch, .precision = s->precision,
         .threshold = s->threshold,
         .max_decode_tokens = 16, .category_scores = s->category_scores,
-        .max_prompt_tokens = s->max_prompt_tokens,
+        .max_prompt_tokens = s->max_prompt_tokens, .prompt_format = s->prompt_format,
         .cache_max_bytes = s->cache_max_bytes > 0 ? s->cache_max_bytes : -1,
     };
     char err[512], q[600];
@@ -61,9 +62,33 @@ static Classifier *open_model(const Settings *s) {
     metrics_set_model_precision(precision_name(m->precision), m->kernels);
     metrics_set_model_loaded(1);
     log_msg(LOG_INFO, "event=model_loaded name=%s revision=%s layers=%d precision=%s kernels=%s "
-            "weight_bytes=%zu peak_rss_kb=%ld seconds=%.2f", m->name, m->revision, m->cfg.n_layers,
-            precision_name(m->precision), m->kernels, m->weight_bytes, m->peak_rss_kb, m->load_seconds);
+            "weight_bytes=%zu peak_rss_kb=%ld seconds=%.2f prompt_format=%s prompt_format_source=%s", m->name,
+            m->revision, m->cfg.n_layers, precision_name(m->precision), m->kernels, m->weight_bytes,
+            m->peak_rss_kb, m->load_seconds, prompt_format_name(classifier_prompt_format(c)),
+            log_quote(classifier_prompt_format_note(c), q, sizeof q));
     return c;
+}
+
+/* policy.exclude without policy.categories names codes of the model's
+ * default list, which is known only now (S14 exists for the 8B only).
+ * 0, or -1 with err set. */
+static int policy_fits_model(const Settings *s, const Classifier *c, char *err, size_t errlen) {
+    if (s->categories.n > 0 || s->n_exclude == 0) return 0;
+    const CategoryList *def = classifier_default_categories(c);
+    int left = def->n;
+    for (int i = 0; i < def->n; i++)
+        for (int k = 0; k < s->n_exclude; k++)
+            if (!strcmp(def->items[i].code, s->exclude[k])) { left--; break; }
+    for (int k = 0; k < s->n_exclude; k++) {
+        int found = 0;
+        for (int i = 0; i < def->n && !found; i++) found = !strcmp(def->items[i].code, s->exclude[k]);
+        if (!found)
+            return errmsg(err, errlen, "policy.exclude: \"%s\" is not in the %s default categories (%s..%s)",
+                          s->exclude[k], prompt_format_name(classifier_prompt_format(c)),
+                          def->items[0].code, def->items[def->n - 1].code);
+    }
+    if (left == 0) return errmsg(err, errlen, "policy.exclude excludes every category of the model");
+    return 0;
 }
 
 /* The embedded cluster gets every topic guardd uses, so nothing depends on
@@ -85,11 +110,16 @@ static MockBroker *start_embedded(const Settings *s) {
     return mb;
 }
 
-static void reload(const char *path, Settings *cur, Pipeline *p) {
+static void reload(const char *path, Settings *cur, Pipeline *p, const Classifier *clf) {
     notify_reloading();
     Settings next;
     char err[1024], q[1100];
-    if (settings_load(path, &next, err, sizeof err) < 0) {
+    int loaded = settings_load(path, &next, err, sizeof err) == 0;
+    if (loaded && policy_fits_model(&next, clf, err, sizeof err) < 0) {
+        settings_free(&next);
+        loaded = 0;
+    }
+    if (!loaded) {
         log_msg(LOG_ERROR, "event=reload_failed error=%s action=kept_old_settings",
                 log_quote(err, q, sizeof q));
     } else {
@@ -125,7 +155,7 @@ static void tick(Pipeline *p, int *ready) {
 }
 
 /* Waits for signals; returns 0 on SIGTERM/SIGINT, 1 on a fatal Kafka error. */
-static int serve(const char *path, Settings *s, Pipeline *p, const sigset_t *sigs) {
+static int serve(const char *path, Settings *s, Pipeline *p, const Classifier *clf, const sigset_t *sigs) {
     int ready = 0;
     for (;;) {
         struct timespec ts = {0, 250000000};  /* READY soon after the assignment */
@@ -134,7 +164,7 @@ static int serve(const char *path, Settings *s, Pipeline *p, const sigset_t *sig
             log_msg(LOG_INFO, "event=stopping signal=%s", sig == SIGTERM ? "TERM" : "INT");
             return 0;
         }
-        if (sig == SIGHUP) reload(path, s, p);
+        if (sig == SIGHUP) reload(path, s, p, clf);
         tick(p, &ready);
         PipelineStats st;
         pipeline_stats(p, &st);
@@ -187,6 +217,11 @@ static int run(const char *path) {
         log_msg(LOG_INFO, "event=metrics_listening port=%d", metrics_http_port());
     Classifier *clf = open_model(&s);
     if (!clf) goto out;
+    if (policy_fits_model(&s, clf, err, sizeof err) < 0) {
+        log_msg(LOG_ERROR, "event=config_failed config=%s error=%s", path, log_quote(err, q, sizeof q));
+        fprintf(stderr, "guardd: %s: %s\n", path, err);
+        goto out_model;
+    }
     if (stop_pending()) {   /* asked to stop while the model loaded: no Kafka at all */
         log_msg(LOG_INFO, "event=stopping when=model_loaded");
         notify_stopping();
@@ -204,7 +239,7 @@ static int run(const char *path) {
         log_msg(LOG_ERROR, "event=kafka_failed error=%s", log_quote(err, q, sizeof q));
         goto out_broker;
     }
-    int fatal = serve(path, &s, p, &sigs);
+    int fatal = serve(path, &s, p, clf, &sigs);
     notify_stopping();
     notify_status("stopping");
     /* what follows the pipeline (embedded cluster, model, HTTP) takes ~1 s */

@@ -430,11 +430,11 @@ void out_dlq(Pipeline *p, const EventSource *src, uint32_t gen, int64_t ts_ms,
 
 /* Codes of the active category list without the excluded ones, in order:
  * the labels of r->category_scores. NULL when there is nothing to label. */
-static const char **score_codes(const Item *it, const ClassifyResult *r) {
+static const char **score_codes(const Pipeline *p, const Item *it, const ClassifyResult *r) {
     if (!r->category_scores || r->n_category_scores <= 0) return NULL;
     const CategoryList *cats = it->ev.categories.n ? &it->ev.categories
                                : it->policy->categories.n ? &it->policy->categories
-                               : categories_default();
+                               : classifier_default_categories(p->clf);
     char **excl = it->ev.has_exclude ? it->ev.exclude : it->policy->exclude;
     int n_excl = it->ev.has_exclude ? it->ev.n_exclude : it->policy->n_exclude;
     const char **codes = calloc((size_t)cats->n + 1, sizeof *codes);
@@ -455,7 +455,7 @@ static const char **score_codes(const Item *it, const ClassifyResult *r) {
 void out_verdict(Pipeline *p, const Item *it, const ClassifyResult *r, const VerdictTiming *t) {
     EventSource src = {it->topic, it->partition, it->offset};
     size_t len = 0;
-    const char **codes = score_codes(it, r);
+    const char **codes = score_codes(p, it, r);
     void *rec = verdict_encode_ex(&it->ev, &src, r, t, codes, &len);
     free(codes);
     if (rec && len > p->max_record_bytes) {  /* e.g. huge metadata: undeliverable */

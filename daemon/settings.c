@@ -600,8 +600,18 @@ static int check_topic_loops(Ctx *c, const config_t *cfg, const Settings *s) {
     return 0;
 }
 
+static int read_prompt_format(Ctx *c, const config_setting_t *g, Settings *s) {
+    char *v = NULL;
+    if (get_string(c, g, "prompt_format", &v, 0) < 0) return -1;
+    int bad = v && prompt_format_parse(v, &s->prompt_format) < 0;
+    if (bad) fail(c, config_setting_get_member(g, "prompt_format"), NULL,
+                  "unknown prompt format \"%s\" (\"auto\", \"llama-guard-3-1b\", \"llama-guard-3-8b\")", v);
+    free(v);
+    return bad ? -1 : 0;
+}
+
 static int read_model(Ctx *c, const config_t *cfg, Settings *s) {
-    static const char *const known[] = {"path", "tokenizer", "threads", "blis_arch", "precision", NULL};
+    static const char *const known[] = {"path", "tokenizer", "threads", "blis_arch", "precision", "prompt_format", NULL};
     const config_setting_t *g;
     if (section(c, cfg, "model", known, &g) < 0) return -1;
     if (!g) return 0;
@@ -622,7 +632,7 @@ static int read_model(Ctx *c, const config_t *cfg, Settings *s) {
     if (bad) fail(c, config_setting_get_member(g, "precision"), NULL,
                   "unknown precision \"%s\" (\"auto\", \"bf16\", \"int8\" or \"f32\")", prec);
     free(prec);
-    return bad ? -1 : 0;
+    return bad ? -1 : read_prompt_format(c, g, s);
 }
 
 /* Category codes appear in the prompt and are parsed back from the model's
@@ -679,7 +689,14 @@ static int read_categories(Ctx *c, const config_setting_t *g, Settings *s) {
     return 0;
 }
 
-/* Excluded codes must name a category in force (configured, else S1..S13). */
+/* Without a configured list, the most default codes the model can have:
+ * S1..S13 for the 1B, S1..S14 for the 8B or a family not known before the
+ * model is opened (guardd then checks the exclusions against it). */
+static int default_count(const Settings *s) {
+    return s->prompt_format == PROMPT_FORMAT_LG3_1B ? 13 : 14;
+}
+
+/* Excluded codes must name a category in force (configured, else S1..S13/S14). */
 static int check_exclude(Ctx *c, const config_setting_t *g, const Settings *s) {
     const config_setting_t *st = config_setting_get_member(g, "exclude");
     for (int i = 0; i < s->n_exclude; i++) {
@@ -690,7 +707,7 @@ static int check_exclude(Ctx *c, const config_setting_t *g, const Settings *s) {
         } else {
             char *end;
             long k = (x[0] == 'S' && isdigit((unsigned char)x[1])) ? strtol(x + 1, &end, 10) : 0;
-            found = k >= 1 && k <= 13 && !*end && x[1] != '0';
+            found = k >= 1 && k <= default_count(s) && !*end && x[1] != '0';
         }
         if (!found)
             return fail(c, config_setting_get_elem(st, (unsigned)i), NULL,
@@ -722,7 +739,7 @@ static int read_policy(Ctx *c, const config_t *cfg, Settings *s) {
         for (int j = 0; j < i && !seen; j++) seen = !strcmp(s->exclude[i], s->exclude[j]);
         distinct += !seen;
     }
-    if (distinct > 0 && distinct >= (s->categories.n ? s->categories.n : 13))
+    if (distinct > 0 && distinct >= (s->categories.n ? s->categories.n : default_count(s)))
         return fail(c, config_setting_get_member(g, "exclude"), NULL, "excludes every category");
     return 0;
 }
@@ -913,7 +930,8 @@ void settings_dump(const Settings *s, FILE *f) {
     fprintf(f, "model.threads = %d\n", s->threads);
     dump_str(f, "model.blis_arch", s->blis_arch ? s->blis_arch : "auto");
     dump_str(f, "model.precision", precision_name(s->precision));
-    if (s->categories.n == 0) fputs("policy.categories = default (S1..S13)\n", f);
+    dump_str(f, "model.prompt_format", prompt_format_name(s->prompt_format));
+    if (s->categories.n == 0) fputs("policy.categories = default (the prompt family's: S1..S13 or S1..S14)\n", f);
     for (int i = 0; i < s->categories.n; i++) {
         char name[64];
         snprintf(name, sizeof name, "policy.categories.%s", s->categories.items[i].code);

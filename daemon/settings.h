@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include "conversation.h"
 #include "weights.h"
+#include "prompt.h"
 
 typedef enum { DELIVERY_AT_LEAST_ONCE = 0 } DeliveryMode;
 typedef enum { LOG_ERROR = 0, LOG_WARN, LOG_INFO, LOG_DEBUG } LogLevel;
@@ -35,9 +36,11 @@ typedef struct {
     int threads;                /* 1..1024; 0: one per online CPU */
     char *blis_arch;            /* NULL/"auto" */
     Precision precision;        /* stored form of the weights (restart only); AUTO = bf16 */
+    PromptFormat prompt_format; /* AUTO: from the model's tokenizer_config.json */
 
     /* policy (reloadable) */
-    CategoryList categories;    /* n == 0: default S1..S13; at most PROMPT_MAX_CATEGORIES */
+    CategoryList categories;    /* n == 0: the prompt family's default list (S1..S13 for
+                                   the 1B, S1..S14 for the 8B); at most PROMPT_MAX_CATEGORIES */
     char **exclude; int n_exclude;
     float threshold;            /* -1: greedy; else in [0, 1) */
     int category_scores;

@@ -10,6 +10,8 @@
  */
 #include "errmsg.h"
 #include "fixture.h"
+#include "prompt_format.h"
+#include <jansson.h>
 #include "bf16.h"
 #include <errno.h>
 #include <math.h>
@@ -64,12 +66,17 @@ int fixture_preset(const char *name, FixtureSpec *spec, char *err, size_t errlen
     c->rope_low_freq_factor = 1.0f; c->rope_high_freq_factor = 4.0f; c->rope_orig_max_pos = 8192;
     c->bos_id = 128000; c->n_eos = 3;
     memcpy(c->eos_ids, eos, sizeof eos);
-    if (!strcmp(name, "tiny")) {
+    spec->prompt_format = PROMPT_FORMAT_LG3_1B;
+    if (!strcmp(name, "tiny") || !strcmp(name, "tiny-8b")) {
         c->n_layers = 2; c->dim = 32; c->n_heads = 4; c->n_kv_heads = 2; c->head_dim = 8; c->hidden_dim = 64;
+        if (!strcmp(name, "tiny-8b")) spec->prompt_format = PROMPT_FORMAT_LG3_8B;
     } else if (!strcmp(name, "llama-guard-3-1b")) {
         c->n_layers = 16; c->dim = 2048; c->n_heads = 32; c->n_kv_heads = 8; c->head_dim = 64; c->hidden_dim = 8192;
+    } else if (!strcmp(name, "llama-guard-3-8b")) {
+        c->n_layers = 32; c->dim = 4096; c->n_heads = 32; c->n_kv_heads = 8; c->head_dim = 128; c->hidden_dim = 14336;
+        spec->prompt_format = PROMPT_FORMAT_LG3_8B;
     } else {
-        return errmsg(err, errlen, "unknown preset \"%s\" (tiny, llama-guard-3-1b)", name);
+        return errmsg(err, errlen, "unknown preset \"%s\" (tiny, tiny-8b, llama-guard-3-1b, llama-guard-3-8b)", name);
     }
     return 0;
 }
@@ -85,6 +92,21 @@ static void fmt_float(char *buf, size_t len, float f) {
         if (strtof(buf, NULL) == f) break;
     }
     if (!strpbrk(buf, ".en")) strncat(buf, ".0", len - strlen(buf) - 1);
+}
+
+int fixture_write_tokenizer_config(const char *dir, PromptFormat fmt, int max_pos, char *err, size_t errlen) {
+    const char *tpl = prompt_format_template(fmt);
+    if (!tpl) return errmsg(err, errlen, "no chat template for prompt format %s", prompt_format_name(fmt));
+    char path[4200];
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    json_t *root = json_pack("{s:s,s:s,s:s,s:b,s:I,s:s,s:s}", "bos_token", "<|begin_of_text|>",
+                             "eos_token", "<|eot_id|>", "pad_token", "<|finetune_right_pad_id|>",
+                             "clean_up_tokenization_spaces", 1, "model_max_length", (json_int_t)max_pos,
+                             "tokenizer_class", "PreTrainedTokenizerFast", "chat_template", tpl);
+    int rc = root && json_dump_file(root, path, JSON_INDENT(2) | JSON_ENSURE_ASCII) == 0 ? 0 : -1;
+    json_decref(root);
+    if (rc < 0) return errmsg(err, errlen, "%s: cannot write: %s", path, strerror(errno));
+    return 0;
 }
 
 int fixture_write_config(const char *path, const ModelConfig *c, char *err, size_t errlen) {

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "model.h"
+#include "prompt.h"
 #include "safetensors.h"
 
 typedef struct {
@@ -22,12 +23,16 @@ typedef struct {
     int shards;         /* 1: model.safetensors; N > 1: index + N shard files */
     int header_only;    /* write config.json and FILE.header (8-byte length +
                            header JSON of each safetensors file), no data */
+    PromptFormat prompt_format; /* whose chat template fixture_write_tokenizer_config writes */
 } FixtureSpec;
 
 /* Fills spec from a preset name: "tiny" (2 layers, dim 32, 4 heads / 2 KV
  * heads, head_dim 8, MLP 64, the real vocab 128256 and token ids, llama3 rope,
- * untied; ~16 MB in bf16) or "llama-guard-3-1b" (the exact shape of
- * the real checkpoint, ~3 GB). seed 1, BF16, one file. Returns 0 or -1. */
+ * untied; ~16 MB in bf16), "tiny-8b" (the same shape with the 8B's prompt
+ * format), "llama-guard-3-1b" (the exact shape of the real checkpoint, ~3 GB)
+ * or "llama-guard-3-8b" (Llama 3.1 8B: 32 layers, dim 4096, 32/8 heads,
+ * head_dim 128, MLP 14336, untied; ~16 GB). seed 1, BF16, one file; the 1B
+ * presets carry the 1B's prompt format, the 8B ones the 8B's. Returns 0 or -1. */
 int fixture_preset(const char *name, FixtureSpec *spec, char *err, size_t errlen);
 
 /* Writes the checkpoint into dir (created, with parents, if needed). The
@@ -40,6 +45,11 @@ int fixture_write(const char *dir, const FixtureSpec *spec, char *err, size_t er
  * 1-D tensors (norm weights) are 1 +/- 0.1; matrices are uniform with
  * standard deviation 1/sqrt(cols), so activations stay O(1) at any width. */
 float fixture_value(uint64_t seed, const char *name, int ndim, int64_t cols, size_t i);
+
+/* Writes dir/tokenizer_config.json as Hugging Face ships it for Llama Guard 3
+ * (bos/eos tokens, model_max_length) with fmt's chat template, so the prompt
+ * family is detected from the directory (prompt_format.h). 0 or -1. */
+int fixture_write_tokenizer_config(const char *dir, PromptFormat fmt, int max_pos, char *err, size_t errlen);
 
 /* Writes cfg as a Hugging Face config.json at path. Returns 0 or -1. */
 int fixture_write_config(const char *path, const ModelConfig *cfg, char *err, size_t errlen);

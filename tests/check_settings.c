@@ -231,7 +231,12 @@ START_TEST(error_categories) {
     expect_error("policy = {\n  categories = ( (\"S1\") );\n};\n", 2, "policy.categories[0]", "pair");
     expect_error("policy = {\n categories = ( (\"A\", \"a\") );\n exclude = [\"A\"];\n};\n", 3,
                  "policy.exclude", "excludes every category");
-    expect_error("policy = {\n  exclude = [\"S14\"];\n};\n", 2, "policy.exclude[0]", "not one of the categories");
+    /* S14 exists for the 8B only: refused for the 1B, left to the start-up
+     * check against the model when the family is "auto" */
+    expect_error("model = { prompt_format = \"llama-guard-3-1b\"; };\npolicy = {\n  exclude = [\"S14\"];\n};\n", 3,
+                 "policy.exclude[0]", "not one of the categories");
+    expect_error("policy = {\n  exclude = [\"S15\"];\n};\n", 2, "policy.exclude[0]", "not one of the categories");
+    expect_error("model = { prompt_format = \"llama-guard-3\"; };\n", 1, "model.prompt_format", "unknown prompt format");
     expect_error("policy = {\n categories = ( (\"A\", \"a\"), (\"B\", \"b\") );\n exclude = [\"S1\"];\n};\n", 3,
                  "policy.exclude[0]", "not one of the categories");
 }

@@ -17,7 +17,7 @@ pass=0; fail=0; skip=0; failed=""
 # carries it (tests read GUARDD_TOKENIZER and GUARDD_TINY_MODEL).
 export GUARDD_TOKENIZER=${GUARDD_TOKENIZER:-$DEPS_DIR/tokenizer.json}
 export GUARDD_TINY_MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
-if [ ! -f "$GUARDD_TINY_MODEL/model.safetensors" ]; then
+if [ ! -f "$GUARDD_TINY_MODEL/model.safetensors" ] || [ ! -f "$GUARDD_TINY_MODEL/tokenizer_config.json" ]; then
     "$BUILD/guardctl" fixture --preset tiny --seed 1 --out "$GUARDD_TINY_MODEL" \
         --tokenizer "$GUARDD_TOKENIZER" >/dev/null 2>&1 || echo "note: tiny fixture model not available"
 fi

@@ -134,6 +134,19 @@ assert c["vocab_size"] == 128256 and c["eos_token_id"] == [128001, 128008, 12800
 assert c["tie_word_embeddings"] is False and c["rope_scaling"]["rope_type"] == "llama3"
 PY
 
+# 1b. the presets carry their family's chat template (compared with the reference copies)
+"$CTL" fixture --preset tiny-8b --seed 1 --out "$tmp/tiny8" --tokenizer "$tok" >/dev/null || fail "tiny-8b fixture"
+cmp -s "$tmp/tiny/model.safetensors" "$tmp/tiny8/model.safetensors" || fail "tiny-8b weights differ from tiny's"
+python3 - "$tmp/tiny/tokenizer_config.json" tests/reference/prompt/chat_template.jinja \
+    "$tmp/tiny8/tokenizer_config.json" tests/reference/prompt-8b/chat_template.jinja <<'PY' || fail "chat templates"
+import json, sys
+for cfg, ref in ((sys.argv[1], sys.argv[2]), (sys.argv[3], sys.argv[4])):
+    c = json.load(open(cfg))
+    assert c["chat_template"] == open(ref).read().strip(), cfg
+    assert c["bos_token"] == "<|begin_of_text|>" and c["eos_token"] == "<|eot_id|>"
+PY
+[ -e "$tmp/tiny2/tokenizer_config.json" ] && fail "tokenizer_config.json written without --tokenizer"
+
 # 2. deterministic per seed
 "$CTL" fixture --preset tiny --seed 1 --out "$tmp/tiny2" >/dev/null || fail "tiny2"
 cmp -s "$tmp/tiny/model.safetensors" "$tmp/tiny2/model.safetensors" || fail "same seed, different bytes"
@@ -172,6 +185,37 @@ if [ -f "$REF" ]; then
 else
     echo "note: $REF not found, reference table comparison skipped"
 fi
+
+# 4b. the 8B shape (Llama 3.1 8B), header only, in 4 shards like the real download
+"$CTL" fixture --preset llama-guard-3-8b --seed 1 --out "$tmp/lg8" --header-only --shards 4 >/dev/null \
+    || fail "lg8 header"
+python3 "$tmp/check.py" dir "$tmp/lg8" BF16 header-only || fail "lg8 layout"
+python3 - "$tmp/lg8" <<'PY' || fail "lg8 shapes"
+import json, struct, sys
+d = sys.argv[1]
+c = json.load(open(d + "/config.json"))
+assert (c["num_hidden_layers"], c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"],
+        c["head_dim"], c["intermediate_size"], c["vocab_size"]) == (32, 4096, 32, 8, 128, 14336, 128256), c
+r = c["rope_scaling"]
+assert c["rope_theta"] == 500000 and r["rope_type"] == "llama3" and r["factor"] == 8, c
+assert r["low_freq_factor"] == 1 and r["high_freq_factor"] == 4 and r["original_max_position_embeddings"] == 8192
+assert c["tie_word_embeddings"] is False and c["rms_norm_eps"] == 1e-5
+# (with --header-only the index names the .header files written instead of the shards)
+files = sorted(set(json.load(open(d + "/model.safetensors.index.json"))["weight_map"].values()))
+assert files == ["model-%05d-of-00004.safetensors.header" % i for i in range(1, 5)], files
+params = 0
+for f in files:
+    with open(d + "/" + f, "rb") as h:
+        n = struct.unpack("<Q", h.read(8))[0]
+        hdr = json.loads(h.read(n))
+    for k, v in hdr.items():
+        if k != "__metadata__":
+            p = 1
+            for x in v["shape"]:
+                p *= x
+            params += p
+assert params == 8030261248, params   # Llama 3.1 8B, untied: ~16.06 GB in bf16
+PY
 
 # 5. bad options fail clearly
 expect_err() { # words-in-stderr, args...

@@ -4,7 +4,7 @@ nothing was lost (at-least-once) and that every output is well formed.
 
   check_outputs.py --guardctl G --brokers B [--input T --allow A --deny D --dlq Q]
                    [--expect-inputs N] [--timeout S] [--full] [--header NAME]
-                  [--category-scores]
+                  [--category-scores [--default-codes N]]
 
 Re-reads all four topics (guardctl tail, from the beginning) until every input
 record (partition, offset) has at least one output record whose record_id is
@@ -21,7 +21,8 @@ and nowhere else, valid ones ("ok-*") get a verdict on allow (safe) or deny
 (unsafe) with every schema field present and sane, metadata echoed, header
 NAME copied, and per key the outputs follow the input order.
 --category-scores: each verdict has category_scores for exactly the event's
-active codes (its own list or S1..S13, minus excluded ones).
+active codes (its own list or S1..SN, N = --default-codes: 13 for Llama Guard 3
+1B, 14 for the 8B; minus excluded ones).
 Prints a one-line JSON summary on success.
 """
 import argparse
@@ -124,7 +125,7 @@ def check_verdict(rid, inp, v, topic, a):
             fail(f"verdict {rid} category without code: {c}")
     if a.category_scores:
         ev = inp["value"]
-        codes = list(ev["categories"]) if ev.get("categories") else [f"S{i}" for i in range(1, 14)]
+        codes = list(ev["categories"]) if ev.get("categories") else [f"S{i}" for i in range(1, a.default_codes + 1)]
         want = [c for c in codes if c not in ev.get("exclude", [])]
         got = v.get("category_scores")
         if not isinstance(got, dict) or sorted(got) != sorted(want) or \
@@ -192,6 +193,7 @@ def main():
     ap.add_argument("--full", action="store_true")
     ap.add_argument("--header")
     ap.add_argument("--category-scores", action="store_true")
+    ap.add_argument("--default-codes", type=int, default=13)
     a = ap.parse_args()
     start = time.time()
     deadline = start + a.timeout
