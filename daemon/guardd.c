@@ -127,6 +127,9 @@ static void reload(const char *path, Settings *cur, Pipeline *p, const Classifie
         if (next.precision != cur->precision)
             log_msg(LOG_WARN, "event=reload_restart_needed setting=model.precision value=%s "
                     "kept=%s", precision_name(next.precision), precision_name(cur->precision));
+        if (next.prompt_format != cur->prompt_format)
+            log_msg(LOG_WARN, "event=reload_restart_needed setting=model.prompt_format value=%s kept=%s",
+                    prompt_format_name(next.prompt_format), prompt_format_name(classifier_prompt_format(clf)));
         log_set_level(next.log_level);
         pipeline_reload(p, &next);
         settings_free(cur);
