@@ -29,24 +29,9 @@ logs=$BUILD/test-logs/t_event_wire.d
 rm -rf "$logs"
 mkdir -p "$logs"
 tmp=$(mktemp -d /tmp/t_event_wire.XXXXXX)
-pids=""
-cleanup() {
-    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
+. tests/e2e/lib.sh
 
-"$C" broker --brokers 1 --partitions 2 \
-    --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
-    --bootstrap-file "$tmp/bootstrap" >"$logs/broker.log" 2>&1 &
-pids="$pids $!"
-i=0
-while [ ! -s "$tmp/bootstrap" ]; do
-    i=$((i + 1)); [ $i -lt 100 ] || fail "broker did not start"; sleep 0.1
-done
-B=$(sed 's/^bootstrap=//' "$tmp/bootstrap")
+start_broker conversations,verdicts.allow,verdicts.deny,conversations.dlq 1 2
 
 cat >"$tmp/guardd.conf" <<CONF
 kafka = {
@@ -61,9 +46,7 @@ limits = { max_event_bytes = 65536; max_message_bytes = 4096; };
 metrics = { listen = "127.0.0.1:0"; };
 log = { level = "info"; };
 CONF
-"$G" --config "$tmp/guardd.conf" >"$logs/guardd.log" 2>&1 &
-GP=$!
-pids="$pids $GP"
+start_guardd guardd; GP=$LAST_PID
 
 # ---- inputs: key, expected outcome ("verdict" or "dlq:REASON") ----------------------
 : >"$tmp/expect"

@@ -36,13 +36,8 @@ C=$BUILD/guardctl
 case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
 
 tmp=$(mktemp -d /tmp/kafka_throughput.XXXXXX)
-pids=""
-cleanup() {
-    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+logs=$tmp   # broker.log, guardd.log (its tail printed on failure): removed on exit
+. tests/e2e/lib.sh
 per_key=$(( (N + 3) / 4 ))
 "$PY" tests/e2e/gen_events.py "$tmp/ev" b 4 "$per_key" --valid-only >/dev/null
 cat "$tmp/ev"/b-k*.jsonl | head -n "$N" >"$tmp/all.jsonl"
@@ -75,14 +70,8 @@ measure() {
     done
 
     # (2) guardd through Kafka, a fresh cluster each time
-    rm -f "$tmp/bs"
-    "$C" broker --brokers 1 --partitions 4 \
-        --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
-        --bootstrap-file "$tmp/bs" >/dev/null 2>&1 &
-    bpid=$!
-    pids="$pids $bpid"
-    i=0; while [ ! -s "$tmp/bs" ]; do i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.1; done
-    B=$(sed 's/^bootstrap=//' "$tmp/bs")
+    start_broker conversations,verdicts.allow,verdicts.deny,conversations.dlq 1 4
+    bpid=$BROKER_PID
     cat >"$tmp/guardd.conf" <<EOF
 kafka = { brokers = "$B"; group_id = "bench"; input_topics = [ "conversations" ];
           properties = ( ("session.timeout.ms", "6000") ); };
@@ -102,9 +91,7 @@ EOF
         grep -F "\"ok-$k-" "$tmp/all.jsonl" | "$C" send --brokers "$B" --topic conversations \
             --key "$k" >/dev/null 2>&1
     done
-    "$G" --config "$tmp/guardd.conf" >"$tmp/guardd.log" 2>&1 &
-    gpid=$!
-    pids="$pids $gpid"
+    start_guardd guardd; gpid=$LAST_PID
     while :; do
         got=$(count_verdicts '"id": *"ok-b-')
         [ "$got" -ge "$N" ] && break

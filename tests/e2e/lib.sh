@@ -1,6 +1,6 @@
 # lib.sh - shell helpers shared by the end-to-end script tests that run the real
-# guardd against `guardctl broker` (t_daemon_e2e.sh, t_chaos.sh). Source it from
-# the repository root after setting:
+# guardd against `guardctl broker` (t_daemon_e2e.sh, t_chaos.sh, t_event_wire.sh,
+# bench/kafka_throughput.sh). Source it from the repository root after setting:
 #   G, C   guardd and guardctl binaries      PY   python3 with msgpack
 #   tmp    scratch directory (removed on exit) logs  directory for process logs
 # It sets the EXIT/INT/TERM traps: every process started here (and any pid added
@@ -16,9 +16,12 @@ trap 'exit 1' INT TERM
 fail() { echo "FAIL: $*"; exit 1; }
 step() { echo "== $(date +%T) $*"; }
 
-# start_broker TOPICS -> B (bootstrap list), BROKER_PID. 3 brokers, 4 partitions.
+# start_broker TOPICS [BROKERS [PARTITIONS]] -> B (bootstrap list), BROKER_PID.
+# Default 3 brokers, 4 partitions. Callable again for a fresh cluster once the
+# previous one is gone (its bootstrap file is removed first; its log replaced).
 start_broker() {
-    "$C" broker --brokers 3 --partitions 4 --topics "$1" \
+    rm -f "$tmp/bootstrap"
+    "$C" broker --brokers "${2:-3}" --partitions "${3:-4}" --topics "$1" \
         --bootstrap-file "$tmp/bootstrap" >"$logs/broker.log" 2>&1 &
     BROKER_PID=$!
     pids="$pids $BROKER_PID"
