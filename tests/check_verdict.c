@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "prompt.h"
 #include "verdict.h"
 
 typedef struct {
@@ -142,10 +143,28 @@ START_TEST(softmax) {
 }
 END_TEST
 
+/* With the 8B's default list S14 is a known code; with the 1B's it is not. */
+START_TEST(s14_with_the_8b_list) {
+    Verdict v;
+    verdict_parse("unsafe\nS2,S14", prompt_default_categories(PROMPT_FORMAT_LG3_8B), &v);
+    ck_assert_int_eq(v.unsafe, 1);
+    ck_assert_int_eq(v.parse_error, 0);
+    ck_assert_int_eq(v.n_codes, 2);
+    ck_assert_str_eq(v.codes[1], "S14");
+    ck_assert_str_eq(v.names[1], "Code Interpreter Abuse.");
+    verdict_free(&v);
+    verdict_parse("unsafe\nS14", prompt_default_categories(PROMPT_FORMAT_LG3_1B), &v);
+    ck_assert_int_eq(v.parse_error, 1);
+    ck_assert_ptr_null(v.names[0]);
+    verdict_free(&v);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("verdict");
     TCase *tc = tcase_create("verdict");
     tcase_add_test(tc, parse_table);
+    tcase_add_test(tc, s14_with_the_8b_list);
     tcase_add_test(tc, too_many_codes);
     tcase_add_test(tc, decide);
     tcase_add_test(tc, draft);
