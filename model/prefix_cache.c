@@ -21,7 +21,7 @@ struct PrefixBlock {
     PrefixBlock *lru_prev, *lru_next;
     int refs;                        /* pins */
     float *k, *v;                    /* [n_layers][B][kv_dim] each */
-    int ids[];                       /* B */
+    int *ids;                        /* B, allocated right after the struct */
 };
 
 struct PrefixCache {
@@ -221,6 +221,7 @@ static PrefixBlock *block_alloc(PrefixCache *pc) {
         return NULL;
     }
     memset(b, 0, sizeof *b);
+    b->ids = (int *)(b + 1);
     b->k = kv;
     b->v = kv + floats_per_block(pc);
     pc->bytes += pc->block_bytes;
