@@ -558,6 +558,47 @@ START_TEST(test_prefix_reuse) {
 }
 END_TEST
 
+/* View segments (kv_new_view): B reads a block computed earlier and the
+ * positions A computes in the same batch; both equal running alone. */
+START_TEST(test_view_segments) {
+    TestModel *tm = make_model(2, 4, 1, 1, 1);
+    set_variant(tm, _i);
+    Transformer *t = transformer_new(&tm->m, 2);
+    int V = tm->m.cfg.vocab_size;
+    int a[30], b[35];
+    rand_tokens(a, 30, V);
+    memcpy(b, a, sizeof(int) * 20);   /* B = A's first 20 tokens, then its own */
+    rand_tokens(b + 20, 15, V);
+    char err[200] = "";
+    KVCache *blk = kv_new(&tm->m.cfg, 8, NULL);      /* positions [0, 8), computed before */
+    SeqInput sp = {a, 8, blk, 0, NULL};
+    ck_assert_msg(transformer_forward(t, &sp, 1, err, sizeof err) == 0, "%s", err);
+    KVSegment first = {blk->k, blk->v, 8, blk->capacity};
+    KVCache *ka = kv_new_view(&tm->m.cfg, 22, &first, 1);
+    ck_assert_ptr_nonnull(ka);
+    KVSegment bview[2] = {first, {ka->k, ka->v, 12, ka->capacity}};  /* A's positions [8, 20) */
+    KVCache *kb = kv_new_view(&tm->m.cfg, 15, bview, 2);
+    ck_assert_ptr_nonnull(kb);
+    ck_assert_int_eq(kv_len(kb), 20);
+    float got[2][97], want[2][97];
+    SeqInput s[2] = {{a + 8, 22, ka, 1, got[0]}, {b + 20, 15, kb, 1, got[1]}};
+    ck_assert_msg(transformer_forward(t, s, 2, err, sizeof err) == 0, "%s", err);
+    run_alone(t, &tm->m, a, 30, 1, want[0]);
+    run_alone(t, &tm->m, b, 35, 1, want[1]);
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(rel_err(got[i], want[i], V) < 1e-5, "seq %d: rel err %g", i, rel_err(got[i], want[i], V));
+    /* malformed views are refused */
+    KVSegment bad = {blk->k, blk->v, 9, 8};
+    ck_assert_ptr_null(kv_new_view(&tm->m.cfg, 4, &bad, 1));
+    ck_assert_ptr_null(kv_new_view(&tm->m.cfg, 256, &first, 1));  /* past max_pos (256) */
+    kv_free(kb);
+    kv_free(ka);
+    kv_free(blk);
+    transformer_free(t);
+    free_model(tm);
+}
+END_TEST
+
 START_TEST(test_decode_steps) {
     /* prefill 10, then 1 token at a time (M = 1 GEMMs, sup path) == prefill 16 */
     TestModel *tm = make_model(2, 4, 2, 0, 1);
@@ -653,6 +694,7 @@ int main(void) {
     tcase_add_test(tc, test_vs_reference);
     tcase_add_loop_test(tc, test_batched_equals_alone, 0, N_VARIANTS);
     tcase_add_loop_test(tc, test_prefix_reuse, 0, N_VARIANTS);
+    tcase_add_loop_test(tc, test_view_segments, 0, N_VARIANTS);
     tcase_add_loop_test(tc, test_decode_steps, 0, N_VARIANTS);
     tcase_add_test(tc, test_errors);
     suite_add_tcase(s, tc);
