@@ -139,6 +139,38 @@ static json_t *default_template(json_t *root) {
     return NULL;
 }
 
+/* Without a chat_template the family cannot be read from the directory, and
+ * the 1B is assumed (its download instructions once left tokenizer_config.json
+ * out). A checkpoint of Llama Guard 3 8B's exact shape is the one case where
+ * that assumption is known to be wrong: an 8B given the 1B prompt would
+ * answer, silently worse. Returns 1 when config.json has the 8B's hidden
+ * size and layer count. */
+static int has_8b_shape(const char *model_dir) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > PROMPT_FORMAT_MAX_CONFIG_BYTES)
+        return 0;
+    json_t *root = json_load_file(path, 0, NULL);
+    int is8b = json_is_object(root) &&
+               json_integer_value(json_object_get(root, "hidden_size")) == 4096 &&
+               json_integer_value(json_object_get(root, "num_hidden_layers")) == 32;
+    json_decref(root);
+    return is8b;
+}
+
+static int assume_1b(const char *model_dir, const char *why, PromptFormat *out, char *note,
+                     size_t notelen, char *err, size_t errlen) {
+    if (has_8b_shape(model_dir))
+        return errmsg(err, errlen, "%s, and %s/config.json has Llama Guard 3 8B's shape (hidden "
+                      "4096, 32 layers): refusing to guess the prompt; add the model's "
+                      "tokenizer_config.json or set model.prompt_format (guardctl: --prompt-format)",
+                      why, model_dir);
+    *out = PROMPT_FORMAT_LG3_1B;
+    errmsg(note, notelen, "%s: assuming llama-guard-3-1b", why);
+    return 1;
+}
+
 int prompt_format_detect(const char *model_dir, PromptFormat *out, char *note, size_t notelen,
                          char *err, size_t errlen) {
     char path[4200];
@@ -146,9 +178,9 @@ int prompt_format_detect(const char *model_dir, PromptFormat *out, char *note, s
     struct stat st;
     if (stat(path, &st) != 0) {
         if (errno != ENOENT) return errmsg(err, errlen, "%s: %s", path, strerror(errno));
-        *out = PROMPT_FORMAT_LG3_1B;
-        errmsg(note, notelen, "%s not found: assuming llama-guard-3-1b", path);
-        return 1;
+        char why[4300];
+        snprintf(why, sizeof why, "%s not found", path);
+        return assume_1b(model_dir, why, out, note, notelen, err, errlen);
     }
     if (!S_ISREG(st.st_mode) || st.st_size > PROMPT_FORMAT_MAX_CONFIG_BYTES)
         return errmsg(err, errlen, "%s: not a regular file of at most %d bytes", path,
@@ -159,9 +191,9 @@ int prompt_format_detect(const char *model_dir, PromptFormat *out, char *note, s
     json_t *tpl = json_is_object(root) ? default_template(root) : NULL;
     int rc;
     if (!tpl) {
-        *out = PROMPT_FORMAT_LG3_1B;
-        errmsg(note, notelen, "%s has no chat_template: assuming llama-guard-3-1b", path);
-        rc = 1;
+        char why[4300];
+        snprintf(why, sizeof why, "%s has no chat_template", path);
+        rc = assume_1b(model_dir, why, out, note, notelen, err, errlen);
     } else if ((*out = prompt_format_recognise(json_string_value(tpl), json_string_length(tpl))) !=
                PROMPT_FORMAT_AUTO) {
         errmsg(note, notelen, "%s: chat_template is %s's", path, prompt_format_name(*out));

@@ -593,6 +593,29 @@ START_TEST(missing_template_means_1b) {
 }
 END_TEST
 
+/* ... unless config.json has the 8B's shape: then the 1B prompt would be a
+ * known-wrong guess, and detection refuses, naming the way out. */
+START_TEST(missing_template_with_8b_shape_refused) {
+    make_dir();
+    char cpath[128], err[512] = "", note[512] = "";
+    snprintf(cpath, sizeof cpath, "%s/config.json", dir);
+    FILE *fp = fopen(cpath, "w");
+    fputs("{\"hidden_size\": 4096, \"num_hidden_layers\": 32}", fp);
+    fclose(fp);
+    PromptFormat f = PROMPT_FORMAT_AUTO;
+    ck_assert_int_lt(prompt_format_detect(dir, &f, note, sizeof note, err, sizeof err), 0);
+    ck_assert_ptr_nonnull(strstr(err, "tokenizer_config.json not found"));
+    ck_assert_ptr_nonnull(strstr(err, "model.prompt_format"));
+    fp = fopen(cpath, "w");          /* the 1B's shape: assumed, with a note */
+    fputs("{\"hidden_size\": 2048, \"num_hidden_layers\": 16}", fp);
+    fclose(fp);
+    ck_assert_int_eq(prompt_format_detect(dir, &f, note, sizeof note, err, sizeof err), 1);
+    ck_assert_int_eq(f, PROMPT_FORMAT_LG3_1B);
+    unlink(cpath);
+    remove_dir();
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("prompt");
     TCase *tc = tcase_create("render");
@@ -620,6 +643,7 @@ int main(void) {
     tcase_add_test(tr, recognises_both_templates);
     tcase_add_test(tr, refuses_a_modified_template);
     tcase_add_test(tr, missing_template_means_1b);
+    tcase_add_test(tr, missing_template_with_8b_shape_refused);
     suite_add_tcase(s, tr);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
