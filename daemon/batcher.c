@@ -133,7 +133,14 @@ void *batcher_main(void *arg) {
         metrics_queue_depth(queue_depth(&p->queue));
         if (n == 0 && atomic_load(&p->drain)) atomic_store(&p->stop_infer, 1);
         n = keep_current(p, (Item **)nodes, n);
-        if (n > 0) run_batch(p, (Item **)nodes, n, pol);
+        if (n > 0) {
+            /* the wait above can outlast a reload: events sent right after
+             * it must get its threshold and category_scores, so the batch
+             * runs under the policy current now, not the one read before */
+            Policy *now = policy_get(p);
+            run_batch(p, (Item **)nodes, n, now);
+            policy_put(now);
+        }
         for (int i = 0; i < n; i++) item_free((Item *)nodes[i]);
         policy_put(pol);
     }
