@@ -304,7 +304,7 @@ static int revision(const char *cfg_path, const StSet *s, char out[80]) {
     return 0;
 }
 
-static long peak_rss_kb(void) {
+long model_process_peak_rss_kb(void) {
     FILE *f = fopen("/proc/self/status", "r");
     char line[256];
     long kb = -1;
@@ -404,7 +404,7 @@ Model *model_load_precision(const char *dir, Precision prec, char *err, size_t e
     }
     set_name(m, dir);
     m->load_seconds = now() - t0;
-    m->peak_rss_kb = peak_rss_kb();
+    m->peak_rss_kb = model_process_peak_rss_kb();
     return m;
 }
 

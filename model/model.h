@@ -83,4 +83,7 @@ Model *model_load_precision(const char *dir, Precision p, char *err, size_t errl
 Model *model_load(const char *dir, char *err, size_t errlen);
 void model_free(Model *m);
 
+/* This process's peak resident set size so far (VmHWM), in kB; -1 if unknown. */
+long model_process_peak_rss_kb(void);
+
 #endif

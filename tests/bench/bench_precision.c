@@ -52,17 +52,6 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static long vm_hwm_kb(void) {
-    FILE *f = fopen("/proc/self/status", "r");
-    char line[256];
-    long kb = -1;
-    if (!f) return -1;
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) break;
-    fclose(f);
-    return kb;
-}
-
 static double forward(Transformer *t, SeqInput *s, int n) {
     char err[256];
     double t0 = now();
@@ -115,7 +104,7 @@ static Result run_one(const char *dir, Precision p, int threads, int reps, const
         double dt = forward(t, s, B);
         if (rep && dt < r.decode_s) r.decode_s = dt;
     }
-    r.rss_kb = vm_hwm_kb();
+    r.rss_kb = model_process_peak_rss_kb();
     r.ok = 1;
     for (int b = 0; b < B; b++) kv_free(kv[b]);
     free(tok);
