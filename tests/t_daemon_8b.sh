@@ -30,35 +30,13 @@ logs=$BUILD/test-logs/t_daemon_8b.d
 rm -rf "$logs"
 mkdir -p "$logs"
 tmp=$(mktemp -d /tmp/t_daemon_8b.XXXXXX)
-pids=""
-cleanup() {
-    for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
-fail() { echo "FAIL: $*"; exit 1; }
-step() { echo "== $(date +%T) $*"; }
-wait_log() { # file pattern seconds
-    i=0
-    while ! grep -q "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -lt $(($3 * 10)) ] || fail "no '$2' in $1 after $3 s"; sleep 0.1
-    done
-}
+. tests/e2e/lib.sh
 
 M8=$tmp/tiny8b
 "$C" fixture --preset tiny-8b --seed 1 --out "$M8" --tokenizer "$TOK" >/dev/null || fail "tiny-8b fixture"
 
 step "broker"
-"$C" broker --brokers 1 --partitions 2 \
-    --topics conversations,verdicts.allow,verdicts.deny,conversations.dlq \
-    --bootstrap-file "$tmp/bootstrap" >"$logs/broker.log" 2>&1 &
-pids="$pids $!"
-i=0
-while [ ! -s "$tmp/bootstrap" ]; do
-    i=$((i + 1)); [ $i -lt 100 ] || fail "broker did not start"; sleep 0.1
-done
-B=$(sed 's/^bootstrap=//' "$tmp/bootstrap")
+start_broker conversations,verdicts.allow,verdicts.deny,conversations.dlq 1 2
 
 write_conf() { # file model-dir extra-model-settings policy-settings
     cat >"$1" <<EOF

@@ -1,5 +1,5 @@
 # lib.sh - shell helpers shared by the end-to-end script tests that run the real
-# guardd against `guardctl broker` (t_daemon_e2e.sh, t_chaos.sh, t_event_wire.sh,
+# guardd against `guardctl broker` (t_daemon_e2e.sh, t_chaos.sh, t_event_wire.sh, t_daemon_8b.sh,
 # bench/kafka_throughput.sh). Source it from the repository root after setting:
 #   G, C   guardd and guardctl binaries      PY   python3 with msgpack
 #   tmp    scratch directory (removed on exit) logs  directory for process logs
