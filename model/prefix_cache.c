@@ -126,7 +126,7 @@ static void touch_chain(PrefixCache *pc, PrefixBlock *last) {
     for (PrefixBlock *b = last; b && b != &pc->root; b = b->parent) touch(pc, b);
 }
 
-static PrefixBlock **bucket(PrefixCache *pc, uint64_t h) { return &pc->buckets[h & (pc->n_buckets - 1)]; }
+static PrefixBlock **bucket(const PrefixCache *pc, uint64_t h) { return &pc->buckets[h & (pc->n_buckets - 1)]; }
 
 static void hash_grow(PrefixCache *pc) {
     size_t n = pc->n_buckets * 2;
@@ -144,7 +144,7 @@ static void hash_grow(PrefixCache *pc) {
 }
 
 /* The cached block continuing `parent` with exactly ids, verified. */
-static PrefixBlock *find(PrefixCache *pc, const PrefixBlock *parent, uint64_t h, const int *ids) {
+static PrefixBlock *find(const PrefixCache *pc, const PrefixBlock *parent, uint64_t h, const int *ids) {
     for (PrefixBlock *b = *bucket(pc, h); b; b = b->hnext)
         if (b->hash == h && b->parent == parent && !memcmp(b->ids, ids, sizeof(int) * (size_t)pc->B))
             return b;
@@ -234,8 +234,9 @@ static PrefixBlock *block_alloc(PrefixCache *pc) {
 /* Whole blocks of tokens[0..n) (at most limit positions) found by the hash
  * chain: stored in out (if not NULL, room for limit / B); returns the count,
  * *last = the last block (or the root). */
-static int walk(PrefixCache *pc, const int *tokens, int limit, PrefixBlock **out, PrefixBlock **last) {
-    PrefixBlock *p = &pc->root;
+static int walk(const PrefixCache *pc, const int *tokens, int limit, PrefixBlock **out,
+                const PrefixBlock **last) {
+    const PrefixBlock *p = &pc->root;
     int nb = 0;
     for (int pos = 0; pos + pc->B <= limit; pos += pc->B) {
         PrefixBlock *b = find(pc, p, block_hash(pc, p->hash, tokens + pos), tokens + pos);
@@ -275,8 +276,9 @@ int prefix_cache_match(PrefixCache *pc, const int *tokens, int n, int limit, Pre
         prefix_cache_release(pc, m);
         return -1;
     }
-    PrefixBlock *last;
-    int nb = walk(pc, tokens, limit, m->blocks, &last);
+    const PrefixBlock *lastc;
+    int nb = walk(pc, tokens, limit, m->blocks, &lastc);
+    PrefixBlock *last = nb ? m->blocks[nb - 1] : &pc->root;   /* lastc, writable */
     for (int i = 0; i < nb; i++) m->segs[i] = (KVSegment){m->blocks[i]->k, m->blocks[i]->v, pc->B, pc->B};
     m->n_tokens = nb * pc->B;
     int part = 0;
@@ -293,6 +295,15 @@ int prefix_cache_match(PrefixCache *pc, const int *tokens, int n, int limit, Pre
     return 0;
 }
 
+int prefix_cache_peek(const PrefixCache *pc, const int *tokens, int n, int limit) {
+    if (limit > n) limit = n;
+    if (limit <= 0 || pc->n_blocks == 0) return 0;
+    const PrefixBlock *last;
+    int covered = walk(pc, tokens, limit, NULL, &last) * pc->B, part = 0;
+    best_child(pc, last, tokens + covered, limit - covered, &part);
+    return covered + part;
+}
+
 void prefix_cache_release(PrefixCache *pc, PrefixMatch *m) {
     (void)pc;
     for (int i = 0; m->blocks && i < m->n_segs; i++) m->blocks[i]->refs--;
@@ -302,9 +313,11 @@ void prefix_cache_release(PrefixCache *pc, PrefixMatch *m) {
 }
 
 void prefix_cache_touch(PrefixCache *pc, const int *tokens, int n) {
-    PrefixBlock *last;
+    const PrefixBlock *lastc;
     int whole = n / pc->B * pc->B;
-    if (walk(pc, tokens, whole, NULL, &last) * pc->B == whole && n > whole) {
+    int nb = walk(pc, tokens, whole, NULL, &lastc);
+    PrefixBlock *last = (PrefixBlock *)lastc;   /* a block of pc, or its root: pc is ours to change */
+    if (nb * pc->B == whole && n > whole) {
         int part;
         PrefixBlock *c = best_child(pc, last, tokens + whole, n - whole, &part);
         if (c && part == n - whole) touch(pc, c);

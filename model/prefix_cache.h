@@ -58,6 +58,11 @@ typedef struct {
  * continuing the chain. Pins the blocks and marks them recently used. Returns
  * 0 (m may cover 0 tokens), or -1 when out of memory (m then covers none). */
 int prefix_cache_match(PrefixCache *pc, const int *tokens, int n, int limit, PrefixMatch *m);
+/* The n_tokens prefix_cache_match would cover right now, without pinning
+ * blocks or marking them used (no allocation, nothing changes): for
+ * planning, e.g. sizing a batch before it runs. Valid until the cache next
+ * changes (an insert, an eviction, a new budget). */
+int prefix_cache_peek(const PrefixCache *pc, const int *tokens, int n, int limit);
 /* Unpins and frees m's arrays; m is then empty. */
 void prefix_cache_release(PrefixCache *pc, PrefixMatch *m);
 

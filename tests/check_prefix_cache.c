@@ -72,11 +72,14 @@ static void put(PrefixCache *pc, const int *ids, int n) {
     fake_free(&f);
 }
 
+/* The match's length, which a peek must announce exactly. */
 static int match_len(PrefixCache *pc, const int *ids, int n, int limit) {
+    int peeked = prefix_cache_peek(pc, ids, n, limit);
     PrefixMatch m;
     ck_assert_int_eq(prefix_cache_match(pc, ids, n, limit, &m), 0);
     assert_kv_of(&m, ids);
     int k = m.n_tokens;
+    ck_assert_int_eq(peeked, k);
     prefix_cache_release(pc, &m);
     return k;
 }
@@ -167,6 +170,30 @@ START_TEST(budget_lru_and_pins) {
 }
 END_TEST
 
+/* A peek changes nothing: no pin (its blocks can be evicted at once) and
+ * no use (the LRU order stays as it was). */
+START_TEST(peek_neither_pins_nor_touches) {
+    PrefixCache *pc = make(2, 0);
+    int a[4] = {1, 2, 3, 4}, b[4] = {5, 6, 7, 8}, c[4] = {9, 10, 11, 12};
+    put(pc, a, 4);
+    put(pc, b, 4);                           /* full; a is the oldest */
+    ck_assert_int_eq(prefix_cache_peek(pc, a, 4, 4), 4);
+    ck_assert_int_eq(prefix_cache_peek(pc, a, 4, 3), 3);
+    ck_assert_int_eq(prefix_cache_peek(pc, b, 4, 0), 0);
+    put(pc, c, 4);                           /* evicts a: the peek did not make it recent */
+    ck_assert_int_eq(prefix_cache_peek(pc, a, 4, 4), 0);
+    ck_assert_int_eq(prefix_cache_peek(pc, b, 4, 4), 4);
+    PrefixCacheStats st;
+    prefix_cache_stats(pc, &st);
+    ck_assert_int_eq(st.evictions, 1);
+    prefix_cache_set_max_bytes(pc, 0);       /* nothing pinned: everything goes */
+    prefix_cache_stats(pc, &st);
+    ck_assert_int_eq(st.blocks, 0);
+    ck_assert_int_eq(prefix_cache_peek(pc, b, 4, 4), 0);
+    prefix_cache_free(pc);
+}
+END_TEST
+
 START_TEST(bad_options) {
     ModelConfig c = cfg();
     PrefixCacheOptions o = {.block_tokens = 0};
@@ -183,6 +210,7 @@ int main(void) {
     tcase_add_test(tc, whole_and_partial_blocks);
     tcase_add_test(tc, forced_collisions_never_reuse_wrong_kv);
     tcase_add_test(tc, budget_lru_and_pins);
+    tcase_add_test(tc, peek_neither_pins_nor_touches);
     tcase_add_test(tc, bad_options);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
