@@ -1,6 +1,14 @@
 /* batcher.c - guardd's inference thread: micro-batches from the queue, one
  * classifier_run per batch, one verdict record per event.
  *
+ * A batch's size in tokens (batch.max_tokens) counts what the engine will
+ * prefill: each event's prompt minus the start the prefix cache holds when
+ * the batch is formed (classifier_prefill_estimate), so the turns of long
+ * conversations whose history is cached are batched by their new tokens, not
+ * their whole prompts. The estimate is taken here, in the thread that runs the
+ * engine, because the cache is not thread-safe; it only sizes batches: the
+ * engine bounds its passes itself (2,048 tokens) and results never depend on
+ * it.
  * The batch limits, the threshold, category_scores and the prefix cache
  * budget come from the current policy, read before each batch, so a reload
  * applies from the next batch on (a smaller budget evicts at once; cached K/V
@@ -104,6 +112,12 @@ static void run_batch(Pipeline *p, Item **items, int n, const Policy *pol) {
     free(res);
 }
 
+/* An item's cost for batch.max_tokens (queue_take_batch_cost, called with
+ * the queue locked: a lookup of a few hash-table probes per 16 tokens). */
+static int item_cost(const QueueNode *n, void *clf) {
+    return classifier_prefill_estimate(clf, ((const Item *)n)->job);
+}
+
 /* The engine's progress report: a layer finished. notify_watchdog is
  * rate-limited to one keep-alive per half watchdog period. */
 static void engine_progress(void *arg) {
@@ -129,7 +143,8 @@ void *batcher_main(void *arg) {
             usleep(IDLE_MS * 1000);
             continue;
         }
-        int n = queue_take_batch(&p->queue, nodes, max, pol->max_tokens, pol->max_wait_ms, IDLE_MS);
+        int n = queue_take_batch_cost(&p->queue, nodes, max, pol->max_tokens, pol->max_wait_ms, IDLE_MS,
+                                      item_cost, p->clf);
         metrics_queue_depth(queue_depth(&p->queue));
         if (n == 0 && atomic_load(&p->drain)) atomic_store(&p->stop_infer, 1);
         n = keep_current(p, (Item **)nodes, n);

@@ -87,24 +87,40 @@ static struct timespec abs_after(double now, double secs) {
     return ts;
 }
 
+typedef struct {
+    int max_tokens, tokens;     /* budget, tokens taken so far */
+    QueueCostFn cost;
+    void *arg;
+} Budget;
+
 /* Pops the head into out if it fits the token budget; 1 if taken. */
-static int take_head(EventQueue *q, QueueNode **out, int *n, int *tokens, int max_tokens) {
+static int take_head(EventQueue *q, QueueNode **out, int *n, Budget *b) {
     QueueNode *h = q->head;
     if (!h) return 0;
-    if (*n > 0 && max_tokens > 0 && *tokens + h->tokens > max_tokens) return 0;
+    int t = 0;
+    if (b->max_tokens > 0) {
+        t = b->cost ? b->cost(h, b->arg) : h->tokens;
+        if (*n > 0 && b->tokens + t > b->max_tokens) return 0;
+    }
     q->head = h->next;
     if (!q->head) q->tail = NULL;
     q->depth--;
     h->next = NULL;
     out[(*n)++] = h;
-    *tokens += h->tokens;
+    b->tokens += t;
     return 1;
 }
 
 int queue_take_batch(EventQueue *q, QueueNode **out, int max_events, int max_tokens,
                      int max_wait_ms, int idle_ms) {
+    return queue_take_batch_cost(q, out, max_events, max_tokens, max_wait_ms, idle_ms, NULL, NULL);
+}
+
+int queue_take_batch_cost(EventQueue *q, QueueNode **out, int max_events, int max_tokens,
+                          int max_wait_ms, int idle_ms, QueueCostFn cost, void *arg) {
     if (max_events < 1) max_events = 1;
-    int n = 0, tokens = 0;
+    int n = 0;
+    Budget tokens = {max_tokens, 0, cost, arg};
     pthread_mutex_lock(&q->mu);
     struct timespec idle_until = abs_after(queue_now(), idle_ms / 1000.0);
     while (!q->head && !q->closed)
@@ -112,10 +128,10 @@ int queue_take_batch(EventQueue *q, QueueNode **out, int max_events, int max_tok
     if (!q->head) goto out;
     struct timespec fill_until = abs_after(q->head->enqueued, max_wait_ms / 1000.0);
     for (;;) {
-        while (n < max_events && take_head(q, out, &n, &tokens, max_tokens)) {}
+        while (n < max_events && take_head(q, out, &n, &tokens)) {}
         if (n >= max_events || q->head || q->closed) break;   /* full, token-bound or closing */
         if (pthread_cond_timedwait(&q->cv, &q->mu, &fill_until) == ETIMEDOUT) {
-            while (n < max_events && take_head(q, out, &n, &tokens, max_tokens)) {}
+            while (n < max_events && take_head(q, out, &n, &tokens)) {}
             break;
         }
     }

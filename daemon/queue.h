@@ -12,7 +12,10 @@
  * keeps adding items in FIFO order until max_events, until the next item's
  * tokens would pass max_tokens (a single oversized item still runs alone),
  * or until max_wait_ms after the OLDEST item was queued (so an item that
- * already waited long goes at once).
+ * already waited long goes at once). An item's tokens are its `tokens`
+ * field, fixed when it was queued, or what a cost function says when the
+ * item is considered (queue_take_batch_cost: the cost of an item can fall
+ * while it waits, e.g. once the batch before it cached its prefix).
  *
  * Thread-safe (one mutex, one condition variable).
  */
@@ -22,7 +25,7 @@
 
 typedef struct QueueNode {
     struct QueueNode *next;
-    int tokens;             /* cost for max_tokens */
+    int tokens;             /* cost for max_tokens (without a cost function) */
     double enqueued;        /* monotonic seconds, set by queue_push */
 } QueueNode;
 
@@ -60,6 +63,12 @@ int queue_paused(EventQueue *q);
  * Returns the number of items put in out[0..max_events-1]. */
 int queue_take_batch(EventQueue *q, QueueNode **out, int max_events, int max_tokens,
                      int max_wait_ms, int idle_ms);
+/* The same, with each item's tokens given by cost(item, arg), called in the
+ * caller's thread with the queue locked (so it must be quick and must not
+ * touch the queue) when the item is considered for this batch. */
+typedef int (*QueueCostFn)(const QueueNode *n, void *arg);
+int queue_take_batch_cost(EventQueue *q, QueueNode **out, int max_events, int max_tokens,
+                          int max_wait_ms, int idle_ms, QueueCostFn cost, void *arg);
 
 /* Removes every item for which drop(item, ud) is nonzero and returns them as
  * a list linked by next (caller frees). */

@@ -346,6 +346,14 @@ ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char 
 
 int classify_job_new_tokens(const ClassifyJob *j) { return (int)j->own.n; }
 
+int classifier_prefill_estimate(const Classifier *c, const ClassifyJob *j) {
+    int n = (int)j->all.n;
+    /* the limit plan_reuse gives prefix_cache_match: the last token's logits decide */
+    int cached = prefix_cache_peek(c->pc, j->all.ids, n, n - 1);
+    int left = n - cached;
+    return left < (int)j->own.n ? left : (int)j->own.n;
+}
+
 const CategoryList *classify_job_categories(const ClassifyJob *j) { return &j->active; }
 
 void classify_job_free(ClassifyJob *j) {

@@ -131,6 +131,16 @@ void classifier_set_progress(Classifier *c, void (*fn)(void *arg), void *arg);
 ClassifyJob *classifier_prepare(Classifier *c, const ClassifyRequest *req, char *err, size_t errlen);
 int classify_job_new_tokens(const ClassifyJob *j);  /* prompt tokens after the policy preamble: at most
                                                        what a run prefills for it once the preamble is cached */
+/* The tokens a run started now would prefill for j: its prompt minus the
+ * longest start the prefix cache holds (the last token is always computed),
+ * and never more than classify_job_new_tokens (a batch computes a preamble
+ * its jobs share once, cached or not). What a caller sizes batches with:
+ * another job of the same batch may still save more (a shared uncached
+ * prefix), never less, unless the cache changes first (a run, a new budget).
+ * Reads the cache without pinning or touching it; the cache is not
+ * thread-safe, so call it from the thread that calls classifier_run, between
+ * runs. */
+int classifier_prefill_estimate(const Classifier *c, const ClassifyJob *j);
 /* The categories the job's prompt lists (after exclusion), in order: the
  * codes of ClassifyResult.category_scores. Valid until classify_job_free. */
 const CategoryList *classify_job_categories(const ClassifyJob *j);

@@ -9,7 +9,9 @@
  * turn-by-turn conversations, a prefix shared inside one batch, sequences
  * diverging inside a block, eviction under a small budget while batches
  * run, forced hash collisions, a category list change (reload), and a zero
- * budget. The cache never holds more than its budget (peak_bytes).
+ * budget. The cache never holds more than its budget (peak_bytes). Turn by
+ * turn, the estimate batches are sized by (classifier_prefill_estimate) is
+ * what the run then prefills.
  */
 #include <check.h>
 #include <math.h>
@@ -154,7 +156,14 @@ static void turn_by_turn(int block, int collide, Precision prec) {
             memset(e, 0, sizeof *e);
             make_conv(&e->conv, id, t + 1, NULL);
             ev_prepare(c, e);
+            int est = classifier_prefill_estimate(c, e->job);
             run_and_check(c, &e, 1);
+            /* run alone, a job prefills what the estimate said (a batch
+             * counts a preamble once, so the estimate leaves it out even
+             * before it is cached) */
+            int prefilled = e->res.prompt_tokens - e->res.cached_tokens, own = classify_job_new_tokens(e->job);
+            ck_assert_int_eq(est, prefilled < own ? prefilled : own);
+            if (t >= 2) ck_assert_int_lt(est, own);
             if (t >= 2) {
                 int shared = common_start(&e->ids, &ev[id][t - 2].ids);
                 ck_assert_msg(e->res.cached_tokens >= shared - block && e->res.cached_tokens <= shared,

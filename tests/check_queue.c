@@ -1,6 +1,7 @@
 /* check_queue.c - the consumer->inference hand-off (daemon/queue.c): FIFO
- * order, the micro-batch limits (events, tokens, wait), the pause/resume
- * watermarks with hysteresis, and removal of revoked partitions' items.
+ * order, the micro-batch limits (events, tokens fixed or from a cost
+ * function, wait), the pause/resume watermarks with hysteresis, and removal
+ * of revoked partitions' items.
  * No timing assertions: waits are only checked for "returns", never for how
  * long they took.
  */
@@ -65,6 +66,42 @@ START_TEST(test_token_budget) {
     ck_assert_int_eq(queue_take_batch(&q2, out, 10, 100, 0, 0), 1);
     queue_destroy(&q);
     queue_destroy(&q2);
+}
+END_TEST
+
+/* Cost function of the tests: items[i]'s cost is costs[i], read when the
+ * item is considered; counts its calls. */
+static int costs[64], cost_calls;
+static int cost_of(const QueueNode *n, void *arg) {
+    (void)arg;
+    cost_calls++;
+    return costs[((const Item *)n)->id];
+}
+
+/* With a cost function, the budget counts what it says when an item is
+ * considered (not the tokens fixed at push time), so an item's cost may
+ * fall while it waits; without a token budget it is never asked. */
+START_TEST(test_cost_function) {
+    EventQueue q;
+    queue_init(&q, 100, 10, 0);
+    push_n(&q, 0, 6, 400);                  /* pushed at 400 tokens each */
+    for (int i = 0; i < 6; i++) costs[i] = 400;
+    QueueNode *out[64];
+    ck_assert_int_eq(queue_take_batch_cost(&q, out, 10, 1000, 0, 0, cost_of, NULL), 2);
+    for (int i = 2; i < 6; i++) costs[i] = 100;  /* e.g. their prefix got cached */
+    ck_assert_int_eq(queue_take_batch_cost(&q, out, 10, 1000, 0, 0, cost_of, NULL), 4);
+    ck_assert_int_eq(((Item *)out[0])->id, 2);
+    /* an item over the budget still runs alone */
+    push_n(&q, 6, 2, 1);
+    costs[6] = 5000;
+    costs[7] = 1;
+    ck_assert_int_eq(queue_take_batch_cost(&q, out, 10, 1000, 0, 0, cost_of, NULL), 1);
+    ck_assert_int_eq(queue_take_batch_cost(&q, out, 10, 1000, 0, 0, cost_of, NULL), 1);
+    push_n(&q, 8, 3, 1);
+    cost_calls = 0;
+    ck_assert_int_eq(queue_take_batch_cost(&q, out, 10, 0, 0, 0, cost_of, NULL), 3);
+    ck_assert_int_eq(cost_calls, 0);
+    queue_destroy(&q);
 }
 END_TEST
 
@@ -190,6 +227,7 @@ static Suite *suite(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_fifo_and_max_events);
     tcase_add_test(tc, test_token_budget);
+    tcase_add_test(tc, test_cost_function);
     tcase_add_test(tc, test_wait_collects_late_items);
     tcase_add_test(tc, test_idle_wait_wakes_on_push_and_close);
     tcase_add_test(tc, test_pause_resume_watermarks);
