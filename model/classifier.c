@@ -57,6 +57,7 @@ struct Classifier {
     int stop_ids[MODEL_MAX_EOS + 1];
     int n_stop;
     PrefixCache *pc;     /* K/V of earlier prompts, by token content */
+    const atomic_int *abort; /* classifier_set_abort */
 };
 
 struct ClassifyJob {
@@ -248,6 +249,11 @@ const CategoryList *classifier_default_categories(const Classifier *c) {
 }
 void classifier_set_progress(Classifier *c, void (*fn)(void *arg), void *arg) {
     transformer_set_progress(c->tf, fn, arg);
+}
+
+void classifier_set_abort(Classifier *c, const atomic_int *flag) {
+    c->abort = flag;
+    transformer_set_abort(c->tf, flag);
 }
 
 void classifier_set_cache_max_bytes(Classifier *c, long long max_bytes) {
@@ -803,6 +809,8 @@ int classifier_run(Classifier *c, ClassifyJob **jobs, int n, ClassifyResult *res
         for (int i = 0; i < n; i++) fill_result(c, &rs[i]);
         cache_prompts(c, rs, n);
         rc = 0;
+    } else if (c->abort && atomic_load(c->abort)) {
+        rc = CLASSIFIER_ABORTED;    /* the K/V of this run is dropped below */
     }
     for (int i = 0; i < n; i++) {
         prefix_cache_release(c->pc, &rs[i].match);

@@ -17,6 +17,7 @@
  */
 #ifndef GUARDD_CLASSIFIER_H
 #define GUARDD_CLASSIFIER_H
+#include <stdatomic.h>
 #include "conversation.h"
 #include "model.h"
 #include "prompt.h"
@@ -125,6 +126,12 @@ void classifier_cache_stats(const Classifier *c, ClassifierCacheStats *s);
  * layer of every pass (transformer_set_progress), so a watchdog fed from it
  * sees a long run advancing and a hung one stop. fn NULL: no calls. */
 void classifier_set_progress(Classifier *c, void (*fn)(void *arg), void *arg);
+/* Cancellation: while *flag is nonzero, a classifier_run stops at its next
+ * layer boundary (transformer_set_abort) and returns CLASSIFIER_ABORTED: no
+ * result is valid and nothing of the run enters the prefix cache, so the
+ * classifier stays usable. flag NULL: never. */
+#define CLASSIFIER_ABORTED (-2)
+void classifier_set_abort(Classifier *c, const atomic_int *flag);
 
 /* Renders and tokenizes. NULL with err set for an invalid conversation
  * (empty, roles not alternating from user, unknown excluded code, too long). */
@@ -147,7 +154,8 @@ const CategoryList *classify_job_categories(const ClassifyJob *j);
 void classify_job_free(ClassifyJob *j);
 
 /* Runs jobs as one batch; results[i] belongs to jobs[i]. Returns 0, or -1 with
- * err set if the engine failed (then no result is valid). */
+ * err set if the engine failed, or CLASSIFIER_ABORTED if cancelled (then no
+ * result is valid). */
 int classifier_run(Classifier *c, ClassifyJob **jobs, int n, ClassifyResult *results,
                    char *err, size_t errlen);
 void classify_result_free(ClassifyResult *r);

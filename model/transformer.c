@@ -46,6 +46,7 @@ struct Transformer {
     int cap_logits;
     void (*progress)(void *);  /* after each layer, see transformer_set_progress */
     void *progress_arg;
+    const atomic_int *abort;   /* see transformer_set_abort */
 };
 
 /* Per-sequence layout of one batch. */
@@ -86,6 +87,12 @@ void transformer_set_progress(Transformer *t, void (*fn)(void *arg), void *arg) 
     t->progress = fn;
     t->progress_arg = arg;
 }
+
+void transformer_set_abort(Transformer *t, const atomic_int *flag) {
+    if (t) t->abort = flag;
+}
+
+static int aborted(const Transformer *t) { return t->abort && atomic_load(t->abort); }
 
 void transformer_free(Transformer *t) {
     if (!t) return;
@@ -359,6 +366,12 @@ int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, s
     }
     embed_rows(t, seqs, n_seqs);
     for (int l = 0; l < t->c.n_layers; l++) {
+        /* a layer is the unit of work: the most a cancelled forward still does */
+        if (aborted(t)) {
+            errmsg(err, errlen, "aborted at layer %d of %d", l, t->c.n_layers);
+            rc = TRANSFORMER_ABORTED;
+            goto out;
+        }
         layer(t, l, seqs, plan, n_seqs, T, L, max_ctx, keep, keep + n_seqs);
         if (t->progress) t->progress(t->progress_arg);
     }

@@ -11,6 +11,7 @@
  */
 #ifndef GUARDD_TRANSFORMER_H
 #define GUARDD_TRANSFORMER_H
+#include <stdatomic.h>
 #include "model.h"
 
 typedef struct KVCache KVCache;
@@ -58,5 +59,13 @@ int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, s
  * (and after the final logits): proof of progress, e.g. for a watchdog. A
  * hung layer never calls it. fn NULL: no calls. */
 void transformer_set_progress(Transformer *t, void (*fn)(void *arg), void *arg);
+
+/* Cancellation (a daemon shutting down mid-batch): while *flag is nonzero,
+ * transformer_forward stops at its next layer boundary (checked before the
+ * first layer and after each one) and returns TRANSFORMER_ABORTED with err
+ * set. The caches of that call are left with partly written positions past
+ * their length: the caller discards them. flag NULL: never. */
+#define TRANSFORMER_ABORTED (-2)
+void transformer_set_abort(Transformer *t, const atomic_int *flag);
 
 #endif

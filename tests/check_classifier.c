@@ -554,6 +554,63 @@ START_TEST(small_passes_equal_one_pass) {
 }
 END_TEST
 
+/* Raises the abort flag once `after` layers completed. */
+typedef struct { atomic_int flag; int calls, after; } AbortAt;
+static void abort_after(void *arg) {
+    AbortAt *a = arg;
+    if (++a->calls == a->after) atomic_store(&a->flag, 1);
+}
+
+/* A cancelled run (the daemon's shutdown mid-batch) stops at the next layer
+ * boundary: CLASSIFIER_ABORTED, no result, no layer run after the flag, the
+ * prefix cache as it was before the run; the classifier then classifies the
+ * same jobs exactly as a fresh one. Before, a run always went to the end
+ * (minutes for a long prompt), whatever the caller wanted. */
+START_TEST(abort_stops_at_layer_boundary) {
+    Classifier *c = open_f32(-1, 1, 50), *fresh = open_f32(-1, 1, 50);
+    Conv cv[NB];
+    make_convs(cv, NB);
+    ClassifyJob *jobs[NB], *jf[NB];
+    ClassifyResult r[NB], rf[NB];
+    for (int i = 0; i < NB; i++) {
+        jobs[i] = prep(c, &cv[i]);
+        jf[i] = prep(fresh, &cv[i]);
+    }
+    ClassifierCacheStats before, after;
+    classifier_cache_stats(c, &before);
+    AbortAt a = {.after = 3};
+    classifier_set_progress(c, abort_after, &a);
+    classifier_set_abort(c, &a.flag);
+    char err[256] = "";
+    ck_assert_int_eq(classifier_run(c, jobs, NB, r, err, sizeof err), CLASSIFIER_ABORTED);
+    ck_assert_int_eq(a.calls, 3);       /* nothing ran past the boundary after the flag */
+    ck_assert_msg(strstr(err, "aborted") != NULL, "err '%s'", err);
+    for (int i = 0; i < NB; i++) ck_assert_ptr_null(r[i].raw);
+    classifier_cache_stats(c, &after);
+    ck_assert_uint_eq(after.bytes, before.bytes);
+    ck_assert_int_eq(after.blocks, before.blocks);
+    /* flag still set: a new run stops before its first layer */
+    ck_assert_int_eq(classifier_run(c, jobs, NB, r, err, sizeof err), CLASSIFIER_ABORTED);
+    ck_assert_int_eq(a.calls, 3);
+    atomic_store(&a.flag, 0);
+    run_jobs(c, jobs, NB, r);
+    run_jobs(fresh, jf, NB, rf);
+    for (int i = 0; i < NB; i++) {
+        ck_assert_msg(fabsf(r[i].score - rf[i].score) <= 1e-5f, "job %d: %g vs %g", i, r[i].score, rf[i].score);
+        ck_assert_str_eq(r[i].raw, rf[i].raw);
+        ck_assert_int_eq(r[i].cached_tokens, rf[i].cached_tokens);
+        classify_result_free(&r[i]);
+        classify_result_free(&rf[i]);
+        classify_job_free(jobs[i]);
+        classify_job_free(jf[i]);
+    }
+    classifier_set_abort(c, NULL);
+    free_convs(cv, NB);
+    classifier_close(c);
+    classifier_close(fresh);
+}
+END_TEST
+
 /* A batch with more new tokens than one transformer pass takes (65,536) is
  * classified, every job as if alone: it used to fail as a whole with
  * "batch over 65536 tokens", taking short events down with the long ones. */
@@ -797,6 +854,7 @@ int main(void) {
         tcase_add_test(tl, small_passes_equal_one_pass);
         tcase_add_test(tl, batch_over_one_pass_limit);
         tcase_add_test(tl, prompt_over_engine_limit_refused);
+        tcase_add_test(tl, abort_stops_at_layer_boundary);
         suite_add_tcase(s, tl);
     } else {
         printf("note: no tiny model ($GUARDD_TINY_MODEL): classifier tests not run\n");
