@@ -23,6 +23,12 @@
  * the longest gap between two keep-alives, stays bounded (about 1 s at a
  * short context on 2 cores, tens of seconds at the 65,536-token limit);
  * a hung layer stops the pings and systemd restarts the service.
+ * The same progress reports feed the stall watch (health.c): a batch's start
+ * and its last finished layer.
+ * On shutdown the engine may be told to abandon a batch (p->abort_infer,
+ * classifier_set_abort): it stops at the next layer boundary, and the
+ * batch's events get no verdict and no ack, so their offsets are never
+ * committed and they are read again after the restart.
  */
 #include "pipeline_int.h"
 #include <stdlib.h>
@@ -58,6 +64,26 @@ static void engine_failed(Pipeline *p, Item **items, int n, const char *err) {
     }
 }
 
+/* The engine abandoned the batch (shutdown): no output, no ack, so nothing
+ * of it is committed; the log names what the next start re-reads. */
+static void batch_abandoned(Pipeline *p, Item **items, int n, double secs) {
+    char list[600];
+    size_t o = 0;
+    list[0] = 0;
+    for (int i = 0; i < n; i++) {
+        int k = snprintf(list + o, sizeof list - o, "%s%s/%d/%lld", i ? "," : "", items[i]->topic,
+                         (int)items[i]->partition, (long long)items[i]->offset);
+        if (k < 0 || (size_t)k >= sizeof list - o - 4) {
+            snprintf(list + o, sizeof list - o, ",...");
+            break;
+        }
+        o += (size_t)k;
+    }
+    atomic_fetch_add(&p->abandoned, n);
+    log_msg(LOG_WARN, "event=batch_abandoned events=%d seconds=%.3f records=%s "
+            "note=\"shutdown: no verdicts, not committed, re-read on restart\"", n, secs, list);
+}
+
 static void record_result(const ClassifyResult *r) {
     metrics_verdict(r->unsafe);
     for (int c = 0; c < r->n_categories; c++) metrics_category(r->codes[c]);
@@ -89,13 +115,19 @@ static void run_batch(Pipeline *p, Item **items, int n, const Policy *pol) {
     int rc = -1;
     if (jobs && res) {
         for (int i = 0; i < n; i++) jobs[i] = items[i]->job;
+        long long now_ms = health_now_ms();
+        atomic_store(&p->engine_beat_ms, now_ms);
+        atomic_store(&p->batch_start_ms, now_ms ? now_ms : 1);
         rc = classifier_run(p->clf, jobs, n, res, err, sizeof err);
+        atomic_store(&p->batch_start_ms, 0);
     }
     double t1 = queue_now();
     ClassifierCacheStats cs;
     classifier_cache_stats(p->clf, &cs);
     metrics_prefix_cache(cs.bytes, cs.evictions);
-    if (rc < 0) {
+    if (rc == CLASSIFIER_ABORTED) {
+        batch_abandoned(p, items, n, t1 - t0);
+    } else if (rc < 0) {
         engine_failed(p, items, n, err);
     } else {
         metrics_batch(n, t1 - t0);
@@ -121,14 +153,16 @@ static int item_cost(const QueueNode *n, void *clf) {
 /* The engine's progress report: a layer finished. notify_watchdog is
  * rate-limited to one keep-alive per half watchdog period. */
 static void engine_progress(void *arg) {
-    (void)arg;
+    Pipeline *p = arg;
+    atomic_store(&p->engine_beat_ms, health_now_ms());
     notify_watchdog();
 }
 
 void *batcher_main(void *arg) {
     Pipeline *p = arg;
     int cap = 0;
-    classifier_set_progress(p->clf, engine_progress, NULL);
+    classifier_set_progress(p->clf, engine_progress, p);
+    classifier_set_abort(p->clf, &p->abort_infer);
     QueueNode **nodes = NULL;
     while (!atomic_load(&p->stop_infer)) {
         notify_watchdog();
@@ -160,6 +194,7 @@ void *batcher_main(void *arg) {
         policy_put(pol);
     }
     classifier_set_progress(p->clf, NULL, NULL);
+    classifier_set_abort(p->clf, NULL);
     free(nodes);
     return NULL;
 }

@@ -361,6 +361,7 @@ void *consumer_main(void *arg) {
             consumer_commit_progress(p);
             p->last_commit = now;
         }
+        health_tick(p, now);
     }
     return NULL;
 }

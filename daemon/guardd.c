@@ -135,9 +135,10 @@ static void reload(const char *path, Settings *cur, Pipeline *p, const Classifie
         settings_free(cur);
         *cur = next;
         log_msg(LOG_INFO, "event=reloaded threshold=%g category_scores=%s batch_max_events=%d "
-                "batch_max_tokens=%d batch_max_wait_ms=%d log_level=%s", cur->threshold,
+                "batch_max_tokens=%d batch_max_wait_ms=%d log_level=%s stall_seconds=%d", cur->threshold,
                 cur->category_scores ? "true" : "false", cur->batch_max_events,
-                cur->batch_max_tokens, cur->batch_max_wait_ms, log_level_name(cur->log_level));
+                cur->batch_max_tokens, cur->batch_max_wait_ms, log_level_name(cur->log_level),
+                cur->stall_seconds);
     }
     notify_ready();
 }
@@ -152,9 +153,10 @@ static void tick(Pipeline *p, int *ready) {
         log_msg(LOG_INFO, "event=ready partitions=%d", st.assigned);
     }
     notify_status("%s: %d partitions%s, consumed %ld, verdicts %ld, dlq %ld, queue %d, "
-                  "awaiting ack %ld", st.joined ? "running" : "waiting for partitions",
+                  "awaiting ack %ld%s", st.joined ? "running" : "waiting for partitions",
                   st.assigned, st.paused ? " (paused: backpressure)" : "", st.consumed,
-                  st.verdicts, st.dlq, st.queue_depth, st.outstanding);
+                  st.verdicts, st.dlq, st.queue_depth, st.outstanding,
+                  st.engine_stuck ? ", inference stalled" : st.stalled ? ", partitions stalled" : "");
 }
 
 /* Waits for signals; returns 0 on SIGTERM/SIGINT, 1 on a fatal Kafka error. */

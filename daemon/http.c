@@ -250,8 +250,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         return reply(c, MHD_HTTP_OK, TEXT, "ok\n", MHD_RESPMEM_PERSISTENT);
     if (!strcmp(url, "/readyz")) {
         if (metrics_ready()) return reply(c, MHD_HTTP_OK, TEXT, "ready\n", MHD_RESPMEM_PERSISTENT);
-        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, TEXT, (char *)metrics_not_ready_reason(),
-                     MHD_RESPMEM_PERSISTENT);
+        char why[512];
+        return reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, TEXT, (char *)metrics_not_ready_reason(why, sizeof why),
+                     MHD_RESPMEM_MUST_COPY);
     }
     return reply(c, MHD_HTTP_NOT_FOUND, TEXT, "not found (try /metrics, /healthz, /readyz)\n",
                  MHD_RESPMEM_PERSISTENT);

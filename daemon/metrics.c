@@ -172,7 +172,9 @@ static _Atomic unsigned long long verdicts[2];   /* safe, unsafe */
 static _Atomic unsigned long long tokens[3];     /* prefill, cached_prefix, decode */
 static _Atomic long long queue_depth, paused_partitions;
 static _Atomic unsigned long long cache_bytes, cache_evictions;
-static _Atomic int model_loaded, group_joined, outputs_failing;
+static _Atomic int model_loaded, group_joined, outputs_failing, stalled_parts, engine_stuck;
+static pthread_mutex_t stall_mu = PTHREAD_MUTEX_INITIALIZER;
+static char stall_detail[400];  /* which partitions, for /readyz */
 
 static pthread_mutex_t info_mu = PTHREAD_MUTEX_INITIALIZER;
 static char model_name[LABEL_MAX + 1] = "unknown", model_rev[LABEL_MAX + 1] = "unknown";
@@ -223,16 +225,32 @@ void metrics_paused_partitions(int n) { atomic_store(&paused_partitions, n); }
 void metrics_set_model_loaded(int v) { atomic_store(&model_loaded, v != 0); }
 void metrics_set_group_joined(int v) { atomic_store(&group_joined, v != 0); }
 void metrics_set_outputs_failing(int n) { atomic_store(&outputs_failing, n); }
-int metrics_ready(void) {
-    return atomic_load(&model_loaded) && atomic_load(&group_joined) && !atomic_load(&outputs_failing);
+void metrics_set_stalled(int partitions, int stuck, const char *detail) {
+    pthread_mutex_lock(&stall_mu);
+    snprintf(stall_detail, sizeof stall_detail, "%s", detail ? detail : "");
+    atomic_store(&stalled_parts, partitions);
+    atomic_store(&engine_stuck, stuck != 0);
+    pthread_mutex_unlock(&stall_mu);
 }
-const char *metrics_not_ready_reason(void) {
+int metrics_ready(void) {
+    return atomic_load(&model_loaded) && atomic_load(&group_joined) && !atomic_load(&outputs_failing) &&
+           !atomic_load(&stalled_parts) && !atomic_load(&engine_stuck);
+}
+const char *metrics_not_ready_reason(char *buf, unsigned long len) {
     static const char *why[2][2] = {
         {"not ready: model not loaded, consumer group not joined\n", "not ready: model not loaded\n"},
         {"not ready: consumer group not joined\n", "not ready\n"}};
-    if (atomic_load(&model_loaded) && atomic_load(&group_joined) && atomic_load(&outputs_failing))
-        return "not ready: output records cannot be delivered (see guardd_output_topics_failing)\n";
-    return why[atomic_load(&model_loaded) != 0][atomic_load(&group_joined) != 0];
+    int base = atomic_load(&model_loaded) && atomic_load(&group_joined);
+    if (base && atomic_load(&outputs_failing)) {
+        snprintf(buf, len, "not ready: output records cannot be delivered (see guardd_output_topics_failing)\n");
+    } else if (base && (atomic_load(&stalled_parts) || atomic_load(&engine_stuck))) {
+        pthread_mutex_lock(&stall_mu);
+        snprintf(buf, len, "not ready: stalled: %s (see guardd_stalled_partitions)\n", stall_detail);
+        pthread_mutex_unlock(&stall_mu);
+    } else {
+        snprintf(buf, len, "%s", why[atomic_load(&model_loaded) != 0][atomic_load(&group_joined) != 0]);
+    }
+    return buf;
 }
 int metrics_model_loaded(void) { return atomic_load(&model_loaded); }
 int metrics_group_joined(void) { return atomic_load(&group_joined); }
@@ -476,8 +494,14 @@ char *metrics_render(void) {
     render_scalar(&b, "guardd_output_topics_failing",
                   "Output topics whose last delivery attempt failed (records held for retry).",
                   "gauge", (double)atomic_load(&outputs_failing));
-    render_scalar(&b, "guardd_ready", "1 when the model is loaded, the consumer group joined and "
-                  "every output topic takes records.", "gauge", metrics_ready());
+    render_scalar(&b, "guardd_stalled_partitions", "Assigned input partitions with work whose "
+                  "consumed position and commit point have not moved for health.stall_seconds "
+                  "(paused, idle and engine-bound partitions excepted).", "gauge",
+                  (double)atomic_load(&stalled_parts));
+    render_scalar(&b, "guardd_inference_stalled", "1 while the engine's batch has finished no layer "
+                  "for health.stall_seconds.", "gauge", (double)atomic_load(&engine_stuck));
+    render_scalar(&b, "guardd_ready", "1 when the model is loaded, the consumer group joined, "
+                  "every output topic takes records and nothing is stalled.", "gauge", metrics_ready());
     render_process(&b);
     if (b.oom) { free(b.p); return NULL; }
     return b.p;

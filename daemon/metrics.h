@@ -49,9 +49,14 @@ void metrics_set_group_joined(int joined);
 /* Output topics (allow, deny, DLQ) whose records cannot be delivered now;
  * guardd is not ready while any is. */
 void metrics_set_outputs_failing(int n);
+/* Input partitions with work that stopped making progress, and whether the
+ * engine is stuck on one batch (stall.h); detail names them (one line, no
+ * newline). guardd is not ready while either is. */
+void metrics_set_stalled(int partitions, int engine_stuck, const char *detail);
 int metrics_ready(void);
-/* Why metrics_ready() is 0, as one line for /readyz ("not ready: ...\n"). */
-const char *metrics_not_ready_reason(void);
+/* Why metrics_ready() is 0, as one line for /readyz ("not ready: ...\n"),
+ * written to buf (len bytes, cut to fit); returns buf. */
+const char *metrics_not_ready_reason(char *buf, unsigned long len);
 
 /* the exposition text (malloc'd), for tests and STATUS= lines */
 char *metrics_render(void);

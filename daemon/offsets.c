@@ -228,3 +228,17 @@ void offsets_commit_failed(OffsetTracker *t, const char *topic, int32_t partitio
     if (p) p->reported_next = -1;
     pthread_mutex_unlock(&t->mu);
 }
+
+int offsets_progress(OffsetTracker *t, OffsetProgressFn fn, void *ud) {
+    pthread_mutex_lock(&t->mu);
+    for (int i = 0; i < t->n; i++) {
+        Part *p = &t->parts[i];
+        long open = 0;
+        for (int k = 0; k < p->count; k++) open += !at(p, k)->done;
+        fn(ud, p->topic, p->partition, p->last_tracked < 0 ? -1 : p->last_tracked + 1,
+           p->commit_next, open);
+    }
+    int n = t->n;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}

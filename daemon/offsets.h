@@ -55,6 +55,14 @@ int offsets_take_commits(OffsetTracker *t, OffsetCommitFn fn, void *ud);
 int offsets_take_partition(OffsetTracker *t, const char *topic, int32_t partition,
                            OffsetCommitFn fn, void *ud);
 
+/* Calls fn for every assigned partition with its progress marks: position
+ * (the last tracked offset + 1), commit point (both -1 before the first
+ * record) and the records outstanding in it. Returns how many. fn runs
+ * under the tracker's lock: it must not call back. */
+typedef void (*OffsetProgressFn)(void *ud, const char *topic, int32_t partition, int64_t position,
+                                 int64_t commit_next, long outstanding);
+int offsets_progress(OffsetTracker *t, OffsetProgressFn fn, void *ud);
+
 /* A commit of this partition failed: its current point is reported again by
  * the next offsets_take_commits even if it has not moved (so the last
  * progress before an idle period or a shutdown is not left uncommitted). */

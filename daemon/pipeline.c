@@ -64,6 +64,7 @@ void pipeline_reload(Pipeline *p, const Settings *s) {
     p->policy = pol;
     pthread_mutex_unlock(&p->policy_mu);
     policy_put(old);
+    atomic_store(&p->stall_seconds, s->stall_seconds);
 }
 
 /* ---- items and headers ---- */
@@ -123,8 +124,9 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) 
 }
 
 static int stats_cb(rd_kafka_t *rk, char *json, size_t len, void *opaque) {
-    (void)rk; (void)len; (void)opaque;
+    (void)rk; (void)len;
     metrics_kafka_stats(json);
+    health_stats(opaque, json);
     return 0;   /* json is librdkafka's to free */
 }
 
@@ -225,6 +227,7 @@ static void copy_settings(Pipeline *p, const Settings *s) {
 static void pipeline_free(Pipeline *p) {
     if (p->consumer) rd_kafka_destroy(p->consumer);
     if (p->paused_parts) rd_kafka_topic_partition_list_destroy(p->paused_parts);
+    health_free(p);
     out_abandon_retries(p);
     if (p->producer) rd_kafka_destroy(p->producer);
     for (QueueNode *n; (n = NULL, queue_take_batch(&p->queue, &n, 1, 0, 0, 0) == 1);)
@@ -273,6 +276,7 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
         return NULL;
     }
     p->last_commit = queue_now();
+    atomic_store(&p->stall_seconds, s->stall_seconds);
     pthread_create(&p->batcher_th, NULL, batcher_main, p);
     pthread_create(&p->consumer_th, NULL, consumer_main, p);
     log_msg(LOG_INFO, "event=pipeline_started brokers=%s group=%s queue_capacity=%d",
@@ -296,6 +300,10 @@ void pipeline_stats(Pipeline *p, PipelineStats *st) {
     st->pauses = atomic_load(&p->pauses);
     st->fatal = atomic_load(&p->fatal);
     st->outputs_failing = out_failing_topics(p);
+    st->batch_running = atomic_load(&p->batch_start_ms) != 0;
+    st->abandoned = atomic_load(&p->abandoned);
+    st->stalled = atomic_load(&p->stalled);
+    st->engine_stuck = atomic_load(&p->engine_stuck);
 }
 
 static int ms_left(double deadline) {
@@ -360,6 +368,14 @@ int pipeline_stop(Pipeline *p, int timeout_ms) {
         rd_kafka_poll(p->producer, 50);
     }
     atomic_store(&p->stop_infer, 1);
+    /* a batch still running may need minutes (a long prompt): it may finish
+     * within the same window, else the engine abandons it at its next layer
+     * boundary, without verdicts; its offsets stay uncommitted, so it is
+     * re-read on restart (waiting for it got the service killed by systemd's
+     * stop timeout, the same outcome minus the clean exit) */
+    while (atomic_load(&p->batch_start_ms) != 0 && queue_now() < infer_until)
+        rd_kafka_poll(p->producer, 50);
+    atomic_store(&p->abort_infer, 1);
     pthread_join(p->batcher_th, NULL);
     /* 3. deliver, 4. commit, 5. leave the group */
     deliver_all(p, start + timeout_ms * 0.8 / 1000.0);
@@ -368,8 +384,8 @@ int pipeline_stop(Pipeline *p, int timeout_ms) {
     int closed = close_consumer(p, deadline);
     int abandoned = out_abandon_retries(p);
     log_msg(LOG_INFO, "event=pipeline_stopped outstanding=%ld abandoned_retries=%d "
-            "left_group=%s seconds=%.3f", outstanding, abandoned, closed ? "yes" : "no",
-            queue_now() - start);
+            "abandoned_events=%ld left_group=%s seconds=%.3f", outstanding, abandoned,
+            atomic_load(&p->abandoned), closed ? "yes" : "no", queue_now() - start);
     if (!closed) {
         rd_kafka_destroy_flags(p->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         p->consumer = NULL;

@@ -36,6 +36,10 @@ typedef struct {
     long pauses;            /* backpressure pauses so far */
     int fatal;              /* the Kafka client hit a fatal error: restart needed */
     int outputs_failing;    /* output topics whose last delivery attempt failed */
+    int batch_running;      /* the engine is on a batch */
+    long abandoned;         /* events of batches abandoned at shutdown */
+    int stalled;            /* partitions without progress (health.stall_seconds) */
+    int engine_stuck;       /* the running batch finished no layer for as long */
 } PipelineStats;
 
 /* brokers: bootstrap list to use (settings' own, or the embedded mock's). */
@@ -46,8 +50,10 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
 void pipeline_reload(Pipeline *p, const Settings *s);
 void pipeline_stats(Pipeline *p, PipelineStats *st);
 /* Graceful stop within timeout_ms: stop consuming, classify what is queued
- * (as time allows), deliver, commit, leave the group. Frees p. Returns 0 when
- * everything consumed was delivered and committed, 1 otherwise. */
+ * (for the first 60% of it; a batch still running then is abandoned at its
+ * next layer boundary, without verdicts), deliver, commit, leave the group.
+ * Frees p. Returns 0 when everything consumed was delivered and committed,
+ * 1 otherwise (the rest is re-read by the next owner). */
 int pipeline_stop(Pipeline *p, int timeout_ms);
 
 #endif

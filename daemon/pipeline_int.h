@@ -10,6 +10,7 @@
 #include "event.h"
 #include "offsets.h"
 #include "queue.h"
+#include "stall.h"
 
 /* The reloadable part of the settings, immutable once built and shared by
  * reference count: a queued item keeps the policy it was prepared with. */
@@ -96,6 +97,8 @@ struct Pipeline {
     pthread_t consumer_th, batcher_th;
     atomic_int stop_consume;    /* consumer thread: leave the poll loop */
     atomic_int stop_infer;      /* inference thread: stop after this batch */
+    atomic_int abort_infer;     /* engine: abandon the running batch at its next layer */
+    atomic_long abandoned;      /* events of abandoned batches (no verdict, not committed) */
     atomic_int drain;           /* inference thread: finish the queue first */
     double last_commit;
 
@@ -103,6 +106,21 @@ struct Pipeline {
     atomic_int paused_partitions;   /* paused_parts->cnt, for stats */
     rd_kafka_topic_partition_list_t *paused_parts;  /* paused by us; consumer thread */
     atomic_long consumed, verdicts, dlq, delivered, delivery_failures, commits, pauses;
+
+    /* stall watch (health.c): the engine's side, written by the inference
+     * thread (monotonic ms; batch_start_ms 0 while idle) */
+    atomic_llong batch_start_ms, engine_beat_ms;
+    atomic_int stall_seconds;   /* health.stall_seconds, reloadable */
+    atomic_int stalled, engine_stuck;
+    /* consumer thread only */
+    StallDetector *stall;
+    double last_health;
+    char stall_names[400];      /* last warned set, "" when none */
+    int stall_warned_engine;
+    struct BrokerOffsets *broker_offsets;   /* from the last statistics report */
+    int n_broker_offsets;
+    struct BrokerOffsets *asked_ends;       /* asked of the broker (not fetched) */
+    int n_asked_ends, ask_rr;
 };
 
 /* pipeline.c */
@@ -140,5 +158,12 @@ void consumer_commit_progress(Pipeline *p);
 
 /* batcher.c */
 void *batcher_main(void *arg);
+
+/* health.c (consumer thread; health_stats from the statistics callback) */
+void health_stats(Pipeline *p, const char *json);
+/* Runs the stall detector about once a second; publishes its verdict. */
+void health_tick(Pipeline *p, double now);
+void health_free(Pipeline *p);
+long long health_now_ms(void);
 
 #endif

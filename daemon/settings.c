@@ -97,6 +97,7 @@ void settings_defaults(Settings *s) {
     s->log_level = LOG_INFO;
     s->shutdown_timeout_ms = 10000;
     s->watchdog = 1;
+    s->stall_seconds = 300;
 }
 
 void settings_free(Settings *s) {
@@ -845,6 +846,21 @@ static int read_ops(Ctx *c, const config_t *cfg, Settings *s) {
     return get_bool(c, root, "watchdog", &s->watchdog);
 }
 
+static int read_health(Ctx *c, const config_t *cfg, Settings *s) {
+    static const char *const known[] = {"stall_seconds", NULL};
+    const config_setting_t *g;
+    if (section(c, cfg, "health", known, &g) < 0) return -1;
+    if (!g) return 0;
+    if (get_int(c, g, "stall_seconds", 0, 86400, &s->stall_seconds) < 0) return -1;
+    /* progress marks and broker offsets refresh every second or so (the
+     * lag figures with statistics.interval.ms): shorter would flag noise */
+    if (s->stall_seconds > 0 && s->stall_seconds < 10)
+        return fail(c, config_setting_get_member(g, "stall_seconds"), NULL,
+                    "%d is too short: at least 10 seconds, or 0 to turn stall detection off",
+                    s->stall_seconds);
+    return 0;
+}
+
 /* ---- entry points -------------------------------------------------------- */
 
 static int parse_file(Ctx *c, config_t *cfg) {
@@ -869,7 +885,7 @@ static int parse_file(Ctx *c, config_t *cfg) {
 
 int settings_load(const char *path, Settings *s, char *err, size_t errlen) {
     static const char *const top[] = {"kafka", "model", "policy", "batch", "cache", "limits", "metrics",
-                                      "log", "shutdown_timeout_ms", "watchdog", NULL};
+                                      "log", "health", "shutdown_timeout_ms", "watchdog", NULL};
     Ctx c = {path, err, errlen};
     config_t cfg;
     if (err && errlen) err[0] = 0;
@@ -884,6 +900,7 @@ int settings_load(const char *path, Settings *s, char *err, size_t errlen) {
     if (rc == 0) rc = read_cache(&c, &cfg, s);
     if (rc == 0) rc = read_limits(&c, &cfg, s);
     if (rc == 0) rc = read_ops(&c, &cfg, s);
+    if (rc == 0) rc = read_health(&c, &cfg, s);
     if (rc == 0) rc = check_cross(&c, &cfg, s);
     config_destroy(&cfg);
     if (rc < 0) settings_free(s);
@@ -948,6 +965,7 @@ void settings_dump(const Settings *s, FILE *f) {
             s->max_event_bytes, s->max_messages, s->max_message_bytes, s->max_prompt_tokens);
     dump_str(f, "metrics.listen", s->metrics_listen);
     dump_str(f, "log.level", lvl[s->log_level >= LOG_ERROR && s->log_level <= LOG_DEBUG ? s->log_level : LOG_INFO]);
+    fprintf(f, "health.stall_seconds = %d%s\n", s->stall_seconds, s->stall_seconds ? "" : " (off)");
     fprintf(f, "shutdown_timeout_ms = %d\nwatchdog = %s\n", s->shutdown_timeout_ms, s->watchdog ? "true" : "false");
 }
 

@@ -65,6 +65,8 @@ typedef struct {
     LogLevel log_level;         /* reloadable */
     int shutdown_timeout_ms;
     int watchdog;               /* send WATCHDOG=1 when WATCHDOG_USEC is set */
+    int stall_seconds;          /* health.stall_seconds (reloadable): not ready after
+                                   this long without progress (stall.h); 0: off */
 } Settings;
 
 void settings_defaults(Settings *s);

@@ -215,16 +215,34 @@ START_TEST(ready_needs_both) {
     /* an output topic that takes no records: not ready, and /readyz says why */
     metrics_set_outputs_failing(1);
     ck_assert_int_eq(metrics_ready(), 0);
-    ck_assert_ptr_nonnull(strstr(metrics_not_ready_reason(), "cannot be delivered"));
+    char why[512];
+    ck_assert_ptr_nonnull(strstr(metrics_not_ready_reason(why, sizeof why), "cannot be delivered"));
     t = metrics_render();
     has_line(t, "guardd_ready 0");
     has_line(t, "guardd_output_topics_failing 1");
     free(t);
     metrics_set_outputs_failing(0);
     ck_assert_int_eq(metrics_ready(), 1);
+    /* stalled partitions (or a stuck engine): not ready, the body names them */
+    metrics_set_stalled(2, 0, "no progress for 301 s on in/0,in/3");
+    ck_assert_int_eq(metrics_ready(), 0);
+    ck_assert_str_eq(metrics_not_ready_reason(why, sizeof why),
+                     "not ready: stalled: no progress for 301 s on in/0,in/3 (see guardd_stalled_partitions)\n");
+    t = metrics_render();
+    has_line(t, "guardd_stalled_partitions 2");
+    has_line(t, "guardd_inference_stalled 0");
+    has_line(t, "guardd_ready 0");
+    free(t);
+    metrics_set_stalled(0, 1, "inference: no layer finished for 300 s");
+    ck_assert_int_eq(metrics_ready(), 0);
+    t = metrics_render();
+    has_line(t, "guardd_inference_stalled 1");
+    free(t);
+    metrics_set_stalled(0, 0, "");
+    ck_assert_int_eq(metrics_ready(), 1);
     metrics_set_group_joined(0);
     ck_assert_int_eq(metrics_ready(), 0);
-    ck_assert_str_eq(metrics_not_ready_reason(), "not ready: consumer group not joined\n");
+    ck_assert_str_eq(metrics_not_ready_reason(why, sizeof why), "not ready: consumer group not joined\n");
 }
 END_TEST
 

@@ -28,6 +28,8 @@
 #include "metrics.h"
 #include "mockbroker.h"
 #include "pipeline.h"
+#include "pipeline_int.h"  /* the stall test pauses a partition behind guardd's back */
+#include "queue.h"
 #include "settings.h"
 
 #define PARTS 4
@@ -52,6 +54,12 @@ typedef struct {
 } Output;
 static Output first_out[MAX_OFFSETS];
 
+/* seen_count[p][o]: output records read for input partition p, offset o */
+static unsigned char seen_count[PARTS][MAX_OFFSETS];
+
+/* batch and limits sections of the configs below */
+static const char *batch_conf = "batch = { max_events = 3; max_wait_ms = 5; queue_capacity = 4; };\n";
+
 /* more_props: further kafka.properties entries, each starting with ",\n" */
 static void write_config_props(const char *bootstrap, const char *group, const char *more_props) {
     snprintf(conf_path, sizeof conf_path, "/tmp/check_pipeline_faults-%d.conf", (int)getpid());
@@ -65,11 +73,11 @@ static void write_config_props(const char *bootstrap, const char *group, const c
             "                 (\"message.timeout.ms\", \"8000\"),\n"
             "                 (\"message.max.bytes\", \"100000\")%s ); };\n"
             "model = { path = \"%s\"; threads = 1; };\n"
-            "batch = { max_events = 3; max_wait_ms = 5; queue_capacity = 4; };\n"
+            "%s"
             "metrics = { listen = \"\"; };\n"
             "log = { level = \"warn\"; };\n"
             "shutdown_timeout_ms = 15000;\n",
-            bootstrap, group, more_props, model_dir);
+            bootstrap, group, more_props, model_dir, batch_conf);
     fclose(f);
 }
 
@@ -181,6 +189,7 @@ static void note_record(const rd_kafka_message_t *m) {
     }
     json_decref(j);
     seen[part][off] = 1;
+    if (seen_count[part][off] < 255) seen_count[part][off]++;
 }
 
 static int64_t end_offset(rd_kafka_t *rk, int part) {
@@ -570,6 +579,173 @@ START_TEST(test_missing_output_topic) {
 }
 END_TEST
 
+/* Reads whatever the output topics hold now, for about `seconds`. */
+static void read_outputs(rd_kafka_t *readers[3], int seconds) {
+    for (int t = 0; t < seconds * 10; t++) {
+        for (int r = 0; r < 3; r++) {
+            rd_kafka_message_t *m;
+            while ((m = rd_kafka_consumer_poll(readers[r], 0))) {
+                if (!m->err) note_record(m);
+                rd_kafka_message_destroy(m);
+            }
+        }
+        usleep(100000);
+    }
+}
+
+static int batch_running(const PipelineStats *st) { return st->batch_running && st->consumed >= 2; }
+
+/* SIGTERM while the engine is on a long prompt (tens of seconds here; up to
+ * hours for 65,536 tokens of the 1B): the stop abandons the batch at a layer
+ * boundary once its classifying window (60% of the timeout) is over, so it
+ * returns within the timeout; the abandoned event gets no verdict and is not
+ * committed, and the next member of the group classifies it: exactly one
+ * verdict. Before, the stop waited for the batch to finish (systemd killed
+ * the service at TimeoutStopSec) and its verdict came from the stopping
+ * member. */
+START_TEST(test_stop_abandons_long_batch) {
+    char err[512];
+    const char *bs = cluster_start();
+    batch_conf = "batch = { max_events = 3; max_wait_ms = 5; max_tokens = 32768; };\n"
+                 "limits = { max_prompt_tokens = 32768; };\n"
+                 "health = { stall_seconds = 10; };\n";
+    write_config(bs, "abandon");
+    KafkaProducer *kp = kafka_producer_new(bs, NULL, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(kp);
+    rd_kafka_t *readers[3];
+    readers_open(readers, bs);
+    Member a, b;
+    member_start(&a, bs);
+    size_t len;
+    void *ev = valid_event(0, &len);
+    send_p0(kp, "s", 1, NULL, 0, ev, len);                    /* in/0/0: short */
+    ck_assert_msg(kafka_producer_flush(kp, 30000, err, sizeof err) == 0, "%s", err);
+    for (int t = 0; t < 60 && !seen[0][0]; t++) read_outputs(readers, 1);
+    ck_assert_msg(seen[0][0], "no verdict for the short event");
+    /* in/0/1: about 25,000 tokens */
+    ConversationEvent le = {0};
+    size_t n = strlen("lorem ipsum dolor sit amet ") * 4500;
+    char *text = malloc(n + 1);
+    ck_assert_ptr_nonnull(text);
+    for (size_t o = 0; o < n; o += 27) memcpy(text + o, "lorem ipsum dolor sit amet ", 27);
+    text[n] = 0;
+    le.id = "long";
+    conversation_add(&le.conv, ROLE_USER, text);
+    free(text);
+    size_t llen;
+    void *lbuf = event_encode(&le, &llen);
+    conversation_free(&le.conv);
+    ck_assert_ptr_nonnull(lbuf);
+    send_p0(kp, "l", 1, NULL, 0, lbuf, llen);
+    free(lbuf);
+    ck_assert_msg(kafka_producer_flush(kp, 30000, err, sizeof err) == 0, "%s", err);
+    wait_stats(&a, batch_running, 60, "A on the long event's batch");
+    usleep(500000);
+    PipelineStats st;
+    pipeline_stats(a.p, &st);
+    ck_assert_msg(st.batch_running, "the long batch ended within half a second: not long enough");
+    double t0 = queue_now();
+    ck_assert_int_eq(member_stop(&a, 2000), 1);      /* in/0/1 left uncommitted */
+    double took = queue_now() - t0;
+    /* 2 s of budget plus the layer in progress (well under a second, a few
+     * under sanitizers on a loaded machine); the batch itself takes 10+ s */
+    ck_assert_msg(took < 6.0, "stop took %.1f s", took);
+    read_outputs(readers, 2);
+    ck_assert_msg(!seen[0][1], "the stopping member produced a verdict for the long event");
+    /* committed: the short event only */
+    KafkaProp props[] = {{"group.id", "abandon"}};
+    rd_kafka_conf_t *conf = kafka_conf_new(bs, props, 1, err, sizeof err);
+    ck_assert_ptr_nonnull(conf);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof err);
+    ck_assert_ptr_nonnull(rk);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, "in", 0);
+    ck_assert_int_eq(rd_kafka_committed(rk, l, 10000), 0);
+    ck_assert_int_eq(l->elems[0].offset, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+    /* the next member re-reads it: one verdict in all, none repeated; its
+     * batch outlasts health.stall_seconds (10 s here) while the engine
+     * advances: neither the partition nor the engine may be called stalled */
+    member_start(&b, bs);
+    int max_stalled = 0, max_stuck = 0, running = 0;
+    for (int t = 0; t < 300 && !seen[0][1]; t++) {
+        read_outputs(readers, 1);
+        pipeline_stats(b.p, &st);
+        max_stalled = st.stalled > max_stalled ? st.stalled : max_stalled;
+        max_stuck |= st.engine_stuck;
+        running += st.batch_running;
+    }
+    printf("abandon: B's batch ran ~%d s (health.stall_seconds 10): stalled %d, engine stuck %d\n",
+           running, max_stalled, max_stuck);
+    ck_assert_msg(running >= 3, "B's batch ran only ~%d s", running);
+    ck_assert_int_eq(max_stalled, 0);
+    ck_assert_int_eq(max_stuck, 0);
+    wait_all_seen(readers, 300);
+    read_outputs(readers, 1);
+    ck_assert_int_eq(seen_count[0][0], 1);
+    ck_assert_int_eq(seen_count[0][1], 1);
+    ck_assert_int_eq(member_stop(&b, 15000), 0);
+    check_committed(bs, "abandon");
+    free(ev);
+    readers_close(readers);
+    kafka_producer_destroy(kp);
+    mockbroker_stop(mb);
+}
+END_TEST
+
+static int stalled_one(const PipelineStats *st) { return st->stalled == 1; }
+static int not_stalled(const PipelineStats *st) { return st->stalled == 0 && st->consumed >= 8; }
+
+/* The failure of issue "paused partitions never resumed", reproduced by
+ * pausing in/0 in the client behind guardd's back: records wait on the
+ * broker, guardd holds nothing and believes the partition resumed, so only
+ * the broker offsets (statistics) show the work. After health.stall_seconds
+ * /readyz must say 503 naming in/0, the gauge 1; resumed, it reads again
+ * and the stall clears. The other partitions, idle, are never flagged. */
+START_TEST(test_stall_detected_and_cleared) {
+    char err[512], why[512];
+    const char *bs = cluster_start();
+    batch_conf = "batch = { max_events = 3; max_wait_ms = 5; queue_capacity = 4; };\n"
+                 "health = { stall_seconds = 10; };\n";
+    write_config_props(bs, "stall", ",\n (\"statistics.interval.ms\", \"1000\")");
+    KafkaProducer *kp = kafka_producer_new(bs, NULL, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(kp);
+    metrics_set_model_loaded(1);
+    Member a;
+    member_start(&a, bs);
+    wait_stats(&a, owns_all_unpaused, 60, "A owning all partitions");
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, "in", 0);
+    ck_assert_int_eq(rd_kafka_pause_partitions(a.p->consumer, l), 0);
+    size_t len;
+    void *ev = valid_event(7, &len);
+    for (int i = 0; i < 4; i++) send_p0(kp, "k", 1, NULL, 0, ev, len);
+    ck_assert_msg(kafka_producer_flush(kp, 30000, err, sizeof err) == 0, "%s", err);
+    double t0 = queue_now();
+    wait_stats(&a, stalled_one, 60, "in/0 reported stalled");
+    double after = queue_now() - t0;
+    ck_assert_msg(after >= 9.0, "flagged after %.1f s, before health.stall_seconds", after);
+    ck_assert_int_eq(metrics_ready(), 0);
+    metrics_not_ready_reason(why, sizeof why);
+    ck_assert_msg(strstr(why, "stalled") && strstr(why, "in/0") && !strstr(why, "in/1"), "%s", why);
+    char *text = metrics_render();
+    ck_assert_ptr_nonnull(strstr(text, "\nguardd_stalled_partitions 1\n"));
+    free(text);
+    /* resumed: the records are read and answered, the stall clears */
+    ck_assert_int_eq(rd_kafka_resume_partitions(a.p->consumer, l), 0);
+    rd_kafka_topic_partition_list_destroy(l);
+    for (int i = 0; i < 4; i++) send_p0(kp, "k", 1, NULL, 0, ev, len);
+    ck_assert_msg(kafka_producer_flush(kp, 30000, err, sizeof err) == 0, "%s", err);
+    wait_stats(&a, not_stalled, 60, "in/0 read again, stall cleared");
+    ck_assert_int_eq(metrics_ready(), 1);
+    ck_assert_int_eq(member_stop(&a, 15000), 0);
+    free(ev);
+    kafka_producer_destroy(kp);
+    mockbroker_stop(mb);
+}
+END_TEST
+
 int main(void) {
     model_dir = getenv("GUARDD_TINY_MODEL");
     char probe[512];
@@ -596,6 +772,14 @@ int main(void) {
     tcase_set_timeout(outs, 240);
     tcase_add_test(outs, test_missing_output_topic);
     suite_add_tcase(s, outs);
+    TCase *stop = tcase_create("abandon");
+    tcase_set_timeout(stop, 600);
+    tcase_add_test(stop, test_stop_abandons_long_batch);
+    suite_add_tcase(s, stop);
+    TCase *stall = tcase_create("stall");
+    tcase_set_timeout(stall, 240);
+    tcase_add_test(stall, test_stall_detected_and_cleared);
+    suite_add_tcase(s, stall);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -106,6 +106,7 @@ START_TEST(shipped_config_loads_with_documented_defaults) {
     ck_assert_str_eq(s.metrics_listen, "127.0.0.1:9464");
     ck_assert_int_eq(s.log_level, LOG_INFO);
     ck_assert_int_eq(s.watchdog, 1);
+    ck_assert_int_eq(s.stall_seconds, 300);
     settings_free(&s);
 }
 END_TEST
@@ -145,6 +146,7 @@ START_TEST(full_config_values_are_read) {
         "limits = { max_event_bytes = 2097152L; max_messages = 4; max_message_bytes = 1000;\n"
         "  max_prompt_tokens = 1024; };\n"
         "metrics = { listen = \"[::1]:0\"; };\nlog = { level = \"debug\"; };\n"
+        "health = { stall_seconds = 0; };\n"
         "shutdown_timeout_ms = 500; watchdog = false;\n");
     ck_assert_str_eq(s.brokers, "k1:9092,k2:9092");
     ck_assert_int_eq(s.n_input_topics, 2);
@@ -169,6 +171,7 @@ START_TEST(full_config_values_are_read) {
     ck_assert_str_eq(s.metrics_listen, "[::1]:0");
     ck_assert_int_eq(s.log_level, LOG_DEBUG);
     ck_assert_int_eq(s.watchdog, 0);
+    ck_assert_int_eq(s.stall_seconds, 0);
     settings_free(&s);
 }
 END_TEST
@@ -212,6 +215,10 @@ START_TEST(error_out_of_range) {
     expect_error("model = {\n precision = \"\";\n};\n", 2, "model.precision", "must not be empty");
     expect_error("model = {\n precision = 8;\n};\n", 2, "model.precision", "a string");
     expect_error("kafka = {\n allow_topic = \"a b\";\n};\n", 2, "kafka.allow_topic", "legal topic name");
+    expect_error("health = {\n stall_seconds = 5;\n};\n", 2, "health.stall_seconds", "at least 10");
+    expect_error("health = {\n stall_seconds = -1;\n};\n", 2, "health.stall_seconds", "out of range");
+    expect_error("health = {\n stall_seconds = 1.5;\n};\n", 2, "health.stall_seconds", "integer");
+    expect_error("health = {\n stall = 60;\n};\n", 2, "health.stall", "unknown setting");
 }
 END_TEST
 
