@@ -9,16 +9,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-python3 -c 'import jinja2' 2>/dev/null || { echo "python3-jinja2 not installed"; exit 77; }
-ref=tests/reference
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-for seed in 1 2 3; do
-    python3 $ref/render_jinja.py gen 200 $seed >"$tmp/cases$seed.jsonl"
-done
-cat "$tmp"/cases?.jsonl >"$tmp/cases.jsonl"
-python3 $ref/render_jinja.py render $ref/prompt/chat_template.jinja <"$tmp/cases.jsonl" >"$tmp/expected.jsonl"
-"$BUILD/guardctl" prompt --jsonl <"$tmp/cases.jsonl" >"$tmp/got.jsonl" || true
-python3 $ref/render_jinja.py compare "$tmp/expected.jsonl" "$tmp/got.jsonl"
+. tests/reference/jinja_lib.sh
+jinja_compare gen "1 2 3" "render $ref/prompt/chat_template.jinja"
 # The generator must have exercised what it claims to (a test that can fail).
 grep -q '"exclude"' "$tmp/cases.jsonl"
 grep -q '"categories"' "$tmp/cases.jsonl"

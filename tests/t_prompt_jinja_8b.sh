@@ -12,17 +12,9 @@
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
-python3 -c 'import jinja2' 2>/dev/null || { echo "python3-jinja2 not installed"; exit 77; }
-ref=tests/reference
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-for seed in 11 12 13; do
-    python3 $ref/render_jinja.py gen8 200 $seed >"$tmp/cases$seed.jsonl"
-done
-cat "$tmp"/cases??.jsonl >"$tmp/cases.jsonl"
-python3 $ref/render_jinja.py render8 $ref/prompt-8b/chat_template.jinja $ref/prompt/chat_template.jinja \
-    <"$tmp/cases.jsonl" >"$tmp/expected.jsonl"
-"$BUILD/guardctl" prompt --format llama-guard-3-8b --jsonl <"$tmp/cases.jsonl" >"$tmp/got.jsonl" || true
-python3 $ref/render_jinja.py compare "$tmp/expected.jsonl" "$tmp/got.jsonl"
+. tests/reference/jinja_lib.sh
+jinja_compare gen8 "11 12 13" "render8 $ref/prompt-8b/chat_template.jinja $ref/prompt/chat_template.jinja" \
+    --format llama-guard-3-8b
 # The generator must have exercised what it claims to (a test that can fail).
 count() { grep -c "$1" "$2" || true; }
 n_err=$(count '"error"' "$tmp/expected.jsonl")
