@@ -20,19 +20,8 @@
 # About 2 minutes on 2 cores. Logs: $BUILD/test-logs/t_chaos.d/.
 set -eu
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
-PY=/usr/bin/python3     # Debian's, with python3-msgpack (not a pyenv shim)
-G=${GUARDD:-$BUILD/guardd}   # GUARDD=...: try another build (e.g. an older one)
-C=$BUILD/guardctl
-[ -x "$G" ] && [ -x "$C" ] || { echo "FAIL: $G / $C not built"; exit 1; }
-[ -f "$MODEL/model.safetensors" ] || { echo "skip: no tiny fixture model at $MODEL"; exit 77; }
-case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
-logs=$BUILD/test-logs/t_chaos.d
-rm -rf "$logs"
-mkdir -p "$logs"
-tmp=$(mktemp -d /tmp/t_chaos.XXXXXX)
 . tests/e2e/lib.sh
+e2e_init t_chaos model      # GUARDD=...: try another build (e.g. an older one)
 
 step "broker"
 start_broker conversations,verdicts.allow,verdicts.deny,conversations.dlq

@@ -17,20 +17,11 @@
 #      model.prompt_format.
 set -eu
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-PY=/usr/bin/python3
-G=$BUILD/guardd
-C=$BUILD/guardctl
 TOK=${GUARDD_TOKENIZER:-}
-TINY1=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
-[ -x "$G" ] && [ -x "$C" ] || { echo "FAIL: $G / $C not built"; exit 1; }
 [ -f "$TOK" ] || { echo "skip: no tokenizer (\$GUARDD_TOKENIZER)"; exit 77; }
-
-logs=$BUILD/test-logs/t_daemon_8b.d
-rm -rf "$logs"
-mkdir -p "$logs"
-tmp=$(mktemp -d /tmp/t_daemon_8b.XXXXXX)
 . tests/e2e/lib.sh
+e2e_init t_daemon_8b
+TINY1=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
 
 M8=$tmp/tiny8b
 "$C" fixture --preset tiny-8b --seed 1 --out "$M8" --tokenizer "$TOK" >/dev/null || fail "tiny-8b fixture"

@@ -23,21 +23,9 @@
 # killed on exit; logs are kept in $BUILD/test-logs/t_daemon_e2e.d/.
 set -eu
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
 DEPS_DIR=${DEPS_DIR:-$PWD/.deps}
-MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
-PY=/usr/bin/python3     # Debian's, with python3-msgpack (not a pyenv shim)
-G=$BUILD/guardd
-C=$BUILD/guardctl
-[ -x "$G" ] && [ -x "$C" ] || { echo "FAIL: $G / $C not built"; exit 1; }
-[ -f "$MODEL/model.safetensors" ] || { echo "skip: no tiny fixture model at $MODEL"; exit 77; }
-case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
-
-logs=$BUILD/test-logs/t_daemon_e2e.d
-rm -rf "$logs"
-mkdir -p "$logs"
-tmp=$(mktemp -d /tmp/t_daemon_e2e.XXXXXX)
 . tests/e2e/lib.sh
+e2e_init t_daemon_e2e model
 
 # ---- broker -----------------------------------------------------------------
 step "broker"

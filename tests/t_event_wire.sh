@@ -16,20 +16,8 @@
 #     value.
 set -eu
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
-PY=/usr/bin/python3     # Debian's, with python3-msgpack
-G=$BUILD/guardd
-C=$BUILD/guardctl
-[ -x "$G" ] && [ -x "$C" ] || { echo "FAIL: $G / $C not built"; exit 1; }
-[ -f "$MODEL/model.safetensors" ] || { echo "skip: no tiny fixture model at $MODEL"; exit 77; }
-case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
-
-logs=$BUILD/test-logs/t_event_wire.d
-rm -rf "$logs"
-mkdir -p "$logs"
-tmp=$(mktemp -d /tmp/t_event_wire.XXXXXX)
 . tests/e2e/lib.sh
+e2e_init t_event_wire model
 
 start_broker conversations,verdicts.allow,verdicts.deny,conversations.dlq 1 2
 

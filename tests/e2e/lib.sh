@@ -1,20 +1,44 @@
 # lib.sh - shell helpers shared by the end-to-end script tests that run the real
 # guardd against `guardctl broker` (t_daemon_e2e.sh, t_chaos.sh, t_event_wire.sh, t_daemon_8b.sh,
-# bench/kafka_throughput.sh). Source it from the repository root after setting:
+# bench/kafka_throughput.sh). Source it from the repository root, then either
+# call e2e_init (the tests' common opening) or set yourself:
 #   G, C   guardd and guardctl binaries      PY   python3 with msgpack
 #   tmp    scratch directory (removed on exit) logs  directory for process logs
 # It sets the EXIT/INT/TERM traps: every process started here (and any pid added
 # to $pids) is killed with -9 on exit, and $tmp is removed.
 
 pids=""
+tmp=${tmp:-}
 cleanup() {
     for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
-    rm -rf "$tmp"
+    [ -z "$tmp" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM
 fail() { echo "FAIL: $*"; exit 1; }
 step() { echo "== $(date +%T) $*"; }
+
+# e2e_init NAME [model]: BUILD (default build), G (or $GUARDD: another build
+# to try), C, PY (Debian's python3, with python3-msgpack: not a pyenv shim),
+# logs=$BUILD/test-logs/NAME.d (emptied), tmp; fails unless both binaries
+# are built. With "model": MODEL, the tiny fixture model ($GUARDD_TINY_MODEL,
+# absolute), skipping (77) without it.
+e2e_init() {
+    BUILD=${BUILD:-build}
+    PY=/usr/bin/python3
+    G=${GUARDD:-$BUILD/guardd}
+    C=$BUILD/guardctl
+    [ -x "$G" ] && [ -x "$C" ] || fail "$G / $C not built"
+    if [ "${2:-}" = model ]; then
+        MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
+        [ -f "$MODEL/model.safetensors" ] || { echo "skip: no tiny fixture model at $MODEL"; exit 77; }
+        case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
+    fi
+    logs=$BUILD/test-logs/$1.d
+    rm -rf "$logs"
+    mkdir -p "$logs"
+    tmp=$(mktemp -d "/tmp/$1.XXXXXX")
+}
 
 # start_broker TOPICS [BROKERS [PARTITIONS]] -> B (bootstrap list), BROKER_PID.
 # Default 3 brokers, 4 partitions. Callable again for a fresh cluster once the
