@@ -53,6 +53,14 @@ for want in 'Type=notify' 'NotifyAccess=main' 'WatchdogSec=120' 'Restart=on-fail
             'ProtectSystem=strict' 'UMask=0077' 'User=guardd'; do
     grep -qxF "$want" "$unit" || fail "$unit lacks '$want'"
 done
+# The stop: guardd exits within shutdown_timeout_ms plus about a second (a
+# batch running then is abandoned at a layer boundary); systemd must not
+# kill it first.
+stop_s=$(sed -n 's/^TimeoutStopSec=\([0-9]*\)$/\1/p' "$unit")
+shut_ms=$(sed -n 's/^shutdown_timeout_ms = \([0-9]*\);.*/\1/p' etc/guardd.conf)
+[ -n "$stop_s" ] && [ -n "$shut_ms" ] || fail "no TimeoutStopSec in $unit or shutdown_timeout_ms in etc/guardd.conf"
+[ $((stop_s * 1000)) -ge $((shut_ms + 5000)) ] \
+    || fail "TimeoutStopSec=$stop_s leaves no margin over shutdown_timeout_ms = $shut_ms"
 
 # --- 2. security score ------------------------------------------------------
 sec=$(systemd-analyze security --offline=true --no-pager "$tmp/v/guardd.service" 2>&1) || true
