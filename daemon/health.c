@@ -15,7 +15,8 @@
  * statistics (librdkafka takes them from fetch responses: unknown, or as
  * they were when fetching stopped), so for a partition with nothing in hand
  * and not paused by us the end offset is asked of the broker: one partition
- * per tick, round robin, each at most every QUERY_EVERY_S, with a short
+ * per tick, round robin, each at most every tenth of the threshold (5 s at
+ * least: 30 s by default), with a short
  * timeout, so a down broker delays the consumer thread by QUERY_TIMEOUT_MS a
  * second at most.
  * It runs on the consumer thread because the paused list and the statistics
@@ -30,7 +31,7 @@
 #include "metrics.h"
 
 #define HEALTH_INTERVAL_S 1.0
-#define QUERY_EVERY_S 5.0
+#define QUERY_EVERY_MIN_S 5.0  /* and at least a tenth of health.stall_seconds */
 #define QUERY_TIMEOUT_MS 200
 
 typedef struct BrokerOffsets {
@@ -114,11 +115,13 @@ static int64_t unread(const Pipeline *p, const char *topic, int32_t partition, i
 /* Asks the broker for the end of one partition whose end nothing reports
  * (see the top of the file). */
 static void ask_one_end(Pipeline *p, const StallPart *parts, int n, double now) {
+    double every = atomic_load(&p->stall_seconds) / 10.0;
+    if (every < QUERY_EVERY_MIN_S) every = QUERY_EVERY_MIN_S;
     for (int k = 0; k < n; k++) {
         const StallPart *sp = &parts[(p->ask_rr + k) % n];
         if (sp->paused || sp->outstanding > 0) continue;
         BrokerOffsets *q = find_offsets(p->asked_ends, p->n_asked_ends, sp->topic, sp->partition);
-        if (q && now - q->asked < QUERY_EVERY_S) continue;
+        if (q && now - q->asked < every) continue;
         p->ask_rr = (p->ask_rr + k + 1) % n;
         int64_t lo = -1, hi = -1;
         if (rd_kafka_query_watermark_offsets(p->consumer, sp->topic, sp->partition, &lo, &hi,

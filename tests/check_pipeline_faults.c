@@ -207,17 +207,30 @@ static int all_seen(rd_kafka_t *rk, int64_t *missing_part, int64_t *missing_off)
     return 1;
 }
 
+/* Notes every record the three output topics hold now. */
+static void drain_outputs(rd_kafka_t *readers[3]) {
+    for (int r = 0; r < 3; r++) {
+        rd_kafka_message_t *m;
+        while ((m = rd_kafka_consumer_poll(readers[r], 0))) {
+            if (!m->err) note_record(m);
+            rd_kafka_message_destroy(m);
+        }
+    }
+}
+
+/* Reads the output topics for about `seconds`. */
+static void read_outputs(rd_kafka_t *readers[3], int seconds) {
+    for (int t = 0; t < seconds * 10; t++) {
+        drain_outputs(readers);
+        usleep(100000);
+    }
+}
+
 /* Reads the three output topics until every input offset is covered. */
 static void wait_all_seen(rd_kafka_t *readers[3], int timeout_s) {
     int64_t mp = -1, mo = -1;
     for (int t = 0; t < timeout_s * 10; t++) {
-        for (int r = 0; r < 3; r++) {
-            rd_kafka_message_t *m;
-            while ((m = rd_kafka_consumer_poll(readers[r], 0))) {
-                if (!m->err) note_record(m);
-                rd_kafka_message_destroy(m);
-            }
-        }
+        drain_outputs(readers);
         if (t % 10 == 0 && all_seen(readers[0], &mp, &mo)) return;
         usleep(100000);
     }
@@ -578,20 +591,6 @@ START_TEST(test_missing_output_topic) {
     mockbroker_stop(mb);
 }
 END_TEST
-
-/* Reads whatever the output topics hold now, for about `seconds`. */
-static void read_outputs(rd_kafka_t *readers[3], int seconds) {
-    for (int t = 0; t < seconds * 10; t++) {
-        for (int r = 0; r < 3; r++) {
-            rd_kafka_message_t *m;
-            while ((m = rd_kafka_consumer_poll(readers[r], 0))) {
-                if (!m->err) note_record(m);
-                rd_kafka_message_destroy(m);
-            }
-        }
-        usleep(100000);
-    }
-}
 
 static int batch_running(const PipelineStats *st) { return st->batch_running && st->consumed >= 2; }
 
