@@ -4,11 +4,23 @@
  * BLIS on f32 tiles widened from bf16 or int8.
  *
  * bf16 with bf16 dot products runs on this module's own 4 x 4 tile kernel
- * for every M rather than on oneDNN's bf16 matmul: oneDNN was ~10-20% faster
- * at M >= 64 (single thread, this machine), but its summation order changes
- * with M, and with activations rounded to bf16 that makes a sequence's logits
- * depend on what else is in its batch (measured 7.7e-4 of the logit range).
- * Env GUARDD_BF16_ONEDNN=1 sends M > 16 to oneDNN anyway, for benchmarks.
+ * for every M rather than on oneDNN's bf16 matmul. oneDNN was ~10-20% faster
+ * at M >= 64 (single thread, this machine) with activations rounded to bf16,
+ * but its summation order changes with M, and a rounding flipped by a
+ * last-bit difference upstream then made a sequence's logits depend on what
+ * else was in its batch (7.7e-4 of the logit range). The kernel now also
+ * takes each activation's lo part (wkernels.h), which one oneDNN bf16
+ * matmul cannot: that would be two products, or a second weight copy.
+ *
+ * Every bf16 product gets the lo part: measured on the full-shape 1B fixture
+ * against f32 (4 x 64 tokens), hi alone everywhere gave 3.9e-3 of the logit
+ * range, hi + lo everywhere 6.5e-6, and hi alone in a single matrix kind
+ * (the rest split): qkv 2.8e-3, o 1.7e-3, gate/up 1.9e-3, down 1.2e-3,
+ * lm_head 1.0e-3; gate/up and down together 2.1e-3. Only down (28% of a
+ * prefill's products) could go without, and there the lo part costs nothing
+ * measurable (kernel time with / without it 0.95..1.05, one thread, CPU
+ * time, X[1024, 8192]·W[8192, 2048]): at K = 8192 the tile kernel is bound
+ * by memory traffic, not by vdpbf16ps. Elsewhere it costs 1.1..1.35x.
  *
  * oneDNN (int8) runs on the checkpoint's own layout (W [N, K] read as a K x N
  * matrix with strides {1, K}): measured here, its brgemm kernels are as fast
@@ -91,7 +103,7 @@ static int i8_widen(void) { return family() >= FAM_AVX2 && !i8_vnni(); }
 const char *wm_kernels(Precision p) {
     switch (precision_resolve(p)) {
     case PREC_BF16:
-        if (bf16_dot()) return getenv("GUARDD_BF16_ONEDNN") ? "avx512bf16+onednn" : "avx512bf16";
+        if (bf16_dot()) return "avx512bf16-split";
         return family() == FAM_AVX2 ? "avx2-widen+blis" : "generic-widen+blis";
     case PREC_INT8:
         if (i8_vnni()) return "avx512vnni+onednn";
@@ -240,20 +252,16 @@ static void bf16_matmul(const WeightMatrix *w, int M, const float *X, int ldx, f
         else wk_bf16_widen_generic(M, N, K, X, ldx, w->bf16, Y, ldy, accumulate, threads);
         return;
     }
-    uint16_t *xb = malloc(sizeof(uint16_t) * (size_t)M * K);
-    if (!xb) {
+    int ldx2 = wk_bf16_split_ld(K);
+    uint16_t *xs = malloc(sizeof(uint16_t) * (size_t)M * ldx2);
+    if (!xs) {
         bf16_widen_blis(w, M, X, ldx, Y, ldy, accumulate, threads);
         return;
     }
 #pragma omp parallel for schedule(static) num_threads(threads)
-    for (int m = 0; m < M; m++) wm_round_bf16(X + (size_t)m * ldx, xb + (size_t)m * K, (size_t)K);
-    if (getenv("GUARDD_BF16_ONEDNN") && M > STREAM_MAX_M &&
-        !onednn_mm(M, N, K, dnnl_bf16, xb, dnnl_bf16, w->bf16, dnnl_f32, Y, ldy, accumulate, threads)) {
-        free(xb);
-        return;
-    }
-    wk_bf16_dot_avx512(M, N, K, xb, w->bf16, Y, ldy, accumulate, threads);
-    free(xb);
+    for (int m = 0; m < M; m++) wk_bf16_split_row(X + (size_t)m * ldx, K, xs + (size_t)m * ldx2);
+    wk_bf16_dot_avx512(M, N, K, xs, w->bf16, Y, ldy, accumulate, threads);
+    free(xs);
 }
 
 /* ---- int8 ------------------------------------------------------------- */

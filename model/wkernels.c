@@ -100,6 +100,54 @@ void wk_i8_generic(int M, int N, int K, const uint8_t *X, const int8_t *W, int32
     SPLIT_ROWS(N, threads, i8_rows_generic(n0, n1, M, K, X, W, S, lds));
 }
 
+/* ---- bf16 activations split in two ------------------------------------ */
+
+int wk_bf16_split_ld(int K) { return 2 * ((K + 31) & ~31); }
+
+/* f32_to_bf16 (bf16.h) on the bits: round to nearest even, NaN kept a
+ * quiet NaN. The AVX-512 version below does the same with vectors. */
+static inline uint32_t bf16_bits(uint32_t u) {
+    uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16, q = (u >> 16) | 0x40u;
+    return (u & 0x7fffffffu) > 0x7f800000u ? q : r;
+}
+
+/* Blocks of 32 columns; x - hi is exact in f32. An inf or NaN x (hi's
+ * exponent all ones) gets lo = 0, so inf stays inf instead of inf - inf. */
+static void split_blocks_generic(const float *x, int nb, uint16_t *out) {
+    for (int b = 0; b < nb; b++) {
+        const float *xb = x + 32 * b;
+        uint16_t *o = out + 64 * b;
+        for (int j = 0; j < 32; j++) {
+            uint32_t u, hi, lo, d;
+            float h, r;
+            memcpy(&u, xb + j, 4);
+            hi = bf16_bits(u);
+            d = hi << 16;
+            memcpy(&h, &d, 4);
+            r = xb[j] - h;
+            memcpy(&d, &r, 4);
+            lo = (hi & 0x7f80u) == 0x7f80u ? 0 : bf16_bits(d);
+            o[j] = (uint16_t)hi;
+            o[32 + j] = (uint16_t)lo;
+        }
+    }
+}
+
+static void split_blocks_avx512(const float *x, int nb, uint16_t *out);
+
+void wk_bf16_split_row(const float *x, int K, uint16_t *out) {
+    /* both give the same bits (check_weights) */
+    void (*blocks)(const float *, int, uint16_t *) =
+        wk_have_avx512bf16() ? split_blocks_avx512 : split_blocks_generic;
+    int full = K / 32, rest = K - 32 * full;
+    blocks(x, full, out);
+    if (rest) {   /* the last block through a zero-padded copy */
+        float tail[32] = {0};
+        memcpy(tail, x + 32 * full, sizeof(float) * (size_t)rest);
+        blocks(tail, 1, out + 64 * full);
+    }
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 /* ---- AVX2 ------------------------------------------------------------- */
 
@@ -151,12 +199,56 @@ void wk_bf16_widen_avx2(int M, int N, int K, const float *X, int ldx, const uint
 #define T512BF "avx512f,avx512bw,avx512vl,avx512bf16"
 #define BH(v) ((__m512bh)(v))
 
-/* One tile: up to 4 rows of X against up to 4 rows of W over all of K.
- * Each output is 16 lanes accumulated over k in steps of 32 and then summed
+/* bf16_bits() on 16 lanes. */
+__attribute__((target(T512BF), always_inline))
+static inline __m512i bf16_bits16(__m512i u) {
+    __m512i one = _mm512_set1_epi32(1), top = _mm512_srli_epi32(u, 16);
+    __m512i r = _mm512_srli_epi32(
+        _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(top, one))), 16);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    return _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(top, _mm512_set1_epi32(0x40)));
+}
+
+__attribute__((target(T512BF)))
+static void split_blocks_avx512(const float *x, int nb, uint16_t *out) {
+    __m512i expo = _mm512_set1_epi32(0x7f80);
+    for (int b = 0; b < nb; b++)
+        for (int h = 0; h < 2; h++) {
+            __m512 xv = _mm512_loadu_ps(x + 32 * b + 16 * h);
+            __m512i hi = bf16_bits16(_mm512_castps_si512(xv));
+            __m512 d = _mm512_sub_ps(xv, _mm512_castsi512_ps(_mm512_slli_epi32(hi, 16)));
+            __mmask16 special = _mm512_cmpeq_epi32_mask(_mm512_and_si512(hi, expo), expo);
+            __m512i lo = _mm512_maskz_mov_epi32((__mmask16)~special, bf16_bits16(_mm512_castps_si512(d)));
+            _mm256_storeu_si256((__m256i *)(out + 64 * b + 16 * h), _mm512_cvtepi32_epi16(hi));
+            _mm256_storeu_si256((__m256i *)(out + 64 * b + 32 + 16 * h), _mm512_cvtepi32_epi16(lo));
+        }
+}
+
+/* One step of 32 columns of a tile: hi then lo of each X row (kx: the
+ * block's offset in the split row) against the 4 W vectors. */
+__attribute__((target(T512BF), always_inline))
+static inline void bf16_step(__m512 a[4][4], const __m512i wv[4], const uint16_t *const x[4],
+                             int kx) {
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        __m512i xh = _mm512_loadu_si512(x[i] + kx), xl = _mm512_loadu_si512(x[i] + kx + 32);
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            a[i][j] = _mm512_dpbf16_ps(a[i][j], BH(xh), BH(wv[j]));
+            a[i][j] = _mm512_dpbf16_ps(a[i][j], BH(xl), BH(wv[j]));
+        }
+    }
+}
+
+/* One tile: up to 4 rows of X (hi/lo split, wkernels.h) against up to 4
+ * rows of W over all of K. Each output is 16 lanes accumulated over k in
+ * steps of 32 (hi, then lo, into the same accumulator) and then summed
  * across lanes, whatever the tile, so a result never depends on M or on
  * which rows share its tile: batched and one-at-a-time runs agree bit for
- * bit (activations are rounded to bf16 here, so an upstream difference in
- * the last bit could flip a rounding and show as ~1e-3). */
+ * bit (activations are rounded here, so an upstream difference in the last
+ * bit could flip a rounding). X rows are zero-padded to a multiple of 32
+ * columns: only W's last block needs a mask. */
 __attribute__((target(T512BF)))
 static inline void bf16_tile(const uint16_t *const x[4], const uint16_t *const w[4], int K, int kt,
                              __mmask32 tail, float out[4][4]) {
@@ -165,27 +257,16 @@ static inline void bf16_tile(const uint16_t *const x[4], const uint16_t *const w
     for (int i = 0; i < 4; i++)
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) a[i][j] = _mm512_setzero_ps();
+    __m512i wv[4];
     for (int k = 0; k < kt; k += 32) {
-        __m512i wv[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) wv[j] = _mm512_loadu_si512(w[j] + k);
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            __m512i xv = _mm512_loadu_si512(x[i] + k);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) a[i][j] = _mm512_dpbf16_ps(a[i][j], BH(xv), BH(wv[j]));
-        }
+        bf16_step(a, wv, x, 2 * k);
     }
     if (kt < K) {
-        __m512i wv[4];
 #pragma GCC unroll 4
         for (int j = 0; j < 4; j++) wv[j] = _mm512_maskz_loadu_epi16(tail, w[j] + kt);
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            __m512i xv = _mm512_maskz_loadu_epi16(tail, x[i] + kt);
-#pragma GCC unroll 4
-            for (int j = 0; j < 4; j++) a[i][j] = _mm512_dpbf16_ps(a[i][j], BH(xv), BH(wv[j]));
-        }
+        bf16_step(a, wv, x, 2 * kt);
     }
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
@@ -198,12 +279,12 @@ static inline void bf16_tile(const uint16_t *const x[4], const uint16_t *const w
 __attribute__((target(T512BF)))
 static void bf16_dot_rows_avx512(int n0, int n1, int M, int K, const uint16_t *X,
                                  const uint16_t *W, float *Y, int ldy, int accumulate) {
-    int kt = K & ~31;
+    int kt = K & ~31, ldx = wk_bf16_split_ld(K);
     __mmask32 tail = (__mmask32)((1ull << (K - kt)) - 1);
     for (int m = 0; m < M; m += 4) {
         int mc = M - m < 4 ? M - m : 4;
         const uint16_t *x[4];
-        FOUR_ROWS(x, X, m, mc, K);
+        FOUR_ROWS(x, X, m, mc, ldx);
         for (int n = n0; n < n1; n += 4) {
             int nc = n1 - n < 4 ? n1 - n : 4;
             const uint16_t *w[4];
@@ -292,6 +373,9 @@ void wk_bf16_dot_avx512(int M, int N, int K, const uint16_t *X, const uint16_t *
 void wk_i8_vnni(int M, int N, int K, const uint8_t *X, const int8_t *W, int32_t *S, int lds,
                 int threads) {
     wk_i8_generic(M, N, K, X, W, S, lds, threads);
+}
+static void split_blocks_avx512(const float *x, int nb, uint16_t *out) {
+    split_blocks_generic(x, nb, out);
 }
 int wk_have_avx512bf16(void) { return 0; }
 int wk_have_avx512vnni(void) { return 0; }

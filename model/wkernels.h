@@ -11,7 +11,16 @@
 #define GUARDD_WKERNELS_H
 #include <stdint.h>
 
-/* Y (+)= X·Wᵀ with bf16 X [M, K] (contiguous) and W: vdpbf16ps. */
+/* Activations for the bf16 dot-product kernel, each x split in two bf16:
+ * hi = bf16(x) and lo = bf16(x - hi), so hi + lo = x to ~2^-16 relative
+ * where hi alone is ~2^-8 off. One row of K values -> wk_bf16_split_ld(K)
+ * uint16: blocks of 32 columns, 32 hi then their 32 lo, the last block
+ * zero-padded (K rounded up to a multiple of 32). */
+int wk_bf16_split_ld(int K);
+void wk_bf16_split_row(const float *x, int K, uint16_t *out);
+/* Y (+)= X·Wᵀ with X [M, K] split as above (row stride wk_bf16_split_ld(K))
+ * and bf16 W, any M: vdpbf16ps on 4 x 4 tiles, W·hi + W·lo summed in the
+ * same order whatever M (wkernels.c). */
 void wk_bf16_dot_avx512(int M, int N, int K, const uint16_t *X, const uint16_t *W, float *Y,
                         int ldy, int accumulate, int threads);
 /* Y (+)= X·Wᵀ with f32 X (row stride ldx) and bf16 W widened in registers. */

@@ -5,8 +5,12 @@
  *
  * Each product is checked against a double-precision product of what is
  * stored (the bf16 or dequantized int8 weights; for bf16 dot products the
- * bf16-rounded activations), and the int8 integer paths (VNNI + oneDNN, and
- * plain C) against each other to the last bit of their integer sums.
+ * activations as the hi + lo bf16 pairs they are split into, and also the
+ * f32 activations themselves, which hi alone would miss by ~2^-9), and the
+ * int8 integer paths (VNNI + oneDNN, and plain C) against each other to the
+ * last bit of their integer sums. The hi/lo packing is checked value by
+ * value (tails, padding, inf, NaN), and the bf16 dot-product kernel for
+ * giving each row the same bits whatever M it runs in.
  */
 #include <check.h>
 #include <math.h>
@@ -15,6 +19,7 @@
 #include "bf16.h"
 #include "transformer.h"
 #include "weights.h"
+#include "wkernels.h"
 
 static unsigned long long rng = 0x9e3779b97f4a7c15ull;
 static float frand(void) {
@@ -61,21 +66,28 @@ static void check(Precision p, const char *fam, int M, int N, int K, int acc, do
     for (int i = 0; i < M * K; i++) X[i] = frand();
     for (int i = 0; i < M * ldy; i++) Y[i] = 0.5f;
     wm_matmul(&m.w, M, X, K, Y, ldy, acc, 2);
-    int xb = p == PREC_BF16 && !strncmp(wm_kernels(p), "avx512bf16", 10);   /* activations rounded */
-    double worst = 0, scale = 0;
+    int xb = p == PREC_BF16 && !strncmp(wm_kernels(p), "avx512bf16", 10);   /* activations split */
+    double worst = 0, worst_exact = 0, scale = 0;
     for (int j = 0; j < N; j++) {
         wm_row(&m.w, j, row);
         for (int i = 0; i < M; i++) {
-            double want = acc ? 0.5 : 0;
+            double want = acc ? 0.5 : 0, exact = want;
             for (int k = 0; k < K; k++) {
-                float x = X[(size_t)i * K + k];
-                want += (double)(xb ? bf16_to_f32(f32_to_bf16(x)) : x) * row[k];
+                float x = X[(size_t)i * K + k], hi = bf16_to_f32(f32_to_bf16(x));
+                double xs = xb ? (double)hi + bf16_to_f32(f32_to_bf16(x - hi)) : x;
+                want += xs * row[k];
+                exact += (double)x * row[k];
             }
-            double d = fabs(Y[(size_t)i * ldy + j] - want);
-            if (d > worst) worst = d;
+            double y = Y[(size_t)i * ldy + j];
+            if (fabs(y - want) > worst) worst = fabs(y - want);
+            if (fabs(y - exact) > worst_exact) worst_exact = fabs(y - exact);
             if (fabs(want) > scale) scale = fabs(want);
         }
     }
+    /* hi alone: ~2^-9 of each activation (measured 1e-3..4e-3 here) */
+    if (xb)
+        ck_assert_msg(worst_exact <= 2e-5 * scale, "bf16 M=%d N=%d K=%d: %g from the f32 activations",
+                      M, N, K, worst_exact / scale);
     for (int i = 0; i < M; i++)
         for (int j = N; j < ldy; j++) ck_assert_float_eq(Y[(size_t)i * ldy + j], 0.5f);
     ck_assert_msg(worst <= tol * scale, "%s/%s (%s) M=%d N=%d K=%d acc=%d: error %g of %g",
@@ -121,6 +133,67 @@ START_TEST(test_int8_paths_agree) {
 }
 END_TEST
 
+/* hi = bf16(x), lo = bf16(x - hi) in blocks of 32 (32 hi, then 32 lo), the
+ * last block zero-padded; inf and NaN keep lo = 0. */
+START_TEST(test_bf16_split) {
+    static const int Ks[] = {1, 20, 31, 32, 33, 70, 2051};
+    for (size_t t = 0; t < sizeof Ks / sizeof Ks[0]; t++) {
+        int K = Ks[t], ld = wk_bf16_split_ld(K);
+        ck_assert_int_eq(ld, 2 * ((K + 31) / 32 * 32));
+        float *x = malloc(sizeof(float) * K);
+        uint16_t *out = malloc(sizeof(uint16_t) * ld);
+        for (int k = 0; k < K; k++) x[k] = frand() * (k % 7 == 0 ? 1e4f : 1.0f);
+        if (K > 5) {
+            x[0] = INFINITY;
+            x[1] = -INFINITY;
+            x[2] = NAN;
+            x[3] = 3.4e38f;     /* finite, rounds to inf: lo = 0 as for inf */
+            x[4] = 1e-40f;      /* subnormal */
+            x[5] = 1.0f + 1.0f / 256 + 1.0f / 65536;   /* needs lo */
+        }
+        memset(out, 0xab, sizeof(uint16_t) * ld);
+        wk_bf16_split_row(x, K, out);
+        for (int k = 0; k < ld / 2; k++) {
+            uint16_t hi = out[2 * (k & ~31) + (k & 31)], lo = out[2 * (k & ~31) + 32 + (k & 31)];
+            if (k >= K) {
+                ck_assert_msg(hi == 0 && lo == 0, "K=%d: padding at %d is %04x %04x", K, k, hi, lo);
+                continue;
+            }
+            uint16_t want_hi = f32_to_bf16(x[k]);
+            int special = (want_hi & 0x7f80) == 0x7f80;
+            uint16_t want_lo = special ? 0 : f32_to_bf16(x[k] - bf16_to_f32(want_hi));
+            ck_assert_msg(hi == want_hi && lo == want_lo, "K=%d k=%d x=%g: %04x %04x, want %04x %04x",
+                          K, k, x[k], hi, lo, want_hi, want_lo);
+            if (!special && K > 5 && k == 5)   /* hi + lo carries x's bits past bf16's 8 */
+                ck_assert_float_eq(bf16_to_f32(hi) + bf16_to_f32(lo), x[k]);
+        }
+        free(x);
+        free(out);
+    }
+}
+END_TEST
+
+/* Each row of X gets the same bits from the bf16 product whatever M is and
+ * whichever rows share its tile (batched == one at a time). */
+START_TEST(test_bf16_rows_independent) {
+    const char *fam = "avx512";   /* the widened paths take BLIS above M = 16 */
+    ck_assert_int_eq(wm_set_kernels(fam), 0);
+    int N = 37, K = 2083, M = 23;
+    Mat m = make(PREC_BF16, N, K);
+    float *X = malloc(sizeof(float) * (size_t)M * K), *all = malloc(sizeof(float) * (size_t)M * N);
+    float *one = malloc(sizeof(float) * N);
+    for (int i = 0; i < M * K; i++) X[i] = frand() * 4;
+    wm_matmul(&m.w, M, X, K, all, N, 0, 2);
+    for (int i = 0; i < M; i++) {
+        wm_matmul(&m.w, 1, X + (size_t)i * K, K, one, N, 0, 1);
+        ck_assert_msg(memcmp(one, all + (size_t)i * N, sizeof(float) * N) == 0,
+                      "%s (%s): row %d of %d differs alone", fam, wm_kernels(PREC_BF16), i, M);
+    }
+    free(X); free(all); free(one);
+    drop(&m);
+}
+END_TEST
+
 START_TEST(test_names) {
     Precision p;
     ck_assert_int_eq(precision_parse("auto", &p), 0);
@@ -147,6 +220,8 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_products, 0, 3);
     tcase_add_test(tc, test_int8_paths_agree);
+    tcase_add_test(tc, test_bf16_split);
+    tcase_add_test(tc, test_bf16_rows_independent);
     tcase_add_test(tc, test_names);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);

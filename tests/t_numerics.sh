@@ -11,13 +11,15 @@
 # different lengths in ONE batch, in each weight precision and on each
 # kernel family this CPU has (GUARDD_KERNELS=avx512/avx2/generic; weights.h).
 # Pass: for every sequence max|C - numpy| < tol * (max - min of the numpy
-# logits), tol = 1e-5 for f32, 6e-3 for bf16, 2.5e-2 for int8 (tol below).
-# Measured (Zen 5): f32 <= 4.5e-7 on every family; bf16 2.9e-3..4.7e-3 with
-# bf16 dot products (activations rounded to bf16), <= 5e-7 widening on the
-# bf16 checkpoints; int8 1.3e-2..1.9e-2 (VNNI / generic: activations
-# quantized per token), 0.9e-2..1.4e-2 weight-only on avx2. The f32
-# checkpoint's weights lose their low bits in bf16: 4.1e-3 widening, 6.9e-3
-# with bf16 dot products, so bf16 on it is held to 1e-2.
+# logits), tol = 1e-5 for f32, 2e-3 for bf16, 2.5e-2 for int8 (tol below).
+# Measured (Zen 5): f32 <= 4.7e-7 on every family; bf16 4.7e-6..5.9e-6 with
+# bf16 dot products (activations split into hi + lo bf16 pairs; hi alone
+# gave 2.9e-3..4.7e-3), <= 4.5e-7 widening on the bf16 checkpoints; int8
+# 1.3e-2..1.9e-2 (VNNI / generic: activations quantized per token),
+# 0.9e-2..1.4e-2 weight-only on avx2. The f32 checkpoint is held to 6e-3 in
+# bf16: its weights are rounded to bf16 once at load (up to 2^-9 of each;
+# only activations get a lo part), a loss no kernel undoes: 4.1e-3 on every
+# family, with or without bf16 dot products.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -38,7 +40,7 @@ FAMILIES=${FAMILIES:-avx512 avx2 generic}   # a family the CPU lacks runs its be
 tol() { # precision, fixture arguments
     case $1 in
     f32) echo 1e-5 ;;
-    bf16) case $2 in *"--dtype f32"*) echo 1e-2 ;; *) echo 6e-3 ;; esac ;;
+    bf16) case $2 in *"--dtype f32"*) echo 6e-3 ;; *) echo 2e-3 ;; esac ;;
     int8) echo 2.5e-2 ;;
     esac
 }
