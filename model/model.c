@@ -4,15 +4,17 @@
  * The loader builds the list of tensors the Llama layout needs from the
  * config (name, exact shape, byte offset inside one 64-byte-aligned arena),
  * checks the checkpoint holds exactly those (missing, unexpected and wrongly
- * shaped tensors are errors naming file and tensor), then converts each
- * tensor into place in parallel, straight into the stored form: bf16 tensors
- * are copied as they are for bf16, f16/f32 ones rounded once; int8 rows are
- * widened one row at a time into a small buffer and quantized (so no f32
- * copy of a matrix ever exists outside f32 precision). Fusing is done by
+ * shaped tensors are errors naming file and tensor), then converts every
+ * tensor into place on all threads, straight into the stored form, in tasks
+ * of ~256K elements taken in file order: the source is read with pread
+ * (st_read), straight into the arena when the stored form is the checkpoint's
+ * dtype (bf16 for bf16, f32 for f32), else into a per-thread buffer of ~1 MiB
+ * and from there widened, rounded to bf16 once, or quantized row by row (so
+ * no f32 copy of a matrix ever exists outside f32 precision). The file
+ * mapping is only read for the headers and the revision hash, so peak RSS is
+ * the stored size plus a few MiB, never stored + file size. Fusing is done by
  * destination: q, k and v rows land back to back in wqkv, gate and up rows
- * in w13 (their int8 scales too). After a tensor is converted its source
- * pages are dropped, so peak RSS stays near the stored size rather than
- * stored + file size.
+ * in w13 (their int8 scales too).
  *
  * Tied embeddings: lm_head is the embedding matrix. A checkpoint that is tied
  * but still carries lm_head.weight is accepted; that tensor is shape-checked
@@ -31,6 +33,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <stdint.h>
 #include <time.h>
 
 typedef struct {
@@ -196,89 +199,109 @@ out:
     return rc;
 }
 
-#define CHUNK ((size_t)1 << 18)   /* elements converted per task */
+#define CHUNK ((size_t)1 << 18)   /* elements per task: up to 1 MiB of source, cache-sized */
 
-/* Copies n bytes at src (inside the mapping of file fd, at map) to dst with
- * pread: it reads the page cache directly, where touching the mapping would
- * fault every page table entry in first (measured: most of a bf16 load's
- * system time). Falls back to the mapping. */
-static void copy_bytes(int fd, const unsigned char *map, const unsigned char *src, size_t n, void *dst) {
-    size_t done = 0;
-    while (fd >= 0 && done < n) {
-        ssize_t k = pread(fd, (char *)dst + done, n - done, (off_t)(src - map) + (off_t)done);
-        if (k <= 0) break;
-        done += (size_t)k;
-    }
-    if (done < n) memcpy((char *)dst + done, src + done, n - done);
+typedef struct {
+    const Want *w;
+    const StTensor *t;
+    size_t first, n;        /* elements of t; whole rows for int8 */
+} Task;
+
+static int by_source(const void *a, const void *b) {
+    const Task *x = a, *y = b;
+    if (x->t->file != y->t->file) return x->t->file < y->t->file ? -1 : 1;
+    const unsigned char *p = x->t->data + x->first * st_dtype_size(x->t->dtype),
+                        *q = y->t->data + y->first * st_dtype_size(y->t->dtype);
+    return p < q ? -1 : p > q;
 }
 
-/* Elements [first, first + len) of t into dst in form prec (not int8); fd
- * is t's file opened for reading (or -1), map that file's mapping. */
-static void convert_span(const StTensor *t, Precision prec, size_t first, size_t len, void *dst,
-                         int fd, const unsigned char *map) {
-    if (prec != PREC_BF16) {
-        st_to_f32(t, first, len, (float *)dst + first);
-        return;
+/* The conversion work as tasks of about CHUNK elements (int8: whole rows),
+ * in file order so that reads go through each file front to back. */
+static Task *make_tasks(const StSet *s, const Want *w, int n, size_t *n_tasks, size_t *max_cols) {
+    size_t cap = 0;
+    *max_cols = 1;
+    for (int i = 0; i < n; i++) {
+        size_t K = w[i].cols ? (size_t)w[i].cols : 1, per = CHUNK / K ? CHUNK / K * K : K;
+        cap += ((size_t)w[i].rows * K + per - 1) / per;
+        if (K > *max_cols) *max_cols = K;
     }
-    uint16_t *d = (uint16_t *)dst + first;
-    if (t->dtype == ST_BF16) {          /* the checkpoint's own values, as they are */
-        copy_bytes(fd, map, t->data + first * 2, len * 2, d);
-        return;
-    }
-    float buf[1024];                    /* f16/f32: rounded once, a slice at a time */
-    for (size_t i = 0; i < len; i += 1024) {
-        size_t k = len - i < 1024 ? len - i : 1024;
-        st_to_f32(t, first + i, k, buf);
-        wm_round_bf16(buf, d + i, k);
-    }
-}
-
-/* Rows [r0, r1) of matrix tensor t quantized into place; buf holds one row. */
-static void quantize_rows(const StTensor *t, const Want *w, const Priv *p, size_t r0, size_t r1,
-                          float *buf) {
-    size_t K = (size_t)w->cols;
-    for (size_t r = r0; r < r1; r++) {
-        st_to_f32(t, r * K, K, buf);
-        p->scale[w->row0 + r] = wm_quantize_row(buf, (int)K, (int8_t *)(p->arena + w->off) + r * K,
-                                                &p->qsum[w->row0 + r]);
-    }
-}
-
-static int convert(const StSet *s, const Want *w, int n, const Priv *p) {
-    int *fds = malloc(sizeof(int) * (size_t)s->n_files);
-    if (!fds) return -1;
-    for (int f = 0; f < s->n_files; f++) fds[f] = open(s->files[f].path, O_RDONLY | O_CLOEXEC);
-    int rc = 0;
-    for (int i = 0; i < n && rc == 0; i++) {
+    Task *tk = malloc(sizeof *tk * (cap ? cap : 1));
+    if (!tk) return NULL;
+    size_t k = 0;
+    for (int i = 0; i < n; i++) {
         const StTensor *t = st_find(s, w[i].name);
-        int q8 = w[i].prec == PREC_INT8;
-        Precision form = w[i].prec;
-        size_t rows_per = q8 ? (CHUNK / (size_t)w[i].cols ? CHUNK / (size_t)w[i].cols : 1) : 0;
-        long nch = q8 ? (long)(((size_t)w[i].rows + rows_per - 1) / rows_per)
-                      : (long)((t->nelem + CHUNK - 1) / CHUNK);
-        int oom = 0;
-        #pragma omp parallel for schedule(static) reduction(| : oom)
-        for (long k = 0; k < nch; k++) {
-            if (q8) {
-                size_t r0 = (size_t)k * rows_per, r1 = r0 + rows_per;
-                if (r1 > (size_t)w[i].rows) r1 = (size_t)w[i].rows;
-                float *buf = malloc(sizeof(float) * (size_t)w[i].cols);
-                if (!buf) { oom = 1; continue; }
-                quantize_rows(t, &w[i], p, r0, r1, buf);
-                free(buf);
-                st_release(t, r0 * (size_t)w[i].cols, (r1 - r0) * (size_t)w[i].cols);
-                continue;
-            }
-            size_t first = (size_t)k * CHUNK, len = t->nelem - first < CHUNK ? t->nelem - first : CHUNK;
-            convert_span(t, form, first, len, p->arena + w[i].off, fds[t->file], s->files[t->file].map);
-            st_release(t, first, len);
-        }
-        if (oom) rc = -1;
+        size_t K = w[i].cols ? (size_t)w[i].cols : 1;
+        size_t per = w[i].prec == PREC_INT8 ? (CHUNK / K ? CHUNK / K * K : K) : CHUNK;
+        for (size_t f = 0; f < t->nelem; f += per)
+            tk[k++] = (Task){&w[i], t, f, t->nelem - f < per ? t->nelem - f : per};
     }
-    for (int f = 0; f < s->n_files; f++)
-        if (fds[f] >= 0) close(fds[f]);
-    free(fds);
-    return rc;
+    qsort(tk, k, sizeof *tk, by_source);
+    *n_tasks = k;
+    return tk;
+}
+
+/* One task: the source elements read into raw (or straight into place when
+ * the stored form is the checkpoint's dtype), then widened, rounded to bf16
+ * or quantized row by row into place; row holds max_cols floats. */
+static void run_task(const StSet *s, const Task *k, const Priv *p, unsigned char *raw, float *row,
+                     size_t max_cols) {
+    const StTensor *t = k->t;
+    const Want *w = k->w;
+    unsigned char *dst = p->arena + w->off;
+    size_t esz = st_dtype_size(t->dtype);
+    if (w->prec == PREC_F32 && t->dtype == ST_F32) {
+        st_read(s, t, k->first, k->n, (float *)(void *)dst + k->first);
+        return;
+    }
+    if (w->prec == PREC_BF16 && t->dtype == ST_BF16) {   /* the checkpoint's own values, as they are */
+        st_read(s, t, k->first, k->n, (uint16_t *)(void *)dst + k->first);
+        return;
+    }
+    st_read(s, t, k->first, k->n, raw);
+    if (w->prec == PREC_F32) {
+        st_decode_f32(t->dtype, raw, k->n, (float *)(void *)dst + k->first);
+        return;
+    }
+    if (w->prec == PREC_BF16) {      /* f16/f32: rounded once, a slice at a time */
+        for (size_t i = 0; i < k->n; i += max_cols) {
+            size_t len = k->n - i < max_cols ? k->n - i : max_cols;
+            st_decode_f32(t->dtype, raw + i * esz, len, row);
+            wm_round_bf16(row, (uint16_t *)(void *)dst + k->first + i, len);
+        }
+        return;
+    }
+    size_t K = (size_t)w->cols;      /* int8: one row at a time */
+    for (size_t r = k->first / K; r < (k->first + k->n) / K; r++) {
+        const unsigned char *src = raw + (r * K - k->first) * esz;
+        const float *x = row;
+        if (t->dtype == ST_F32) x = (const float *)(const void *)src;   /* raw is malloc-aligned */
+        else st_decode_f32(t->dtype, src, K, row);
+        p->scale[w->row0 + r] = wm_quantize_row(x, (int)K, (int8_t *)dst + r * K, &p->qsum[w->row0 + r]);
+    }
+}
+
+/* Every tensor into place, on all threads. Each thread has one buffer of
+ * source bytes and one f32 row (about 1 MiB together), so besides the arena
+ * nothing the size of a matrix is ever held, and no file page is mapped. */
+static int convert(const StSet *s, const Want *w, int n, const Priv *p) {
+    size_t nt, max_cols;
+    Task *tk = make_tasks(s, w, n, &nt, &max_cols);
+    if (!tk) return -1;
+    size_t raw_elems = CHUNK > max_cols ? CHUNK : max_cols;
+    int oom = 0;
+    #pragma omp parallel reduction(| : oom)
+    {
+        unsigned char *raw = malloc(raw_elems * 4);
+        float *row = malloc(max_cols * sizeof(float));
+        oom = !raw || !row;
+        #pragma omp for schedule(dynamic, 1)
+        for (size_t i = 0; i < nt; i++)
+            if (!oom) run_task(s, &tk[i], p, raw, row, max_cols);
+        free(raw);
+        free(row);
+    }
+    free(tk);
+    return oom ? -1 : 0;
 }
 
 static int revision(const char *cfg_path, const StSet *s, char out[80]) {
@@ -327,16 +350,37 @@ static double now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* The weights live in one anonymous mapping (page-aligned, so 64-byte
- * aligned) with transparent huge pages requested: filling 6 GB in 4 KiB
- * faults costs seconds, in 2 MiB ones next to nothing. */
+#define HUGE ((size_t)2 << 20)
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23      /* Linux 5.14; older kernels refuse it (then pages fault in) */
+#endif
+
+/* The weights live in one anonymous mapping, aligned to 2 MiB (an unaligned
+ * start or end would leave its partial 2 MiB in small pages), with
+ * transparent huge pages requested, populated up front by the kernel on all
+ * threads. Where the time of a load goes, measured on a VM (1B model): the
+ * conversion itself takes 0.3-1 s; first touch of memory the host has not
+ * backed yet costs 0.1-0.15 GB/s with 4 KiB pages and 0.4-0.7 GB/s with 2 MiB
+ * ones (memory touched recently: 3-10 GB/s), so a 3 GB arena can take
+ * seconds to fill whatever the loader does. MADV_POPULATE_WRITE from two
+ * threads filled it ~1.5x faster than the copies' own page faults. The values
+ * are never zeroed by us: every byte is overwritten by the conversion. */
 static int alloc_arena(Priv *p, size_t bytes) {
     if (!bytes) bytes = 64;
-    void *a = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    size_t len = (bytes + HUGE - 1) & ~(HUGE - 1);
+    unsigned char *a = mmap(NULL, len + HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (a == MAP_FAILED) return -1;
-    madvise(a, bytes, MADV_HUGEPAGE);
+    size_t head = (size_t)(-(uintptr_t)a & (HUGE - 1));
+    if (head) munmap(a, head);
+    munmap(a + head + len, HUGE - head);
+    a += head;
+    madvise(a, len, MADV_HUGEPAGE);
+    long n = (long)(len / HUGE), per = 32;   /* 64 MiB per madvise call */
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < n; i += per)
+        madvise(a + (size_t)i * HUGE, (size_t)(n - i < per ? n - i : per) * HUGE, MADV_POPULATE_WRITE);
     p->arena = a;
-    p->arena_bytes = bytes;
+    p->arena_bytes = len;
     return 0;
 }
 
@@ -351,11 +395,13 @@ static int load_weights(Model *m, const StSet *s, char *err, size_t errlen) {
     Priv *p = m->priv;
     if (match(s, c, w, n, err, errlen)) goto out;
     m->w.layers = calloc((size_t)c->n_layers, sizeof *m->w.layers);
+    double t0 = now();
     if (!m->w.layers || alloc_arena(p, total)) {
         errmsg(err, errlen, "cannot allocate %zu bytes for the %s weights", total,
                precision_name(m->precision));
         goto out;
     }
+    m->load_fill_seconds = now() - t0;
     p->scale = (float *)(void *)(p->arena + scales_off);
     p->qsum = (int32_t *)(void *)(p->arena + scales_off + align64(n_rows * sizeof(float)));
     if (convert(s, w, n, p)) {

@@ -68,6 +68,7 @@ typedef struct {
     const char *kernels;      /* wm_kernels(precision) at load time */
     size_t weight_bytes;      /* bytes held (values, scales, norms) */
     double load_seconds;
+    double load_fill_seconds; /* of which: allocating and faulting in the weights' memory */
     long peak_rss_kb;         /* process peak RSS after the load (VmHWM) */
     void *priv;               /* loader-owned allocations */
 } Model;

@@ -35,6 +35,7 @@ typedef struct {
     unsigned char *map;
     size_t size;
     size_t header_len;           /* JSON bytes after the 8-byte length */
+    int fd;                      /* open read-only for st_read; -1 if not */
 } StFile;
 
 typedef struct {
@@ -57,11 +58,17 @@ const StTensor *st_find(const StSet *set, const char *name);
 const char *st_path(const StSet *set, const StTensor *t);
 size_t st_dtype_size(StDtype d);
 const char *st_dtype_name(StDtype d);
-/* Converts elements [first, first+n) of t to f32. */
+/* Converts elements [first, first+n) of t to f32 (through the mapping). */
 void st_to_f32(const StTensor *t, size_t first, size_t n, float *dst);
-/* Drops the source pages of elements [first, first+n) of t from memory once
- * converted (keeps peak RSS low); the data stays readable (re-faulted). */
-void st_release(const StTensor *t, size_t first, size_t n);
+/* Decodes n stored elements of dtype d at src (any alignment) to f32. */
+void st_decode_f32(StDtype d, const void *src, size_t n, float *dst);
+/* Copies elements [first, first+n) of t, as stored (little-endian, t's
+ * dtype), to dst. Reads the file with pread, which copies from the page
+ * cache without mapping it into this process: no page faults and no file
+ * pages resident here (a loader reading gigabytes through the mapping spends
+ * most of its time faulting them in and counts them in its RSS). If pread
+ * fails, copies from the mapping and drops those pages again. */
+void st_read(const StSet *set, const StTensor *t, size_t first, size_t n, void *dst);
 /* Formats t's shape as "[a, b]" into buf. */
 void st_shape_str(const StTensor *t, char *buf, size_t len);
 #endif

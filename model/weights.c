@@ -39,6 +39,9 @@
 #include "gemm.h"
 #include "weights.h"
 #include "wkernels.h"
+#if defined(__x86_64__)
+#include <emmintrin.h>
+#endif
 
 #define STREAM_MAX_M 16     /* as gemm.c: streaming kernels up to here */
 #define WIDEN_TILE 256      /* bf16 rows widened per BLIS call */
@@ -130,15 +133,50 @@ void wm_round_bf16(const float *src, uint16_t *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
 }
 
+/* SSE2 (baseline x86-64) where available, the same arithmetic as the scalar
+ * loops to the bit: max over |x| ignoring NaN (maxps returns its second
+ * operand unless the first is greater, as the scalar comparison does), then
+ * x * inv clamped to [-127, 127] (maxps sends NaN to -127, where lrintf's
+ * out-of-range result was clamped) and rounded by cvtps2dq in the current
+ * rounding mode, as lrintf rounds. A 1B model has 1.5e9 weights: the scalar
+ * loops (lrintf is a libm call) took most of an int8 load. */
 float wm_quantize_row(const float *src, int k, int8_t *q, int32_t *sum) {
     float amax = 0;
-    for (int i = 0; i < k; i++) {
+    int i = 0;
+#if defined(__x86_64__)
+    const __m128 nosign = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+    __m128 mx = _mm_setzero_ps();
+    for (; i + 4 <= k; i += 4) mx = _mm_max_ps(_mm_and_ps(_mm_loadu_ps(src + i), nosign), mx);
+    float m4[4];
+    _mm_storeu_ps(m4, mx);
+    for (int j = 0; j < 4; j++)
+        if (m4[j] > amax) amax = m4[j];
+#endif
+    for (; i < k; i++) {
         float a = fabsf(src[i]);
         if (a > amax) amax = a;
     }
     float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
     int32_t s = 0;
-    for (int i = 0; i < k; i++) {
+    i = 0;
+#if defined(__x86_64__)
+    const __m128 vinv = _mm_set1_ps(inv), lo = _mm_set1_ps(-127.0f), hi = _mm_set1_ps(127.0f);
+    __m128i acc = _mm_setzero_si128();
+    for (; i + 16 <= k; i += 16) {
+        __m128i v[4];
+        for (int j = 0; j < 4; j++) {
+            __m128 x = _mm_mul_ps(_mm_loadu_ps(src + i + 4 * j), vinv);
+            v[j] = _mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(x, lo), hi));
+            acc = _mm_add_epi32(acc, v[j]);
+        }
+        __m128i b = _mm_packs_epi16(_mm_packs_epi32(v[0], v[1]), _mm_packs_epi32(v[2], v[3]));
+        _mm_storeu_si128((__m128i *)(void *)(q + i), b);
+    }
+    int32_t s4[4];
+    _mm_storeu_si128((__m128i *)(void *)s4, acc);
+    s = s4[0] + s4[1] + s4[2] + s4[3];
+#endif
+    for (; i < k; i++) {
         long v = lrintf(src[i] * inv);
         v = v > 127 ? 127 : (v < -127 ? -127 : v);
         q[i] = (int8_t)v;

@@ -173,6 +173,49 @@ START_TEST(test_bf16_split) {
 }
 END_TEST
 
+/* The scalar quantizer wm_quantize_row's vector loops must agree with to the
+ * bit: scale = max|x| / 127 (NaN ignored), q = lrintf(x / scale) clamped to
+ * +-127 (NaN and out-of-range to -127). */
+static float quantize_ref(const float *x, int k, int8_t *q, int32_t *sum) {
+    float amax = 0;
+    for (int i = 0; i < k; i++)
+        if (fabsf(x[i]) > amax) amax = fabsf(x[i]);
+    float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
+    *sum = 0;
+    for (int i = 0; i < k; i++) {
+        long v = lrintf(x[i] * inv);
+        q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
+        *sum += q[i];
+    }
+    return scale;
+}
+
+/* Rows of every length 1..67 (vector blocks and tails), random values, exact
+ * halves (ties round to even), zeros, -0, a NaN and an infinity. */
+START_TEST(test_quantize_row_exact) {
+    enum { K = 67 };
+    float x[K];
+    int8_t q[K], qr[K];
+    for (int rep = 0; rep < 400; rep++) {
+        int kind = rep % 5;
+        for (int i = 0; i < K; i++) {
+            float r = frand();
+            x[i] = kind == 0 ? r * 1e-3f : kind == 1 ? (float)((int)(r * 254)) * 0.5f
+                 : kind == 2 ? (i % 3 ? 0.0f : -0.0f) : r * 40.0f;
+        }
+        if (kind == 3) x[rep % K] = NAN;
+        if (kind == 4 && rep % 10 == 4) x[rep % K] = -INFINITY;
+        for (int k = 1; k <= K; k++) {
+            int32_t s, sr;
+            float sc = wm_quantize_row(x, k, q, &s), scr = quantize_ref(x, k, qr, &sr);
+            ck_assert_msg(memcmp(&sc, &scr, sizeof sc) == 0, "rep %d k %d: scale %a vs %a", rep, k, sc, scr);
+            ck_assert_msg(memcmp(q, qr, (size_t)k) == 0, "rep %d k %d: values differ", rep, k);
+            ck_assert_int_eq(s, sr);
+        }
+    }
+}
+END_TEST
+
 /* Each row of X gets the same bits from the bf16 product whatever M is and
  * whichever rows share its tile (batched == one at a time). */
 START_TEST(test_bf16_rows_independent) {
@@ -223,6 +266,7 @@ int main(void) {
     tcase_add_test(tc, test_bf16_split);
     tcase_add_test(tc, test_bf16_rows_independent);
     tcase_add_test(tc, test_names);
+    tcase_add_test(tc, test_quantize_row_exact);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
