@@ -14,6 +14,14 @@
 #                       multi-turn workload would take ~10 min per pass on the 1B
 #   GUARDD_TOKENIZER    the genuine Llama 3 tokenizer.json
 #   BENCH=pattern       runs only benchmarks whose name contains pattern
+#   BENCH_KERNELS       kernel families bench_precision's table is run with,
+#                       one run each (GUARDD_KERNELS): default "auto" (the
+#                       best this CPU has); "auto avx2" adds the AVX2 path
+#                       (titled "AVX2 kernels forced on <cpu>"), so an
+#                       AVX-512 machine also gives the AVX2 ratios to f32
+#
+# The header names the CPU (model name, family/model, the instruction sets
+# the kernels are chosen by); each benchmark names the kernels it ran on.
 #
 # Numbers depend on what else the machine runs: the load average is printed
 # first so a reader can tell a quiet run from a busy one. Exit status is
@@ -50,11 +58,24 @@ esac
 fixture "$GUARDD_BENCH_SMALL_MODEL" --preset tiny --layers 4 --dim 512 --heads 8 --kv-heads 2 --hidden 2048
 
 echo "bench: $(date -u '+%Y-%m-%d %H:%M:%S UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+fam=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -1)
+mod=$(sed -n 's/^model[[:space:]]*: //p' /proc/cpuinfo | head -1)
+isa=$(sed -n 's/^flags[[:space:]]*: //p' /proc/cpuinfo | head -1 | tr ' ' '\n' |
+      grep -xE 'avx2|avx512f|avx_vnni|avx512_vnni|avx512_bf16|amx_bf16|amx_int8' | tr '\n' ' ' | sed 's/ $//')
+echo "bench: CPU $cpu (family $fam model $mod; ${isa:-no AVX2})"
 rc=0
 for b in "$BUILD"/bench/*; do
     [ -f "$b" ] && [ -x "$b" ] || continue
     name=$(basename "$b")
     case "$name" in *${BENCH:-}*) ;; *) continue ;; esac
+    if [ "$name" = bench_precision ]; then
+        for k in ${BENCH_KERNELS:-auto}; do
+            echo "== $name (GUARDD_KERNELS=$k)"
+            GUARDD_KERNELS=$k "$b" || { echo "bench: $name ($k) failed (exit $?)"; rc=1; }
+        done
+        continue
+    fi
     echo "== $name"
     "$b" || { echo "bench: $name failed (exit $?)"; rc=1; }
 done

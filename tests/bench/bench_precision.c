@@ -19,8 +19,14 @@
  * the f32 logits) over the 16 sequences; dP = max |P(unsafe) - f32's|, where
  * P(unsafe) is the softmax probability of token 39257 ("unsafe") at the last
  * position, as the classifier scores it. The kernels are named per row
- * (weights.h); GUARDD_KERNELS forces a family as everywhere.
+ * (weights.h); GUARDD_KERNELS forces a family as everywhere (tools/bench.sh:
+ * BENCH_KERNELS="auto avx2" runs the table once per family), and the title
+ * says so ("AVX2 kernels forced on <cpu>") with the CPU's model and the
+ * instruction sets the kernel choice depends on. "load s" is model_load's
+ * time, "fill s" the part of it spent allocating and faulting in the
+ * weights' memory (on a VM, memory the host has to back first).
  */
+#include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,7 +45,7 @@
 #define MAX_PREC 3
 
 typedef struct {
-    double load_s, prefill_s, decode_s;
+    double load_s, fill_s, prefill_s, decode_s;
     long rss_kb;
     double weight_gb;
     char kernels[48];
@@ -69,6 +75,7 @@ static Result run_one(const char *dir, Precision p, int threads, int reps, const
     Model *m = model_load_precision(dir, p, err, sizeof err);
     if (!m) { fprintf(stderr, "bench_precision: %s\n", err); exit(1); }
     r.load_s = m->load_seconds;
+    r.fill_s = m->load_fill_seconds;
     r.weight_gb = m->weight_bytes / 1e9;
     snprintf(r.kernels, sizeof r.kernels, "%s", m->kernels);
     int V = m->cfg.vocab_size;
@@ -151,6 +158,38 @@ static void compare(const float *got, const float *ref, int V, double *rel, doub
     }
 }
 
+/* "AMD EPYC (family 26 model 2; avx2 avx512f avx512_bf16 avx512_vnni)":
+ * /proc/cpuinfo's model name (often vague in VMs), its family and model
+ * numbers, and the flags the kernel families are chosen by. */
+static void cpu_desc(char *out, size_t len) {
+    char line[8192], name[128] = "unknown CPU", fam[16] = "?", mod[16] = "?", flags[160] = "";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f)) {
+        char *v = strchr(line, ':');
+        if (!v) continue;
+        v += 1 + (v[1] == ' ');
+        v[strcspn(v, "\n")] = 0;
+        if (!strncmp(line, "model name", 10)) snprintf(name, sizeof name, "%s", v);
+        else if (!strncmp(line, "cpu family", 10)) snprintf(fam, sizeof fam, "%s", v);
+        else if (!strncmp(line, "model\t", 6)) snprintf(mod, sizeof mod, "%s", v);
+        else if (!strncmp(line, "flags", 5)) {
+            static const char *const want[] = {"avx2", "avx512f", "avx_vnni", "avx512_vnni", "avx512_bf16",
+                                               "amx_bf16", "amx_int8"};
+            char all[sizeof line + 2];
+            snprintf(all, sizeof all, " %s ", v);
+            for (size_t i = 0; i < sizeof want / sizeof *want; i++) {
+                char key[32];
+                snprintf(key, sizeof key, " %s ", want[i]);
+                if (strstr(all, key) && strlen(flags) + strlen(want[i]) + 2 < sizeof flags)
+                    strcat(strcat(flags, *flags ? " " : ""), want[i]);
+            }
+            break;
+        }
+    }
+    if (f) fclose(f);
+    snprintf(out, len, "%s (family %s model %s; %s)", name, fam, mod, *flags ? flags : "no AVX2");
+}
+
 int main(int argc, char **argv) {
     const char *dir = getenv("GUARDD_BENCH_MODEL"), *list = "f32,bf16,int8";
     int threads = 0, reps = 2;
@@ -206,9 +245,21 @@ int main(int argc, char **argv) {
     size_t nl = (size_t)B * cfg.vocab_size;
     float *ref = read_logits(paths[0], nl);
     if (!ref) { fprintf(stderr, "bench_precision: cannot read the f32 logits\n"); return 1; }
+    char cpu[256];
+    const char *fam = getenv("GUARDD_KERNELS");
+    cpu_desc(cpu, sizeof cpu);
     printf("bench_precision: %s, %d layers, dim %d; %d threads; 16x64 prefill, decode step M=16\n",
            dir, cfg.n_layers, cfg.dim, threads > 0 ? threads : blis_threads());
-    printf("%-5s %-20s %7s %9s %9s %12s %7s %10s %7s %10s %9s\n", "prec", "kernels", "load s",
+    if (fam && *fam && strcmp(fam, "auto")) {
+        char up[16];
+        size_t i = 0;
+        for (; fam[i] && i + 1 < sizeof up; i++) up[i] = (char)toupper((unsigned char)fam[i]);
+        up[i] = 0;
+        printf("bench_precision: %s kernels forced (GUARDD_KERNELS=%s) on %s\n", up, fam, cpu);
+    }
+    else
+        printf("bench_precision: kernels chosen from the CPU flags on %s\n", cpu);
+    printf("%-5s %-20s %7s %7s %9s %9s %12s %7s %10s %7s %10s %9s\n", "prec", "kernels", "load s", "fill s",
            "weights", "peak RSS", "prefill t/s", "x f32", "decode s", "x f32", "logit err", "max dP");
     for (int i = 0; i < n; i++) {
         double rel = 0, dp = 0;
@@ -217,8 +268,8 @@ int main(int argc, char **argv) {
         if (got) compare(got, ref, cfg.vocab_size, &rel, &dp);
         free(got);
         double tps = B * L / res[i].prefill_s, tps0 = B * L / res[0].prefill_s;
-        printf("%-5s %-20s %7.2f %6.2f GB %6.2f GB %12.1f %7.2f %10.3f %7.2f %10.2e %9.2e\n",
-               precision_name(precs[i]), res[i].kernels, res[i].load_s, res[i].weight_gb,
+        printf("%-5s %-20s %7.2f %7.2f %6.2f GB %5.2f GiB %12.1f %7.2f %10.3f %7.2f %10.2e %9.2e\n",
+               precision_name(precs[i]), res[i].kernels, res[i].load_s, res[i].fill_s, res[i].weight_gb,
                res[i].rss_kb / 1048576.0, tps, tps / tps0, res[i].decode_s,
                res[i].decode_s / res[0].decode_s, rel, dp);
         unlink(paths[i]);
