@@ -360,6 +360,11 @@ int classifier_prefill_estimate(const Classifier *c, const ClassifyJob *j) {
     return left < (int)j->own.n ? left : (int)j->own.n;
 }
 
+const int *classify_job_tokens(const ClassifyJob *j, int *n) {
+    *n = (int)j->all.n;
+    return j->all.ids;
+}
+
 const CategoryList *classify_job_categories(const ClassifyJob *j) { return &j->active; }
 
 void classify_job_free(ClassifyJob *j) {

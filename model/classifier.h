@@ -148,6 +148,9 @@ int classify_job_new_tokens(const ClassifyJob *j);  /* prompt tokens after the p
  * thread-safe, so call it from the thread that calls classifier_run, between
  * runs. */
 int classifier_prefill_estimate(const Classifier *c, const ClassifyJob *j);
+/* The job's whole prompt as token ids (preamble, conversation, closing
+ * instructions, the forced "\n\n"): *n ids, valid until classify_job_free. */
+const int *classify_job_tokens(const ClassifyJob *j, int *n);
 /* The categories the job's prompt lists (after exclusion), in order: the
  * codes of ClassifyResult.category_scores. Valid until classify_job_free. */
 const CategoryList *classify_job_categories(const ClassifyJob *j);
