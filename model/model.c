@@ -215,13 +215,21 @@ static int by_source(const void *a, const void *b) {
     return p < q ? -1 : p > q;
 }
 
+/* Elements per task for w: CHUNK, or for int8 the whole rows that fit (at
+ * least one). */
+static size_t task_elems(const Want *w) {
+    size_t K = w->cols ? (size_t)w->cols : 1;
+    if (w->prec != PREC_INT8) return CHUNK;
+    return CHUNK / K ? CHUNK / K * K : K;
+}
+
 /* The conversion work as tasks of about CHUNK elements (int8: whole rows),
  * in file order so that reads go through each file front to back. */
 static Task *make_tasks(const StSet *s, const Want *w, int n, size_t *n_tasks, size_t *max_cols) {
     size_t cap = 0;
     *max_cols = 1;
     for (int i = 0; i < n; i++) {
-        size_t K = w[i].cols ? (size_t)w[i].cols : 1, per = CHUNK / K ? CHUNK / K * K : K;
+        size_t K = w[i].cols ? (size_t)w[i].cols : 1, per = task_elems(&w[i]);
         cap += ((size_t)w[i].rows * K + per - 1) / per;
         if (K > *max_cols) *max_cols = K;
     }
@@ -229,9 +237,8 @@ static Task *make_tasks(const StSet *s, const Want *w, int n, size_t *n_tasks, s
     if (!tk) return NULL;
     size_t k = 0;
     for (int i = 0; i < n; i++) {
-        const StTensor *t = st_find(s, w[i].name);
-        size_t K = w[i].cols ? (size_t)w[i].cols : 1;
-        size_t per = w[i].prec == PREC_INT8 ? (CHUNK / K ? CHUNK / K * K : K) : CHUNK;
+        const StTensor *t = st_find(s, w[i].name);   /* nelem == rows * K: match() checked the shape */
+        size_t per = task_elems(&w[i]);
         for (size_t f = 0; f < t->nelem; f += per)
             tk[k++] = (Task){&w[i], t, f, t->nelem - f < per ? t->nelem - f : per};
     }
