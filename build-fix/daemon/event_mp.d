@@ -1,0 +1,2 @@
+build-fix/daemon/event_mp.o: daemon/event_mp.c daemon/event_mp.h
+daemon/event_mp.h:

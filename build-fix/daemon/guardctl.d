@@ -1,0 +1,2 @@
+build-fix/daemon/guardctl.o: daemon/guardctl.c daemon/ctl.h
+daemon/ctl.h:

@@ -1,0 +1,2 @@
+build-fix/daemon/notify.o: daemon/notify.c daemon/notify.h
+daemon/notify.h:

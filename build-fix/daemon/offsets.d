@@ -1,0 +1,2 @@
+build-fix/daemon/offsets.o: daemon/offsets.c daemon/offsets.h
+daemon/offsets.h:

@@ -1,0 +1,2 @@
+build-fix/daemon/procstats.o: daemon/procstats.c daemon/procstats.h
+daemon/procstats.h:

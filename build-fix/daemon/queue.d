@@ -1,0 +1,2 @@
+build-fix/daemon/queue.o: daemon/queue.c daemon/queue.h
+daemon/queue.h:

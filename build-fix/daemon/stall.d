@@ -1,0 +1,2 @@
+build-fix/daemon/stall.o: daemon/stall.c daemon/stall.h
+daemon/stall.h:

@@ -1,0 +1,2 @@
+build-fix/model/conversation.o: model/conversation.c model/conversation.h
+model/conversation.h:

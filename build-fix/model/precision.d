@@ -1,0 +1,2 @@
+build-fix/model/precision.o: model/precision.c model/weights.h
+model/weights.h:
