@@ -1,2 +1,0 @@
-build-fix/daemon/offsets.o: daemon/offsets.c daemon/offsets.h
-daemon/offsets.h:

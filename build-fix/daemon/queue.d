@@ -1,2 +1,0 @@
-build-fix/daemon/queue.o: daemon/queue.c daemon/queue.h
-daemon/queue.h:

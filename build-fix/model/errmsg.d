@@ -1,2 +1,0 @@
-build-fix/model/errmsg.o: model/errmsg.c model/errmsg.h
-model/errmsg.h:

@@ -1,2 +1,0 @@
-build-fix/model/precision.o: model/precision.c model/weights.h
-model/weights.h:

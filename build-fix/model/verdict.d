@@ -1,4 +1,0 @@
-build-fix/model/verdict.o: model/verdict.c model/verdict.h \
- model/conversation.h
-model/verdict.h:
-model/conversation.h:
