@@ -22,6 +22,7 @@ BUILD=${BUILD:-build}
 MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
 [ -x "$BUILD/guardd" ] || { echo "FAIL: $BUILD/guardd not built"; exit 1; }
 [ -f "$MODEL/model.safetensors" ] || { echo "skip: no tiny fixture model at $MODEL"; exit 77; }
+case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
 tmp=$(mktemp -d /tmp/t_guardd_notify.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
@@ -32,7 +33,7 @@ kafka = {
   input_topics = [ "conversations" ];
   properties = ( ("session.timeout.ms", "6000") );
 };
-model = { path = "$PWD/$MODEL"; threads = 1; };
+model = { path = "$MODEL"; threads = 1; };
 batch = { max_tokens = 32768; };
 limits = { max_prompt_tokens = 32768; };
 metrics = { listen = ""; };
