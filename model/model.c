@@ -14,7 +14,7 @@
  * mapping is only read for the headers and the revision hash, so peak RSS is
  * the stored size plus a few MiB, never stored + file size. Fusing is done by
  * destination: q, k and v rows land back to back in wqkv, gate and up rows
- * in w13 (their int8 scales too).
+ * in w13 (their int8 scales and low bits too).
  *
  * Tied embeddings: lm_head is the embedding matrix. A checkpoint that is tied
  * but still carries lm_head.weight is accepted; that tensor is shape-checked
@@ -40,7 +40,9 @@ typedef struct {
     char name[96];
     int64_t rows, cols;     /* cols == 0: a 1-D tensor of `rows` elements (f32) */
     size_t off;             /* byte offset in the arena */
-    size_t row0;            /* int8: first row in the scale/sum arrays */
+    size_t row0;            /* int8: first row in the scale array */
+    size_t lo0;             /* int8: first word in the low-bit array */
+    int lo_bits;            /* int8: low bits per weight (weights.h) */
     Precision prec;         /* stored form (F32 for 1-D tensors) */
 } Want;
 
@@ -48,12 +50,13 @@ typedef struct {
     unsigned char *arena;   /* anonymous mapping of arena_bytes */
     size_t arena_bytes;
     float *scale;           /* int8: per matrix row, all matrices (inside the arena) */
-    int32_t *qsum;
+    uint32_t *lo;           /* int8: low bits of every row, all matrices (inside the arena) */
 } Priv;
 
 typedef struct {            /* layout state while planning */
     Precision prec;         /* of every matrix */
-    size_t off, rows;
+    size_t off, rows, lo_words;
+    int lo_bits;            /* int8: of the matrices wanted next */
 } Plan;
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
@@ -67,10 +70,13 @@ static void want(Want *w, int *n, Plan *pl, const char *name, int64_t rows, int6
     x->cols = cols;
     x->off = pl->off;
     x->row0 = pl->rows;
+    x->lo0 = pl->lo_words;
+    x->lo_bits = pl->lo_bits;
     x->prec = cols ? pl->prec : PREC_F32;
     if (cols) {
         pl->off += (size_t)rows * (size_t)cols * elem_bytes(x->prec);
         pl->rows += (size_t)rows;
+        if (x->prec == PREC_INT8) pl->lo_words += (size_t)rows * (size_t)wm_lo_words((int)cols, pl->lo_bits);
     } else {
         pl->off += (size_t)rows * sizeof(float);
     }
@@ -78,11 +84,12 @@ static void want(Want *w, int *n, Plan *pl, const char *name, int64_t rows, int6
 
 /* Lists every tensor with its arena offset. Fused parts are laid out back to
  * back (no alignment gap) so that wqkv and w13 are single matrices. The int8
- * scales and row sums follow the values (*scales_off). */
+ * scales, then low bits, follow the values (*scales_off; fused parts' rows
+ * are consecutive there too). */
 static int plan(const ModelConfig *c, Precision prec, Want *w, size_t *total, size_t *scales_off,
                 size_t *n_rows) {
     int n = 0;
-    Plan pl = {prec, 0, 0};
+    Plan pl = {prec, 0, 0, 0, WM_I8_BITS_OTHER};
     char nm[96];
     int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
     want(w, &n, &pl, "model.embed_tokens.weight", c->vocab_size, c->dim);
@@ -96,9 +103,11 @@ static int plan(const ModelConfig *c, Precision prec, Want *w, size_t *total, si
         W("self_attn.v_proj", kv, c->dim); A;
         W("self_attn.o_proj", c->dim, q); A;
         W("post_attention_layernorm", c->dim, 0); A;
+        pl.lo_bits = WM_I8_BITS_MLP;
         W("mlp.gate_proj", c->hidden_dim, c->dim);
         W("mlp.up_proj", c->hidden_dim, c->dim); A;
         W("mlp.down_proj", c->dim, c->hidden_dim); A;
+        pl.lo_bits = WM_I8_BITS_OTHER;
 #undef W
     }
     want(w, &n, &pl, "model.norm.weight", c->dim, 0);
@@ -108,7 +117,7 @@ static int plan(const ModelConfig *c, Precision prec, Want *w, size_t *total, si
 #undef A
     *scales_off = pl.off;
     *n_rows = pl.rows;
-    if (prec == PREC_INT8) pl.off += align64(pl.rows * sizeof(float)) + align64(pl.rows * sizeof(int32_t));
+    if (prec == PREC_INT8) pl.off += align64(pl.rows * sizeof(float)) + align64(pl.lo_words * sizeof(uint32_t));
     *total = pl.off;
     return n;
 }
@@ -120,7 +129,8 @@ static WeightMatrix matrix(const Priv *p, const Want *x, int rows) {
     else if (x->prec == PREC_INT8) {
         wm.q = a;
         wm.scale = p->scale + x->row0;
-        wm.qsum = p->qsum + x->row0;
+        wm.lo = p->lo + x->lo0;
+        wm.lo_bits = x->lo_bits;
     } else wm.f32 = a;
     return wm;
 }
@@ -186,7 +196,7 @@ static int match(const StSet *s, const ModelConfig *c, const Want *w, int n, cha
         const StTensor *t = &s->tensors[j];
         if (used[j]) continue;
         if (c->tied && !strcmp(t->name, "lm_head.weight")) {
-            Want lm = {"lm_head.weight", c->vocab_size, c->dim, 0, 0, PREC_F32};
+            Want lm = {.name = "lm_head.weight", .rows = c->vocab_size, .cols = c->dim, .prec = PREC_F32};
             if (check_tensor(s, t, &lm, err, errlen)) goto out;
             continue;
         }
@@ -283,7 +293,8 @@ static void run_task(const StSet *s, const Task *k, const Priv *p, unsigned char
         const float *x = row;
         if (t->dtype == ST_F32) x = (const float *)(const void *)src;   /* raw is malloc-aligned */
         else st_decode_f32(t->dtype, src, K, row);
-        p->scale[w->row0 + r] = wm_quantize_row(x, (int)K, (int8_t *)dst + r * K, &p->qsum[w->row0 + r]);
+        p->scale[w->row0 + r] = wm_quantize_row(x, (int)K, w->lo_bits, (int8_t *)dst + r * K,
+                                                p->lo + w->lo0 + r * (size_t)wm_lo_words((int)K, w->lo_bits));
     }
 }
 
@@ -410,7 +421,7 @@ static int load_weights(Model *m, const StSet *s, char *err, size_t errlen) {
     }
     m->load_fill_seconds = now() - t0;
     p->scale = (float *)(void *)(p->arena + scales_off);
-    p->qsum = (int32_t *)(void *)(p->arena + scales_off + align64(n_rows * sizeof(float)));
+    p->lo = (uint32_t *)(void *)(p->arena + scales_off + align64(n_rows * sizeof(float)));
     if (convert(s, w, n, p)) {
         errmsg(err, errlen, "out of memory converting the weights");
         goto out;

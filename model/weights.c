@@ -39,9 +39,7 @@
 #include "gemm.h"
 #include "weights.h"
 #include "wkernels.h"
-#if defined(__x86_64__)
-#include <emmintrin.h>
-#endif
+#include "wkernels_i8.h"
 
 #define STREAM_MAX_M 16     /* as gemm.c: streaming kernels up to here */
 #define WIDEN_TILE 256      /* bf16 rows widened per BLIS call */
@@ -98,19 +96,25 @@ static Family family(void) {
 
 /* Which path each precision takes in the current family. */
 static int bf16_dot(void) { return family() == FAM_AVX512 && wk_have_avx512bf16(); }
-static int i8_vnni(void) { return family() == FAM_AVX512 && wk_have_avx512vnni(); }
-/* u8 x s8 without VNNI saturates 16-bit pair sums (oneDNN's AVX2 kernels
- * too): there int8 weights are widened to f32 instead (weight-only int8). */
-static int i8_widen(void) { return family() >= FAM_AVX2 && !i8_vnni(); }
+
+/* int8: vpdpwssd with AVX512_VNNI, vpmaddwd on any AVX2 CPU. */
+static WkI8Family i8_family(void) {
+    switch (family()) {
+    case FAM_AVX512: return wk_have_avx512vnni() ? WK_I8_AVX512 : WK_I8_AVX2;
+    case FAM_AVX2: return WK_I8_AVX2;
+    default: return WK_I8_GENERIC;
+    }
+}
 
 const char *wm_kernels(Precision p) {
     switch (precision_resolve(p)) {
     case PREC_BF16:
         if (bf16_dot()) return "avx512bf16-split";
         return family() == FAM_AVX2 ? "avx2-widen+blis" : "generic-widen+blis";
-    case PREC_INT8:
-        if (i8_vnni()) return "avx512vnni+onednn";
-        return i8_widen() ? "avx2-widen+blis" : "generic";
+    case PREC_INT8: {
+        static const char *const names[] = {"generic", "avx2", "avx512vnni"};
+        return names[i8_family()];
+    }
     default:
         return "blis";
     }
@@ -121,10 +125,11 @@ WeightMatrix wm_f32(float *w, int rows, int cols) {
     return m;
 }
 
-size_t wm_bytes(Precision p, size_t rows, size_t cols) {
+size_t wm_bytes(Precision p, size_t rows, size_t cols, int lo_bits) {
     switch (precision_resolve(p)) {
     case PREC_BF16: return rows * cols * 2;
-    case PREC_INT8: return rows * cols + rows * (sizeof(float) + sizeof(int32_t));
+    case PREC_INT8:
+        return rows * cols + rows * ((size_t)wm_lo_words((int)cols, lo_bits) * sizeof(uint32_t) + sizeof(float));
     default: return rows * cols * 4;
     }
 }
@@ -133,56 +138,28 @@ void wm_round_bf16(const float *src, uint16_t *dst, size_t n) {
     for (size_t i = 0; i < n; i++) dst[i] = f32_to_bf16(src[i]);
 }
 
-/* SSE2 (baseline x86-64) where available, the same arithmetic as the scalar
- * loops to the bit: max over |x| ignoring NaN (maxps returns its second
- * operand unless the first is greater, as the scalar comparison does), then
- * x * inv clamped to [-127, 127] (maxps sends NaN to -127, where lrintf's
- * out-of-range result was clamped) and rounded by cvtps2dq in the current
- * rounding mode, as lrintf rounds. A 1B model has 1.5e9 weights: the scalar
- * loops (lrintf is a libm call) took most of an int8 load. */
-float wm_quantize_row(const float *src, int k, int8_t *q, int32_t *sum) {
+int wm_lo_words(int k, int lo_bits) { return lo_bits * WK_I8_LO_WORDS(k); }
+
+float wm_quantize_row(const float *src, int k, int lo_bits, int8_t *q, uint32_t *lo) {
     float amax = 0;
-    int i = 0;
-#if defined(__x86_64__)
-    const __m128 nosign = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
-    __m128 mx = _mm_setzero_ps();
-    for (; i + 4 <= k; i += 4) mx = _mm_max_ps(_mm_and_ps(_mm_loadu_ps(src + i), nosign), mx);
-    float m4[4];
-    _mm_storeu_ps(m4, mx);
-    for (int j = 0; j < 4; j++)
-        if (m4[j] > amax) amax = m4[j];
-#endif
-    for (; i < k; i++) {
+    for (int i = 0; i < k; i++) {
         float a = fabsf(src[i]);
         if (a > amax) amax = a;
     }
-    float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
-    int32_t s = 0;
-    i = 0;
-#if defined(__x86_64__)
-    const __m128 vinv = _mm_set1_ps(inv), lo = _mm_set1_ps(-127.0f), hi = _mm_set1_ps(127.0f);
-    __m128i acc = _mm_setzero_si128();
-    for (; i + 16 <= k; i += 16) {
-        __m128i v[4];
-        for (int j = 0; j < 4; j++) {
-            __m128 x = _mm_mul_ps(_mm_loadu_ps(src + i + 4 * j), vinv);
-            v[j] = _mm_cvtps_epi32(_mm_min_ps(_mm_max_ps(x, lo), hi));
-            acc = _mm_add_epi32(acc, v[j]);
-        }
-        __m128i b = _mm_packs_epi16(_mm_packs_epi32(v[0], v[1]), _mm_packs_epi32(v[2], v[3]));
-        _mm_storeu_si128((__m128i *)(void *)(q + i), b);
+    int vmax = WK_I8_W_MAX(lo_bits), words = WK_I8_LO_WORDS(k);
+    float scale = amax > 0 ? amax / (float)vmax : 1.0f, inv = 1.0f / scale;
+    memset(lo, 0, sizeof(uint32_t) * (size_t)wm_lo_words(k, lo_bits));
+    const float big = 12582912.0f;   /* rounds to nearest even, inline (as wkernels_i8.c) */
+    for (int i = 0; i < k; i++) {
+        float t = src[i] * inv;
+        t = t < (float)vmax ? t : (float)vmax;
+        t = t > (float)-vmax ? t : (float)-vmax;
+        long v = (long)((t + big) - big);
+        long h = v >= 0 ? v >> lo_bits : -((-v + (1L << lo_bits) - 1) >> lo_bits);  /* floor */
+        q[i] = (int8_t)h;                         /* -128..127 */
+        for (int p = 0; p < lo_bits; p++)
+            lo[p * words + i / 32] |= (uint32_t)(((v - h * (1L << lo_bits)) >> p) & 1) << (i % 32);
     }
-    int32_t s4[4];
-    _mm_storeu_si128((__m128i *)(void *)s4, acc);
-    s = s4[0] + s4[1] + s4[2] + s4[3];
-#endif
-    for (; i < k; i++) {
-        long v = lrintf(src[i] * inv);
-        v = v > 127 ? 127 : (v < -127 ? -127 : v);
-        q[i] = (int8_t)v;
-        s += (int32_t)v;
-    }
-    *sum = s;
     return scale;
 }
 
@@ -193,7 +170,8 @@ void wm_row(const WeightMatrix *w, int r, float *out) {
         for (size_t k = 0; k < K; k++) out[k] = bf16_to_f32(w->bf16[off + k]);
         break;
     case PREC_INT8:
-        for (size_t k = 0; k < K; k++) out[k] = (float)w->q[off + k] * w->scale[r];
+        for (size_t k = 0; k < K; k++)
+            out[k] = (float)wk_i8_weight(w->q, w->lo, w->lo_bits, (int)K, r, (int)k) * w->scale[r];
         break;
     default:
         memcpy(out, w->f32 + off, K * sizeof(float));
@@ -304,99 +282,6 @@ static void bf16_matmul(const WeightMatrix *w, int M, const float *X, int ldx, f
 
 /* ---- int8 ------------------------------------------------------------- */
 
-/* Per-token symmetric quantization, stored as u8 = q + 128. */
-static float quantize_act(const float *x, int K, uint8_t *out) {
-    float amax = 0;
-    for (int k = 0; k < K; k++) {
-        float a = fabsf(x[k]);
-        if (a > amax) amax = a;
-    }
-    float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
-    for (int k = 0; k < K; k++) {
-        long v = lrintf(x[k] * inv);
-        v = v > 127 ? 127 : (v < -127 ? -127 : v);
-        out[k] = (uint8_t)(v + 128);
-    }
-    return scale;
-}
-
-static void i8_products(int M, int N, int K, const uint8_t *xq, const int8_t *W, int32_t *S,
-                        int threads) {
-    if (M > STREAM_MAX_M && i8_vnni() &&
-        !onednn_mm(M, N, K, dnnl_u8, xq, dnnl_s8, W, dnnl_s32, S, N, 0, threads))
-        return;
-    if (i8_vnni()) wk_i8_vnni(M, N, K, xq, W, S, N, threads);
-    else wk_i8_generic(M, N, K, xq, W, S, N, threads);
-}
-
-/* Weight-only int8: f32 activations, weights dequantized in registers
- * (small M) or into 256-row f32 tiles for BLIS. */
-static void i8_widen_matmul(const WeightMatrix *w, int M, const float *X, int ldx, float *Y,
-                            int ldy, int accumulate, int threads) {
-    int K = w->cols, N = w->rows;
-    float *tile = M > STREAM_MAX_M ? malloc(sizeof(float) * (size_t)WIDEN_TILE * K) : NULL;
-    if (!tile) {
-        wk_i8_widen(M, N, K, X, ldx, w->q, w->scale, Y, ldy, accumulate, threads);
-        return;
-    }
-    for (int n0 = 0; n0 < N; n0 += WIDEN_TILE) {
-        int nb = N - n0 < WIDEN_TILE ? N - n0 : WIDEN_TILE;
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (int r = 0; r < nb; r++) {
-            const int8_t *q = w->q + (size_t)(n0 + r) * K;
-            float s = w->scale[n0 + r], *t = tile + (size_t)r * K;
-            for (int k = 0; k < K; k++) t[k] = (float)q[k] * s;
-        }
-        gemm_xwt(M, nb, K, X, ldx, tile, K, Y + n0, ldy, accumulate, threads);
-    }
-    free(tile);
-}
-
-/* Rows quantized and multiplied at once: at most 256, and S (rows x N s32)
- * at most 32 MiB (the lm_head's N is the vocabulary). */
-#define I8_CHUNK_ROWS 256
-#define I8_CHUNK_BYTES ((size_t)32 << 20)
-
-static void i8_matmul(const WeightMatrix *w, int M, const float *X, int ldx, float *Y, int ldy,
-                      int accumulate, int threads) {
-    if (i8_widen()) {
-        i8_widen_matmul(w, M, X, ldx, Y, ldy, accumulate, threads);
-        return;
-    }
-    int K = w->cols, N = w->rows;
-    size_t cap = I8_CHUNK_BYTES / (sizeof(int32_t) * (size_t)N);
-    int rows = M < I8_CHUNK_ROWS ? M : I8_CHUNK_ROWS;
-    if ((size_t)rows > cap) rows = cap > 16 ? (int)cap : 16;
-    uint8_t *xq = malloc((size_t)rows * K);
-    float *sx = malloc(sizeof(float) * (size_t)rows);
-    int32_t *S = malloc(sizeof(int32_t) * (size_t)rows * N);
-    if (!xq || !sx || !S) {   /* no room: weight-only int8 needs no buffer */
-        free(xq);
-        free(sx);
-        free(S);
-        i8_widen_matmul(w, M, X, ldx, Y, ldy, accumulate, threads);
-        return;
-    }
-    for (int m0 = 0; m0 < M; m0 += rows) {
-        int mb = M - m0 < rows ? M - m0 : rows;
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (int m = 0; m < mb; m++)
-            sx[m] = quantize_act(X + (size_t)(m0 + m) * ldx, K, xq + (size_t)m * K);
-        i8_products(mb, N, K, xq, w->q, S, threads);
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (int m = 0; m < mb; m++) {
-            float *y = Y + (size_t)(m0 + m) * ldy;
-            const int32_t *s = S + (size_t)m * N;
-            for (int n = 0; n < N; n++) {
-                float v = (float)(s[n] - 128 * w->qsum[n]) * (sx[m] * w->scale[n]);
-                y[n] = accumulate ? y[n] + v : v;
-            }
-        }
-    }
-    free(xq);
-    free(sx);
-    free(S);
-}
 
 void wm_matmul(const WeightMatrix *w, int M, const float *X, int ldx, float *Y, int ldy,
                int accumulate, int threads) {
@@ -404,7 +289,10 @@ void wm_matmul(const WeightMatrix *w, int M, const float *X, int ldx, float *Y, 
     if (threads <= 0) threads = blis_threads();
     switch (w->prec) {
     case PREC_BF16: bf16_matmul(w, M, X, ldx, Y, ldy, accumulate, threads); break;
-    case PREC_INT8: i8_matmul(w, M, X, ldx, Y, ldy, accumulate, threads); break;
+    case PREC_INT8:
+        wk_i8_matmul(i8_family(), M, w->rows, w->cols, X, ldx, w->q, w->lo, w->lo_bits, w->scale,
+                     Y, ldy, accumulate, threads);
+        break;
     default: gemm_xwt(M, w->rows, w->cols, X, ldx, w->f32, w->cols, Y, ldy, accumulate, threads);
     }
 }

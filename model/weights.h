@@ -18,16 +18,27 @@
  *         "avx2"/"generic": the weights are widened to f32 tile by tile
  *         inside the product (f32 streaming for M <= 16, BLIS on 256-row
  *         tiles above), activations stay f32.
- *   int8  symmetric per-output-channel weights (scale = max|row| / 127,
- *         quantized once at load). "avx512vnni": activations quantized per
- *         token at run time (scale = max|x| / 127, stored as u8 = q + 128,
- *         the offset taken back out with the weights' row sums), products
- *         exact in s32: vpdpbusd streaming kernel for M <= 16, oneDNN's
- *         u8 x s8 matmul above. "generic": the same integers in plain C (so
- *         it checks the VNNI path to the last bit up to the float epilogue).
- *         "avx2" (any CPU without VNNI, whose u8 x s8 instructions saturate
- *         16-bit pair sums): weight-only int8, the weights widened to f32 in
- *         registers (M <= 16) or in 256-row tiles for BLIS, f32 activations.
+ *   int8  weights of 9 or 10 bits per output channel (scale = max|row| /
+ *         255 or / 511, rounded once at load), stored as an int8 hi and one
+ *         or two planes of low bits (w = 2^B·hi + lo; 1.125 or 1.25 bytes a
+ *         weight): B = 1 for w13 and w2 (WM_I8_BITS_MLP, 80 % of a layer's
+ *         weights), B = 2 for the embedding, the lm_head, wqkv and wo
+ *         (WM_I8_BITS_OTHER). Activations quantized per token at run time to
+ *         12 bits (scale = max|x| / 2047, int16). Products exact in integers
+ *         (wkernels_i8.h): "avx512vnni" vpdpwssd, "avx2" vpmaddwd, "generic"
+ *         plain C, all on the same unpacked int16 tiles, so every family and
+ *         every M gives the same bits. The embedding lookup (wm_row)
+ *         dequantizes a row.
+ *         Why not 8-bit weights and activations (what int8 first was):
+ *         against float64 that lost 1.3e-2..1.9e-2 of the logit range on the
+ *         t_numerics fixtures and 3.0e-2 on the full-shape 1B, and a
+ *         simulation (tools/quant_sim.py) put each half alone over the 1e-2
+ *         goal on the 1B: 8-bit per-token activations 2.8e-2 (the down
+ *         projection's input alone 2.2e-2), 8-bit per-channel weights 1.5e-2
+ *         (the layers' matrices alone 1.3e-2). Per-group scales do not help
+ *         weights that are uniform within a row, as these random
+ *         checkpoints' are; more bits do. Now: 2.7e-3..3.6e-3 on the
+ *         t_numerics fixtures, 4.8e-3 on the 1B (weights 1.78 GB).
  *
  * Kernel family: chosen once from the CPU flags; env GUARDD_KERNELS
  * (auto|avx512|avx2|generic) or wm_set_kernels() forces a slower family so
@@ -45,9 +56,10 @@ typedef struct {
     int rows, cols;        /* N (out features) x K (in features), row-major, ld = cols */
     float *f32;            /* F32 */
     uint16_t *bf16;        /* BF16 */
-    int8_t *q;             /* INT8 values */
-    float *scale;          /* INT8: per row, value = q * scale */
-    int32_t *qsum;         /* INT8: per row, sum of q */
+    int8_t *q;             /* INT8: hi [rows, cols] */
+    uint32_t *lo;          /* INT8: low bits, wm_lo_words(cols, lo_bits) words per row */
+    int lo_bits;           /* INT8: 1 or 2 */
+    float *scale;          /* INT8: per row, value = (2^lo_bits * hi + lo) * scale */
 } WeightMatrix;
 
 /* "auto", "bf16", "int8", "f32" -> *out; -1 for anything else. */
@@ -75,10 +87,17 @@ void wm_row(const WeightMatrix *w, int r, float *out);
 
 /* Load-time conversions (model.c): rows of f32 values into the stored form. */
 void wm_round_bf16(const float *src, uint16_t *dst, size_t n);
-/* One row of k values -> q, returns its scale; *sum gets the sum of q. */
-float wm_quantize_row(const float *src, int k, int8_t *q, int32_t *sum);
+/* int8: the low bits each matrix keeps (see above). */
+#define WM_I8_BITS_MLP 1      /* w13, w2 */
+#define WM_I8_BITS_OTHER 2    /* embedding, lm_head, wqkv, wo */
+/* One row of k values -> hi q[k] and lo_bits planes of low bits
+ * lo[wm_lo_words(k, lo_bits)] (int8 form); returns its scale. */
+float wm_quantize_row(const float *src, int k, int lo_bits, int8_t *q, uint32_t *lo);
+/* Words of low bits per int8 row of k values. */
+int wm_lo_words(int k, int lo_bits);
 
-/* Bytes a rows x cols matrix holds in precision p (values + scales). */
-size_t wm_bytes(Precision p, size_t rows, size_t cols);
+/* Bytes a rows x cols matrix holds in precision p (values + scales; int8
+ * with lo_bits low bits, ignored otherwise). */
+size_t wm_bytes(Precision p, size_t rows, size_t cols, int lo_bits);
 
 #endif

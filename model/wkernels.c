@@ -1,4 +1,4 @@
-/* wkernels.c - streaming small-M kernels for bf16 and int8 weights
+/* wkernels.c - streaming small-M kernels for bf16 weights
  * (contract: wkernels.h). Each family is an inner function compiled for its
  * instruction set (target attribute; the build targets baseline x86-64) over
  * a range of weight rows; the OpenMP split is done by a plain wrapper. */
@@ -37,10 +37,9 @@ static inline void store4(float *y, const float *acc, int cnt, int accumulate) {
     for (int j_ = 0; j_ < 4; j_++) (w)[j_] = (W) + (size_t)((n) + (j_ < (cnt) ? j_ : 0)) * (K)
 
 static inline float widen_bf16(uint16_t v, float s) { (void)s; return bf16_to_f32(v); }
-static inline float widen_i8(int8_t v, float s) { (void)s; return (float)v; }
 
 /* Y (+)= X·Wᵀ with f32 X and W of type T widened by CONV, each finished dot
- * product times the row's scale (int8) or 1 (bf16). */
+ * product times the row's scale if one is given. */
 #define WIDEN_ROWS(ATTR, name, T, CONV)                                                    \
     ATTR static void name(int n0, int n1, int M, int K, const float *X, int ldx,     \
                                 const T *W, const float *scale, float *Y, int ldy,         \
@@ -66,38 +65,12 @@ static inline float widen_i8(int8_t v, float s) { (void)s; return (float)v; }
         }                                                                                  \
     }
 
-/* bf16: the portable path, baseline code only; int8 (weight-only, the path
- * of every CPU without VNNI): compiled for AVX-512, AVX2 and baseline */
+/* bf16: the portable path, baseline code only */
 WIDEN_ROWS(, bf16_widen_rows_generic, uint16_t, widen_bf16)
-WIDEN_ROWS(OPS_CLONES, i8_widen_rows, int8_t, widen_i8)
 
 void wk_bf16_widen_generic(int M, int N, int K, const float *X, int ldx, const uint16_t *W,
                            float *Y, int ldy, int accumulate, int threads) {
     SPLIT_ROWS(N, threads, bf16_widen_rows_generic(n0, n1, M, K, X, ldx, W, NULL, Y, ldy, accumulate));
-}
-
-void wk_i8_widen(int M, int N, int K, const float *X, int ldx, const int8_t *W, const float *scale,
-                 float *Y, int ldy, int accumulate, int threads) {
-    SPLIT_ROWS(N, threads, i8_widen_rows(n0, n1, M, K, X, ldx, W, scale, Y, ldy, accumulate));
-}
-
-static void i8_rows_generic(int n0, int n1, int M, int K, const uint8_t *X, const int8_t *W,
-                            int32_t *S, int lds) {
-    for (int n = n0; n < n1; n++) {
-        const int8_t *w = W + (size_t)n * K;
-        for (int m = 0; m < M; m++) {
-            const uint8_t *x = X + (size_t)m * K;
-            int32_t a = 0;
-#pragma omp simd reduction(+ : a)
-            for (int k = 0; k < K; k++) a += (int32_t)x[k] * (int32_t)w[k];
-            S[(size_t)m * lds + n] = a;
-        }
-    }
-}
-
-void wk_i8_generic(int M, int N, int K, const uint8_t *X, const int8_t *W, int32_t *S, int lds,
-                   int threads) {
-    SPLIT_ROWS(N, threads, i8_rows_generic(n0, n1, M, K, X, W, S, lds));
 }
 
 /* ---- bf16 activations split in two ------------------------------------ */
@@ -307,46 +280,6 @@ void wk_bf16_dot_avx512(int M, int N, int K, const uint16_t *X, const uint16_t *
     SPLIT_ROWS_BY(N, per, threads, bf16_dot_rows_avx512(n0, n1, M, K, X, W, Y, ldy, accumulate));
 }
 
-#define T512VNNI "avx512f,avx512bw,avx512vl,avx512vnni"
-
-__attribute__((target(T512VNNI)))
-static void i8_rows_vnni(int n0, int n1, int M, int K, const uint8_t *X, const int8_t *W,
-                         int32_t *S, int lds) {
-    int kt = K & ~63;
-    __mmask64 tail = K - kt ? (__mmask64)((~0ull) >> (64 - (K - kt))) : 0;
-    for (int n = n0; n < n1; n += 4) {
-        int cnt = n1 - n < 4 ? n1 - n : 4;
-        const int8_t *w[4];
-        FOUR_ROWS(w, W, n, cnt, K);
-        for (int m = 0; m < M; m++) {
-            const uint8_t *x = X + (size_t)m * K;
-            __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
-            for (int k = 0; k < kt; k += 64) {
-                __m512i xv = _mm512_loadu_si512(x + k);
-                a0 = _mm512_dpbusd_epi32(a0, xv, _mm512_loadu_si512(w[0] + k));
-                a1 = _mm512_dpbusd_epi32(a1, xv, _mm512_loadu_si512(w[1] + k));
-                a2 = _mm512_dpbusd_epi32(a2, xv, _mm512_loadu_si512(w[2] + k));
-                a3 = _mm512_dpbusd_epi32(a3, xv, _mm512_loadu_si512(w[3] + k));
-            }
-            if (kt < K) {
-                __m512i xv = _mm512_maskz_loadu_epi8(tail, x + kt);
-                a0 = _mm512_dpbusd_epi32(a0, xv, _mm512_maskz_loadu_epi8(tail, w[0] + kt));
-                a1 = _mm512_dpbusd_epi32(a1, xv, _mm512_maskz_loadu_epi8(tail, w[1] + kt));
-                a2 = _mm512_dpbusd_epi32(a2, xv, _mm512_maskz_loadu_epi8(tail, w[2] + kt));
-                a3 = _mm512_dpbusd_epi32(a3, xv, _mm512_maskz_loadu_epi8(tail, w[3] + kt));
-            }
-            int32_t acc[4] = {_mm512_reduce_add_epi32(a0), _mm512_reduce_add_epi32(a1),
-                              _mm512_reduce_add_epi32(a2), _mm512_reduce_add_epi32(a3)};
-            for (int j = 0; j < cnt; j++) S[(size_t)m * lds + n + j] = acc[j];
-        }
-    }
-}
-
-void wk_i8_vnni(int M, int N, int K, const uint8_t *X, const int8_t *W, int32_t *S, int lds,
-                int threads) {
-    SPLIT_ROWS(N, threads, i8_rows_vnni(n0, n1, M, K, X, W, S, lds));
-}
-
 int wk_have_avx512bf16(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -369,10 +302,6 @@ void wk_bf16_widen_avx2(int M, int N, int K, const float *X, int ldx, const uint
 void wk_bf16_dot_avx512(int M, int N, int K, const uint16_t *X, const uint16_t *W, float *Y,
                         int ldy, int accumulate, int threads) {
     (void)M; (void)N; (void)K; (void)X; (void)W; (void)Y; (void)ldy; (void)accumulate; (void)threads;
-}
-void wk_i8_vnni(int M, int N, int K, const uint8_t *X, const int8_t *W, int32_t *S, int lds,
-                int threads) {
-    wk_i8_generic(M, N, K, X, W, S, lds, threads);
 }
 static void split_blocks_avx512(const float *x, int nb, uint16_t *out) {
     split_blocks_generic(x, nb, out);

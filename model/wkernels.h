@@ -29,18 +29,6 @@ void wk_bf16_widen_avx2(int M, int N, int K, const float *X, int ldx, const uint
 void wk_bf16_widen_generic(int M, int N, int K, const float *X, int ldx, const uint16_t *W,
                            float *Y, int ldy, int accumulate, int threads);
 
-/* S[M, N] (row stride lds) = Σ_k X[m,k]·W[n,k] in exact 32-bit integers, u8 X
- * [M, K] contiguous, s8 W. The generic one also serves any M. */
-void wk_i8_vnni(int M, int N, int K, const uint8_t *X, const int8_t *W, int32_t *S, int lds,
-                int threads);
-void wk_i8_generic(int M, int N, int K, const uint8_t *X, const int8_t *W, int32_t *S, int lds,
-                   int threads);
-
-/* Y (+)= X·(W·scale)ᵀ with f32 X and int8 W widened in registers (weight-only
- * int8, for CPUs without VNNI: their u8 x s8 instructions saturate). */
-void wk_i8_widen(int M, int N, int K, const float *X, int ldx, const int8_t *W, const float *scale,
-                 float *Y, int ldy, int accumulate, int threads);
-
 /* CPU support for the variants above (0 off x86-64). */
 int wk_have_avx512bf16(void);
 int wk_have_avx512vnni(void);

@@ -358,6 +358,11 @@ static void same_matrix(const WeightMatrix *got, const WeightMatrix *f32, const 
     ck_assert_int_eq(got->cols, f32->cols);
     float *row = malloc(sizeof(float) * (size_t)got->cols);
     int8_t *q = malloc((size_t)got->cols);
+    int mlp = !strcmp(what, "w13") || !strcmp(what, "w2");
+    if (got->prec == PREC_INT8) ck_assert_int_eq(got->lo_bits, mlp ? WM_I8_BITS_MLP : WM_I8_BITS_OTHER);
+    int words = got->prec == PREC_INT8 ? wm_lo_words(got->cols, got->lo_bits) : 1;
+    uint32_t *lo = malloc(sizeof(uint32_t) * (size_t)words);
+    float vmax = (float)((128 << got->lo_bits) - 1);
     for (int r = 0; r < got->rows; r++) {
         wm_row(got, r, row);
         const float *want = f32->f32 + (size_t)r * f32->cols;
@@ -367,22 +372,22 @@ static void same_matrix(const WeightMatrix *got, const WeightMatrix *f32, const 
             /* ck_assert reports every pass to the parent: only failures here */
             if (got->prec == PREC_BF16 && row[k] != bf16_to_f32(f32_to_bf16(want[k])))
                 ck_abort_msg("%s [%d,%d]: %g vs %g", what, r, k, row[k], want[k]);
-            if (got->prec == PREC_INT8 && !(fabsf(row[k] - want[k]) <= amax / 254 * 1.001f + 1e-12f))
+            if (got->prec == PREC_INT8 && !(fabsf(row[k] - want[k]) <= amax / (2 * vmax) * 1.001f + 1e-12f))
                 ck_abort_msg("%s [%d,%d]: %g vs %g (row max %g)", what, r, k, row[k], want[k], amax);
         }
         if (got->prec == PREC_INT8) {
-            ck_assert_float_eq_tol(got->scale[r], amax / 127, amax * 1e-6f);
+            ck_assert_float_eq_tol(got->scale[r], amax / vmax, amax * 1e-6f);
             /* and exactly what the quantizer makes of the f32 row: the
              * loader's reading, chunking and fusing lose or move nothing */
-            int32_t sum;
-            float scale = wm_quantize_row(want, got->cols, q, &sum);
+            float scale = wm_quantize_row(want, got->cols, got->lo_bits, q, lo);
             ck_assert_msg(memcmp(q, got->q + (size_t)r * got->cols, (size_t)got->cols) == 0 &&
-                          scale == got->scale[r] && sum == got->qsum[r], "%s row %d: not the row's quantization",
-                          what, r);
+                          memcmp(lo, got->lo + (size_t)r * words, sizeof(uint32_t) * (size_t)words) == 0 &&
+                          scale == got->scale[r], "%s row %d: not the row's quantization", what, r);
         }
     }
     free(row);
     free(q);
+    free(lo);
 }
 
 /* Loads dir in p and in f32 and compares every matrix (same_matrix);
@@ -394,7 +399,7 @@ static void stored_matches_f32_sized(const char *dir, Precision p, int tied, int
     ck_assert_msg(m != NULL, "%s", err);
     ck_assert_int_eq(m->precision, p);
     ck_assert_ptr_nonnull(m->kernels);
-    if (sized) ck_assert_uint_lt(m->weight_bytes, ref->weight_bytes / (p == PREC_BF16 ? 1.9 : 2.5)); /* int8: + 8 bytes of scale and sum per 24-wide row */
+    if (sized) ck_assert_uint_lt(m->weight_bytes, ref->weight_bytes / (p == PREC_BF16 ? 1.9 : 2.5)); /* int8: + a scale and 1-2 words of low bits per 24-wide row */
     same_matrix(&m->w.embed, &ref->w.embed, "embed");
     if (tied) ck_assert(m->w.lm_head.bf16 == m->w.embed.bf16 && m->w.lm_head.q == m->w.embed.q);
     else same_matrix(&m->w.lm_head, &ref->w.lm_head, "lm_head");

@@ -243,12 +243,14 @@ static WeightMatrix stored_as(TestModel *tm, const WeightMatrix *src, Precision 
         w.bf16 = keep(tm, n * sizeof(uint16_t));
         wm_round_bf16(src->f32, w.bf16, n);
     } else if (p == PREC_INT8) {
+        int words = wm_lo_words(src->cols, WM_I8_BITS_OTHER);
         w.q = keep(tm, n);
         w.scale = keep(tm, sizeof(float) * (size_t)src->rows);
-        w.qsum = keep(tm, sizeof(int32_t) * (size_t)src->rows);
+        w.lo = keep(tm, sizeof(uint32_t) * (size_t)src->rows * words);
+        w.lo_bits = WM_I8_BITS_OTHER;
         for (int r = 0; r < src->rows; r++)
-            w.scale[r] = wm_quantize_row(src->f32 + (size_t)r * src->cols, src->cols,
-                                         w.q + (size_t)r * src->cols, &w.qsum[r]);
+            w.scale[r] = wm_quantize_row(src->f32 + (size_t)r * src->cols, src->cols, w.lo_bits,
+                                         w.q + (size_t)r * src->cols, w.lo + (size_t)r * words);
     } else return *src;
     return w;
 }

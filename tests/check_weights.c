@@ -1,16 +1,19 @@
 /* check_weights.c - unit tests of the weight-matrix products (weights.c,
- * wkernels.c): every precision on every kernel family (a family this CPU
- * lacks runs its best one), small M (streaming kernels) and large M (tiles,
- * oneDNN, BLIS), odd K (vector tails), accumulate, a row stride past N.
+ * wkernels.c, wkernels_i8.c): every precision on every kernel family (a
+ * family this CPU lacks runs its best one), small M (streaming kernels) and
+ * large M (tiles, BLIS), odd K (vector tails), accumulate, a row stride past N.
  *
  * Each product is checked against a double-precision product of what is
  * stored (the bf16 or dequantized int8 weights; for bf16 dot products the
  * activations as the hi + lo bf16 pairs they are split into, and also the
- * f32 activations themselves, which hi alone would miss by ~2^-9), and the
- * int8 integer paths (VNNI + oneDNN, and plain C) against each other to the
- * last bit of their integer sums. The hi/lo packing is checked value by
- * value (tails, padding, inf, NaN), and the bf16 dot-product kernel for
- * giving each row the same bits whatever M it runs in.
+ * f32 activations themselves, which hi alone would miss by ~2^-9). The
+ * hi/lo packing is checked value by value (tails, padding, inf, NaN), and
+ * the bf16 dot-product kernel for giving each row the same bits whatever M
+ * it runs in. int8 is also checked to the last bit: every family (VNNI,
+ * AVX2, plain C) against this file's own exact integer sum of the quantized
+ * activations and weights, for 1 and 2 low bits, odd M and K (tails of the
+ * 32-column unpacking and of the 4-row tiles), blocks of several sizes, and
+ * K past the 32-bit lanes' limit; and the quantizer's levels and bit planes.
  */
 #include <check.h>
 #include <math.h>
@@ -20,6 +23,7 @@
 #include "transformer.h"
 #include "weights.h"
 #include "wkernels.h"
+#include "wkernels_i8.h"
 
 static unsigned long long rng = 0x9e3779b97f4a7c15ull;
 static float frand(void) {
@@ -33,7 +37,7 @@ typedef struct {
     void *a, *b, *c;
 } Mat;
 
-static Mat make(Precision p, int N, int K) {
+static Mat make_bits(Precision p, int N, int K, int lo_bits) {
     Mat m = {0};
     m.f = malloc(sizeof(float) * (size_t)N * K);
     for (size_t i = 0; i < (size_t)N * K; i++) m.f[i] = frand();
@@ -43,15 +47,20 @@ static Mat make(Precision p, int N, int K) {
         wm_round_bf16(m.f, m.a, (size_t)N * K);
         m.w = (WeightMatrix){.prec = p, .rows = N, .cols = K, .bf16 = m.a};
     } else if (p == PREC_INT8) {
+        int words = wm_lo_words(K, lo_bits);
         m.a = malloc((size_t)N * K);
         m.b = malloc(sizeof(float) * N);
-        m.c = malloc(sizeof(int32_t) * N);
-        m.w = (WeightMatrix){.prec = p, .rows = N, .cols = K, .q = m.a, .scale = m.b, .qsum = m.c};
+        m.c = malloc(sizeof(uint32_t) * (size_t)N * words);
+        m.w = (WeightMatrix){.prec = p, .rows = N, .cols = K, .q = m.a, .scale = m.b, .lo = m.c,
+                             .lo_bits = lo_bits};
         for (int r = 0; r < N; r++)
-            m.w.scale[r] = wm_quantize_row(m.f + (size_t)r * K, K, m.w.q + (size_t)r * K, &m.w.qsum[r]);
+            m.w.scale[r] = wm_quantize_row(m.f + (size_t)r * K, K, lo_bits, m.w.q + (size_t)r * K,
+                                           m.w.lo + (size_t)r * words);
     }
     return m;
 }
+
+static Mat make(Precision p, int N, int K) { return make_bits(p, N, K, WM_I8_BITS_MLP); }
 
 static void drop(Mat *m) { free(m->f); free(m->a); free(m->b); free(m->c); }
 
@@ -107,29 +116,100 @@ START_TEST(test_products) {
         const int *sh = shapes[s];
         check(PREC_F32, fam, sh[0], sh[1], sh[2], sh[3], 1e-5);
         check(PREC_BF16, fam, sh[0], sh[1], sh[2], sh[3], 1e-5);
-        /* int8 with quantized activations: ~1/127 of the activation scale */
-        check(PREC_INT8, fam, sh[0], sh[1], sh[2], sh[3], 3e-2);
+        /* int8 with 12-bit activations: ~1/2047 of the activation scale */
+        check(PREC_INT8, fam, sh[0], sh[1], sh[2], sh[3], 2e-3);
     }
 }
 END_TEST
 
-/* The integer paths compute the same sums: VNNI/oneDNN == plain C, small and
- * large M, bit for bit. */
-START_TEST(test_int8_paths_agree) {
-    int N = 300, K = 2051;
-    Mat m = make(PREC_INT8, N, K);
-    for (int M = 1; M <= 40; M += 13) {
-        float *X = malloc(sizeof(float) * (size_t)M * K), *a = malloc(sizeof(float) * (size_t)M * N);
-        float *b = malloc(sizeof(float) * (size_t)M * N);
-        for (int i = 0; i < M * K; i++) X[i] = frand() * 3;
-        wm_set_kernels("avx512");
-        wm_matmul(&m.w, M, X, K, a, N, 0, 2);
-        wm_set_kernels("generic");
-        wm_matmul(&m.w, M, X, K, b, N, 0, 2);
-        ck_assert_msg(memcmp(a, b, sizeof(float) * (size_t)M * N) == 0, "M=%d: int8 paths differ", M);
-        free(X); free(a); free(b);
+/* Y as the int8 contract defines it: activations quantized as the kernels
+ * do, the exact integer sum, the shared epilogue's expression. */
+static void exact_i8(const Mat *m, int M, const float *X, float *Y, int ldy, int acc) {
+    int N = m->w.rows, K = m->w.cols, Kp = WK_I8_PAD(K);
+    int16_t *xq = malloc(sizeof(int16_t) * (size_t)Kp);
+    for (int i = 0; i < M; i++) {
+        float sx = wk_i8_quantize_act(X + (size_t)i * K, K, xq, Kp);
+        for (int j = 0; j < N; j++) {
+            int64_t s = 0;
+            for (int k = 0; k < K; k++) s += (int64_t)xq[k] * wk_i8_weight(m->w.q, m->w.lo, m->w.lo_bits, K, j, k);
+            float v = (float)s * (sx * m->w.scale[j]), *y = Y + (size_t)i * ldy + j;
+            *y = acc ? *y + v : v;
+        }
     }
+    free(xq);
+}
+
+/* Every family == the exact integers, bit for bit: odd and even M (tiles of
+ * 4 and 2 rows, M <= 16 and block sizes above), K with and without a tail
+ * of the 32-column unpacking, 1 and 2 low bits, accumulate. */
+START_TEST(test_int8_exact) {
+    static const int shp[][3] = {   /* M, N, K */
+        {1, 300, 2051}, {2, 7, 31}, {3, 33, 64}, {5, 9, 33}, {16, 65, 1000}, {17, 70, 96},
+        {39, 300, 2051}, {64, 130, 4100}, {300, 21, 70},
+    };
+    for (int bits = 1; bits <= 2; bits++)
+        for (size_t s = 0; s < sizeof shp / sizeof shp[0]; s++) {
+            int M = shp[s][0], N = shp[s][1], K = shp[s][2], ldy = N + 2, acc = (int)s % 2;
+            Mat m = make_bits(PREC_INT8, N, K, bits);
+            float *X = malloc(sizeof(float) * (size_t)M * K), *want = malloc(sizeof(float) * (size_t)M * ldy);
+            float *got = malloc(sizeof(float) * (size_t)M * ldy);
+            for (int i = 0; i < M * K; i++) X[i] = frand() * 3;
+            X[K / 2] = 40;   /* one outlier: the rest of its row uses few levels */
+            for (int i = 0; i < M * ldy; i++) want[i] = 0.25f;
+            exact_i8(&m, M, X, want, ldy, acc);
+            for (int f = 0; f < 3; f++) {
+                ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
+                for (int i = 0; i < M * ldy; i++) got[i] = 0.25f;
+                wm_matmul(&m.w, M, X, K, got, ldy, acc, 2);
+                ck_assert_msg(memcmp(got, want, sizeof(float) * (size_t)M * ldy) == 0,
+                              "%s (%s) bits=%d M=%d N=%d K=%d: not the exact integer result", fams[f],
+                              wm_kernels(PREC_INT8), bits, M, N, K);
+            }
+            free(X); free(want); free(got);
+            drop(&m);
+        }
+}
+END_TEST
+
+/* K past WK_I8_MAX_K(2): the vector families hand over to plain C (64-bit
+ * sums), with the largest integers on both sides. */
+START_TEST(test_int8_long_rows) {
+    int M = 2, N = 3, K = WK_I8_MAX_K(2) + 40;
+    Mat m = make_bits(PREC_INT8, N, K, 2);
+    for (int i = 0; i < N * K; i++) m.f[i] = 1;
+    for (int r = 0; r < N; r++)
+        m.w.scale[r] = wm_quantize_row(m.f + (size_t)r * K, K, 2, m.w.q + (size_t)r * K,
+                                       m.w.lo + (size_t)r * wm_lo_words(K, 2));
+    float *X = malloc(sizeof(float) * (size_t)M * K), *Y = malloc(sizeof(float) * (size_t)M * N);
+    for (int i = 0; i < M * K; i++) X[i] = 1;
+    ck_assert_int_eq(wm_set_kernels("avx512"), 0);
+    wm_matmul(&m.w, M, X, K, Y, N, 0, 2);
+    for (int i = 0; i < M * N; i++) ck_assert_float_eq_tol(Y[i], (float)K, K * 1e-6f);
+    free(X); free(Y);
     drop(&m);
+}
+END_TEST
+
+/* The stored integers: the row's largest |value| at the top level, every
+ * value within half a step, low bits past K clear. */
+START_TEST(test_int8_quantize) {
+    for (int bits = 1; bits <= 2; bits++) {
+        int K = 45, vmax = WK_I8_W_MAX(bits);
+        float src[45];
+        int8_t q[45];
+        uint32_t lo[4];
+        for (int k = 0; k < K; k++) src[k] = frand();
+        src[7] = -1.5f;
+        float s = wm_quantize_row(src, K, bits, q, lo);
+        ck_assert_float_eq_tol(s, 1.5f / vmax, 1e-9f);
+        ck_assert_int_eq(wk_i8_weight(q, lo, bits, K, 0, 7), -vmax);
+        for (int k = 0; k < K; k++) {
+            int v = wk_i8_weight(q, lo, bits, K, 0, k);
+            ck_assert_int_le(abs(v), vmax);
+            ck_assert_float_le(fabsf(v * s - src[k]), s / 2 * 1.0001f);
+        }
+        for (int p = 0; p < bits; p++) ck_assert_uint_eq(lo[p * WK_I8_LO_WORDS(K) + 1] >> (K - 32), 0);
+    }
 }
 END_TEST
 
@@ -173,49 +253,6 @@ START_TEST(test_bf16_split) {
 }
 END_TEST
 
-/* The scalar quantizer wm_quantize_row's vector loops must agree with to the
- * bit: scale = max|x| / 127 (NaN ignored), q = lrintf(x / scale) clamped to
- * +-127 (NaN and out-of-range to -127). */
-static float quantize_ref(const float *x, int k, int8_t *q, int32_t *sum) {
-    float amax = 0;
-    for (int i = 0; i < k; i++)
-        if (fabsf(x[i]) > amax) amax = fabsf(x[i]);
-    float scale = amax > 0 ? amax / 127.0f : 1.0f, inv = 1.0f / scale;
-    *sum = 0;
-    for (int i = 0; i < k; i++) {
-        long v = lrintf(x[i] * inv);
-        q[i] = (int8_t)(v > 127 ? 127 : v < -127 ? -127 : v);
-        *sum += q[i];
-    }
-    return scale;
-}
-
-/* Rows of every length 1..67 (vector blocks and tails), random values, exact
- * halves (ties round to even), zeros, -0, a NaN and an infinity. */
-START_TEST(test_quantize_row_exact) {
-    enum { K = 67 };
-    float x[K];
-    int8_t q[K], qr[K];
-    for (int rep = 0; rep < 400; rep++) {
-        int kind = rep % 5;
-        for (int i = 0; i < K; i++) {
-            float r = frand();
-            x[i] = kind == 0 ? r * 1e-3f : kind == 1 ? (float)((int)(r * 254)) * 0.5f
-                 : kind == 2 ? (i % 3 ? 0.0f : -0.0f) : r * 40.0f;
-        }
-        if (kind == 3) x[rep % K] = NAN;
-        if (kind == 4 && rep % 10 == 4) x[rep % K] = -INFINITY;
-        for (int k = 1; k <= K; k++) {
-            int32_t s, sr;
-            float sc = wm_quantize_row(x, k, q, &s), scr = quantize_ref(x, k, qr, &sr);
-            ck_assert_msg(memcmp(&sc, &scr, sizeof sc) == 0, "rep %d k %d: scale %a vs %a", rep, k, sc, scr);
-            ck_assert_msg(memcmp(q, qr, (size_t)k) == 0, "rep %d k %d: values differ", rep, k);
-            ck_assert_int_eq(s, sr);
-        }
-    }
-}
-END_TEST
-
 /* Each row of X gets the same bits from the bf16 product whatever M is and
  * whichever rows share its tile (batched == one at a time). */
 START_TEST(test_bf16_rows_independent) {
@@ -250,9 +287,12 @@ START_TEST(test_names) {
     ck_assert_int_eq(wm_set_kernels("generic"), 0);
     ck_assert_str_eq(wm_kernels(PREC_BF16), "generic-widen+blis");
     ck_assert_str_eq(wm_kernels(PREC_INT8), "generic");
+    ck_assert_int_eq(wm_set_kernels("avx2"), 0);
+    ck_assert_str_eq(wm_kernels(PREC_INT8), wk_have_avx2() ? "avx2" : "generic");
     ck_assert_str_eq(wm_kernels(PREC_F32), "blis");
-    ck_assert_uint_eq(wm_bytes(PREC_BF16, 3, 5), 30);
-    ck_assert_uint_eq(wm_bytes(PREC_INT8, 3, 5), 15 + 3 * 8);
+    ck_assert_uint_eq(wm_bytes(PREC_BF16, 3, 5, 0), 30);
+    ck_assert_uint_eq(wm_bytes(PREC_INT8, 3, 5, 1), 15 + 3 * 8);
+    ck_assert_uint_eq(wm_bytes(PREC_INT8, 3, 40, 2), 120 + 3 * (4 * 4 + 4));
 }
 END_TEST
 
@@ -262,11 +302,12 @@ int main(void) {
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 120);
     tcase_add_loop_test(tc, test_products, 0, 3);
-    tcase_add_test(tc, test_int8_paths_agree);
+    tcase_add_test(tc, test_int8_exact);
+    tcase_add_test(tc, test_int8_long_rows);
+    tcase_add_test(tc, test_int8_quantize);
     tcase_add_test(tc, test_bf16_split);
     tcase_add_test(tc, test_bf16_rows_independent);
     tcase_add_test(tc, test_names);
-    tcase_add_test(tc, test_quantize_row_exact);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

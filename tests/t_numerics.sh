@@ -11,12 +11,15 @@
 # different lengths in ONE batch, in each weight precision and on each
 # kernel family this CPU has (GUARDD_KERNELS=avx512/avx2/generic; weights.h).
 # Pass: for every sequence max|C - numpy| < tol * (max - min of the numpy
-# logits), tol = 1e-5 for f32, 2e-3 for bf16, 2.5e-2 for int8 (tol below).
+# logits), tol = 1e-5 for f32, 2e-3 for bf16, 1e-2 for int8 (tol below).
 # Measured (Zen 5): f32 <= 4.7e-7 on every family; bf16 4.7e-6..5.9e-6 with
 # bf16 dot products (activations split into hi + lo bf16 pairs; hi alone
 # gave 2.9e-3..4.7e-3), <= 4.5e-7 widening on the bf16 checkpoints; int8
-# 1.3e-2..1.9e-2 (VNNI / generic: activations quantized per token),
-# 0.9e-2..1.4e-2 weight-only on avx2. The f32 checkpoint is held to 6e-3 in
+# (9/10-bit weights, 12-bit activations, weights.h) the same on avx512, avx2
+# and generic (exact integers): untied_gqa1_rope3 2.7e-3, tied_gqa2_norope
+# 3.3e-3, untied_gqa4_rope3_theta 3.1e-3, tied_gqa4_rope3_sharded 3.1e-3,
+# untied_gqa2_f32 3.6e-3 (8-bit weights and activations gave 1.3e-2..1.9e-2,
+# tools/quant_sim.py). The f32 checkpoint is held to 6e-3 in
 # bf16: its weights are rounded to bf16 once at load (up to 2^-9 of each;
 # only activations get a lo part), a loss no kernel undoes: 4.1e-3 on every
 # family, with or without bf16 dot products.
@@ -41,7 +44,7 @@ tol() { # precision, fixture arguments
     case $1 in
     f32) echo 1e-5 ;;
     bf16) case $2 in *"--dtype f32"*) echo 6e-3 ;; *) echo 2e-3 ;; esac ;;
-    int8) echo 2.5e-2 ;;
+    int8) echo 1e-2 ;;
     esac
 }
 
