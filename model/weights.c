@@ -1,7 +1,7 @@
 /* weights.c - stored forms of weight matrices and their product
- * (contract: weights.h). Small M goes to the streaming kernels (wkernels.c);
- * large M to the bf16 tile kernel, to oneDNN (int8 u8 x s8 with VNNI) or to
- * BLIS on f32 tiles widened from bf16 or int8.
+ * (contract: weights.h). bf16: small M goes to the streaming kernels
+ * (wkernels.c), large M to the bf16 tile kernel or to BLIS on f32 tiles
+ * widened from bf16. int8: the integer kernels of wkernels_i8.c, every M.
  *
  * bf16 with bf16 dot products runs on this module's own 4 x 4 tile kernel
  * for every M rather than on oneDNN's bf16 matmul. oneDNN was ~10-20% faster
@@ -22,15 +22,13 @@
  * time, X[1024, 8192]·W[8192, 2048]): at K = 8192 the tile kernel is bound
  * by memory traffic, not by vdpbf16ps. Elsewhere it costs 1.1..1.35x.
  *
- * oneDNN (int8) runs on the checkpoint's own layout (W [N, K] read as a K x N
- * matrix with strides {1, K}): measured here, its brgemm kernels are as fast
- * on it as on their own blocked layout at M = 64..1024, and keeping one
- * layout lets the streaming kernels read the same bytes. Primitives are made
- * per call (oneDNN keeps its own primitive cache).
+ * int8 no longer runs on oneDNN: its integer matmul (2.6) takes 8-bit
+ * activations, which alone cost 2.8e-2 of the logit range on the 1B
+ * (weights.h). The int16 tile kernel measured as fast as the bf16 one
+ * (X[256, 8192]·W[8192, 2048], one thread, busy machine: 128 vs 147 ms).
  */
 #include <math.h>
 #include <omp.h>
-#include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,8 +47,6 @@ typedef enum { FAM_GENERIC = 0, FAM_AVX2, FAM_AVX512 } Family;
 static const char *const family_names[] = {"generic", "avx2", "avx512"};
 static int g_family = -1;           /* -1: not chosen yet */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static dnnl_engine_t g_engine;
-static dnnl_stream_t g_stream;
 
 static Family best_family(void) {
     if (wk_have_avx512bf16() || wk_have_avx512vnni()) return FAM_AVX512;
@@ -176,64 +172,6 @@ void wm_row(const WeightMatrix *w, int r, float *out) {
     default:
         memcpy(out, w->f32 + off, K * sizeof(float));
     }
-}
-
-/* ---- oneDNN ------------------------------------------------------------- */
-
-/* Engine and stream, made once. */
-static int dnnl_ready(void) {
-    pthread_mutex_lock(&g_mu);
-    if (!g_engine && dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) g_engine = NULL;
-    if (g_engine && !g_stream &&
-        dnnl_stream_create(&g_stream, g_engine, dnnl_stream_default_flags) != dnnl_success)
-        g_stream = NULL;
-    int ok = g_engine && g_stream;
-    pthread_mutex_unlock(&g_mu);
-    return ok;
-}
-
-/* dst (+)= src·Wᵀ on oneDNN: src [M, K] contiguous, W [N, K], dst at ldd.
- * Returns 0, or -1 if oneDNN has no implementation (caller falls back). */
-static int onednn_mm(int M, int N, int K, dnnl_data_type_t st, const void *src,
-                       dnnl_data_type_t wt, const void *W, dnnl_data_type_t dt, void *dst, int ldd,
-                       int accumulate, int threads) {
-    if (!dnnl_ready()) return -1;
-    dnnl_memory_desc_t a, b, c;
-    dnnl_dims_t ad = {M, K}, as = {K, 1}, bd = {K, N}, bs = {1, K}, cd = {M, N}, cs = {ldd, 1};
-    dnnl_matmul_desc_t md;
-    dnnl_primitive_attr_t attr = NULL;
-    dnnl_post_ops_t po = NULL;
-    dnnl_primitive_desc_t pd = NULL;
-    dnnl_primitive_t p = NULL;
-    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
-    int rc = -1;
-    if (dnnl_memory_desc_init_by_strides(&a, 2, ad, st, as) || dnnl_memory_desc_init_by_strides(&b, 2, bd, wt, bs) ||
-        dnnl_memory_desc_init_by_strides(&c, 2, cd, dt, cs) || dnnl_matmul_desc_init(&md, &a, &b, NULL, &c))
-        return -1;
-    if (dnnl_primitive_attr_create(&attr)) return -1;
-    if (accumulate) {
-        if (dnnl_post_ops_create(&po) || dnnl_post_ops_append_sum(po, 1.0f) ||
-            dnnl_primitive_attr_set_post_ops(attr, po))
-            goto out;
-    }
-    if (dnnl_primitive_desc_create(&pd, &md, attr, g_engine, NULL) || dnnl_primitive_create(&p, pd))
-        goto out;
-    if (dnnl_memory_create(&ma, &a, g_engine, (void *)src) || dnnl_memory_create(&mb, &b, g_engine, (void *)W) ||
-        dnnl_memory_create(&mc, &c, g_engine, dst))
-        goto out;
-    dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
-    omp_set_num_threads(threads);
-    if (dnnl_primitive_execute(p, g_stream, 3, args) || dnnl_stream_wait(g_stream)) goto out;
-    rc = 0;
-out:
-    if (ma) dnnl_memory_destroy(ma);
-    if (mb) dnnl_memory_destroy(mb);
-    if (mc) dnnl_memory_destroy(mc);
-    if (p) dnnl_primitive_destroy(p);
-    if (pd) dnnl_primitive_desc_destroy(pd);
-    if (po) dnnl_post_ops_destroy(po);
-    dnnl_primitive_attr_destroy(attr);
-    return rc;
 }
 
 /* ---- bf16 ------------------------------------------------------------- */
