@@ -11,9 +11,9 @@
  *         "avx512bf16-split": each activation is split into two bf16 as a
  *         GEMM input, hi = bf16(x) and lo = bf16(x - hi), and vdpbf16ps
  *         sums W·hi + W·lo in f32 on 4 x 4 tiles for every M, so results do
- *         not depend on M (batched == one at a time). hi alone is 2^-9 of x
+ *         not depend on M (batched == one at a time). hi alone is up to 2^-8 of x
  *         off and cost 2.9e-3..4.7e-3 of the logit range against float64
- *         (issue 9 asks <= 2e-3); hi + lo is ~2^-17 off: ~6e-6. The price is
+ *         (issue 9 asks <= 2e-3); hi + lo at most 2^-16: ~6e-6. The price is
  *         twice the dot-product instructions for the same weight bytes.
  *         "avx2"/"generic": the weights are widened to f32 tile by tile
  *         inside the product (f32 streaming for M <= 16, BLIS on 256-row

@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 /* Activations for the bf16 dot-product kernel, each x split in two bf16:
- * hi = bf16(x) and lo = bf16(x - hi), so hi + lo = x to ~2^-16 relative
- * where hi alone is ~2^-8 off. One row of K values -> wk_bf16_split_ld(K)
+ * hi = bf16(x) and lo = bf16(x - hi), so hi + lo = x within 2^-16 relative
+ * where hi alone is up to 2^-8 off. One row of K values -> wk_bf16_split_ld(K)
  * uint16: blocks of 32 columns, 32 hi then their 32 lo, the last block
  * zero-padded (K rounded up to a multiple of 32). */
 int wk_bf16_split_ld(int K);
