@@ -1,26 +1,31 @@
 /* weights.c - stored forms of weight matrices and their product
  * (contract: weights.h). bf16: small M goes to the streaming kernels
- * (wkernels.c), large M to the bf16 tile kernel or to BLIS on f32 tiles
+ * (wkernels.c), large M to oneDNN's bf16 matmul or to BLIS on f32 tiles
  * widened from bf16. int8: the integer kernels of wkernels_i8.c, every M.
  *
- * bf16 with bf16 dot products runs on this module's own 4 x 4 tile kernel
- * for every M rather than on oneDNN's bf16 matmul. oneDNN was ~10-20% faster
- * at M >= 64 (single thread, this machine) with activations rounded to bf16,
- * but its summation order changes with M, and a rounding flipped by a
- * last-bit difference upstream then made a sequence's logits depend on what
- * else was in its batch (7.7e-4 of the logit range). The kernel now also
- * takes each activation's lo part (wkernels.h), which one oneDNN bf16
- * matmul cannot: that would be two products, or a second weight copy.
+ * bf16 with bf16 dot products: every activation goes in as two bf16, hi =
+ * bf16(x) and lo = bf16(x - hi), and the product is W·hi + W·lo. Hi alone
+ * (one bf16 product) is what bf16 inference usually does; measured on the
+ * full-shape 1B fixture against f32 (4 x 64 tokens) it is 3.9e-3 of the
+ * logit range off, hi + lo 6.5e-6; hi alone in a single matrix kind (the
+ * rest split): qkv 2.8e-3, o 1.7e-3, gate/up 1.9e-3, down 1.2e-3, lm_head
+ * 1.0e-3; gate/up and down together 2.1e-3. So every product takes lo.
+ * The price: vdpbf16ps and a 512-bit f32 FMA both issue 2 per cycle on the
+ * CPUs measured (Zen 5), so two bf16 products cost what one f32 product
+ * does: bf16's gain is the halved memory and the memory-bound decode, not
+ * compute-bound prefill.
  *
- * Every bf16 product gets the lo part: measured on the full-shape 1B fixture
- * against f32 (4 x 64 tokens), hi alone everywhere gave 3.9e-3 of the logit
- * range, hi + lo everywhere 6.5e-6, and hi alone in a single matrix kind
- * (the rest split): qkv 2.8e-3, o 1.7e-3, gate/up 1.9e-3, down 1.2e-3,
- * lm_head 1.0e-3; gate/up and down together 2.1e-3. Only down (28% of a
- * prefill's products) could go without, and there the lo part costs nothing
- * measurable (kernel time with / without it 0.95..1.05, one thread, CPU
- * time, X[1024, 8192]·W[8192, 2048]): at K = 8192 the tile kernel is bound
- * by memory traffic, not by vdpbf16ps. Elsewhere it costs 1.1..1.35x.
+ * Small M (<= 16: decode, short suffixes) runs on this module's own 4 x 4
+ * tile kernel (wkernels.c), whose summation order never depends on M. Large
+ * M runs on oneDNN's bf16 matmul, twice (hi, then lo added by a sum post-op):
+ * measured (2 threads, quiet Zen 5, X[1024, K]·W[N, K]) 321 vs 281 GFLOP/s
+ * for the tile kernel at K = 2048, N = 16384 and 275 vs 151 at K = 8192
+ * (BLIS f32: 291 and 293). oneDNN's summation order changes with M, which
+ * with hi alone made a sequence's logits depend on its batch (a rounding to
+ * bf16 flipped by a last-bit difference upstream: 7.7e-4 of the logit
+ * range); with lo carrying what hi's rounding dropped, a flipped rounding
+ * moves the sum by ~2^-16 of a value, and batched == one at a time holds to
+ * f32 rounding (check_transformer, check_prefix_reuse: 1e-5).
  *
  * int8 no longer runs on oneDNN: its integer matmul (2.6) takes 8-bit
  * activations, which alone cost 2.8e-2 of the logit range on the 1B
@@ -29,6 +34,7 @@
  */
 #include <math.h>
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,7 +111,7 @@ static WkI8Family i8_family(void) {
 const char *wm_kernels(Precision p) {
     switch (precision_resolve(p)) {
     case PREC_BF16:
-        if (bf16_dot()) return "avx512bf16-split";
+        if (bf16_dot()) return "avx512bf16-split+onednn";
         return family() == FAM_AVX2 ? "avx2-widen+blis" : "generic-widen+blis";
     case PREC_INT8: {
         static const char *const names[] = {"generic", "avx2", "avx512vnni"};
@@ -174,6 +180,72 @@ void wm_row(const WeightMatrix *w, int r, float *out) {
     }
 }
 
+/* ---- oneDNN (large-M bf16) ------------------------------------------- */
+
+static dnnl_engine_t g_engine;
+static dnnl_stream_t g_stream;
+
+/* Engine and stream, made once. */
+static int dnnl_ready(void) {
+    pthread_mutex_lock(&g_mu);
+    if (!g_engine && dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success) g_engine = NULL;
+    if (g_engine && !g_stream &&
+        dnnl_stream_create(&g_stream, g_engine, dnnl_stream_default_flags) != dnnl_success)
+        g_stream = NULL;
+    int ok = g_engine && g_stream;
+    pthread_mutex_unlock(&g_mu);
+    return ok;
+}
+
+/* A oneDNN matmul Y (+)= X·Wᵀ: bf16 X [M, K] contiguous, bf16 W [N, K] read
+ * in the checkpoint's own layout (a K x N matrix with strides {1, K}), f32 Y
+ * at row stride ldy; accumulate adds into Y (sum post-op). Primitives are
+ * made per call (oneDNN caches them). NULL if oneDNN has no implementation. */
+static dnnl_primitive_t onednn_bf16_prim(int M, int N, int K, int ldy, int accumulate) {
+    dnnl_memory_desc_t a, b, c;
+    dnnl_dims_t ad = {M, K}, as = {K, 1}, bd = {K, N}, bs = {1, K}, cd = {M, N}, cs = {ldy, 1};
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t p = NULL;
+    if (dnnl_memory_desc_init_by_strides(&a, 2, ad, dnnl_bf16, as) ||
+        dnnl_memory_desc_init_by_strides(&b, 2, bd, dnnl_bf16, bs) ||
+        dnnl_memory_desc_init_by_strides(&c, 2, cd, dnnl_f32, cs) ||
+        dnnl_matmul_desc_init(&md, &a, &b, NULL, &c) || dnnl_primitive_attr_create(&attr))
+        return NULL;
+    if (!accumulate || (!dnnl_post_ops_create(&po) && !dnnl_post_ops_append_sum(po, 1.0f) &&
+                        !dnnl_primitive_attr_set_post_ops(attr, po)))
+        if (!dnnl_primitive_desc_create(&pd, &md, attr, g_engine, NULL) && dnnl_primitive_create(&p, pd))
+            p = NULL;
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (po) dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    return p;
+}
+
+/* Runs p on X, W, Y (the shapes it was made for). 0 or -1. */
+static int onednn_bf16_run(dnnl_primitive_t p, int M, int N, int K, const uint16_t *X,
+                           const uint16_t *W, float *Y, int ldy, int threads) {
+    dnnl_memory_desc_t a, b, c;
+    dnnl_dims_t ad = {M, K}, as = {K, 1}, bd = {K, N}, bs = {1, K}, cd = {M, N}, cs = {ldy, 1};
+    dnnl_memory_t ma = NULL, mb = NULL, mc = NULL;
+    int rc = -1;
+    if (!dnnl_memory_desc_init_by_strides(&a, 2, ad, dnnl_bf16, as) &&
+        !dnnl_memory_desc_init_by_strides(&b, 2, bd, dnnl_bf16, bs) &&
+        !dnnl_memory_desc_init_by_strides(&c, 2, cd, dnnl_f32, cs) &&
+        !dnnl_memory_create(&ma, &a, g_engine, (void *)X) &&
+        !dnnl_memory_create(&mb, &b, g_engine, (void *)W) && !dnnl_memory_create(&mc, &c, g_engine, Y)) {
+        dnnl_exec_arg_t args[3] = {{DNNL_ARG_SRC, ma}, {DNNL_ARG_WEIGHTS, mb}, {DNNL_ARG_DST, mc}};
+        omp_set_num_threads(threads);
+        rc = dnnl_primitive_execute(p, g_stream, 3, args) || dnnl_stream_wait(g_stream) ? -1 : 0;
+    }
+    if (ma) dnnl_memory_destroy(ma);
+    if (mb) dnnl_memory_destroy(mb);
+    if (mc) dnnl_memory_destroy(mc);
+    return rc;
+}
+
 /* ---- bf16 ------------------------------------------------------------- */
 
 /* BLIS on f32 tiles widened from bf16: memory stays halved, speed ~f32. */
@@ -196,6 +268,42 @@ static void bf16_widen_blis(const WeightMatrix *w, int M, const float *X, int ld
     free(tile);
 }
 
+/* Large M: hi and lo as two plain bf16 matrices, two oneDNN products (Y
+ * (+)= W·hi, then Y += W·lo). Both primitives are made before anything is
+ * written, so -1 (no memory, no oneDNN kernel) leaves Y as it was. */
+static int bf16_split_onednn(const WeightMatrix *w, int M, const float *X, int ldx, float *Y,
+                             int ldy, int accumulate, int threads) {
+    int K = w->cols, N = w->rows;
+    if (!dnnl_ready()) return -1;
+    dnnl_primitive_t first = onednn_bf16_prim(M, N, K, ldy, accumulate);
+    dnnl_primitive_t second = first ? onednn_bf16_prim(M, N, K, ldy, 1) : NULL;
+    size_t n = (size_t)M * K;
+    uint16_t *hi = second ? malloc(sizeof(uint16_t) * n * 2) : NULL;
+    int rc = -1;
+    if (hi) {
+        uint16_t *lo = hi + n;
+#pragma omp parallel for schedule(static) num_threads(threads)
+        for (int m = 0; m < M; m++) {
+            const float *x = X + (size_t)m * ldx;
+            uint16_t *h = hi + (size_t)m * K, *l = lo + (size_t)m * K;
+            for (int k = 0; k < K; k++) {
+                h[k] = f32_to_bf16(x[k]);
+                l[k] = f32_to_bf16(x[k] - bf16_to_f32(h[k]));
+            }
+        }
+        rc = onednn_bf16_run(first, M, N, K, hi, w->bf16, Y, ldy, threads);
+        /* a failed run after the first wrote Y cannot be taken back */
+        if (!rc && onednn_bf16_run(second, M, N, K, lo, w->bf16, Y, ldy, threads)) {
+            fprintf(stderr, "weights: oneDNN bf16 product failed midway\n");
+            abort();
+        }
+    }
+    free(hi);
+    if (first) dnnl_primitive_destroy(first);
+    if (second) dnnl_primitive_destroy(second);
+    return rc;
+}
+
 static void bf16_matmul(const WeightMatrix *w, int M, const float *X, int ldx, float *Y, int ldy,
                         int accumulate, int threads) {
     int K = w->cols, N = w->rows;
@@ -206,6 +314,7 @@ static void bf16_matmul(const WeightMatrix *w, int M, const float *X, int ldx, f
         else wk_bf16_widen_generic(M, N, K, X, ldx, w->bf16, Y, ldy, accumulate, threads);
         return;
     }
+    if (M > STREAM_MAX_M && !bf16_split_onednn(w, M, X, ldx, Y, ldy, accumulate, threads)) return;
     int ldx2 = wk_bf16_split_ld(K);
     uint16_t *xs = malloc(sizeof(uint16_t) * (size_t)M * ldx2);
     if (!xs) {

@@ -8,13 +8,15 @@
  *
  *   f32   BLIS (gemm.c), the f32 streaming kernel for M <= 16. The reference.
  *   bf16  the checkpoint's bf16 values (f16/f32 checkpoints rounded once).
- *         "avx512bf16-split": each activation is split into two bf16 as a
- *         GEMM input, hi = bf16(x) and lo = bf16(x - hi), and vdpbf16ps
- *         sums W·hi + W·lo in f32 on 4 x 4 tiles for every M, so results do
- *         not depend on M (batched == one at a time). hi alone is up to 2^-8 of x
- *         off and cost 2.9e-3..4.7e-3 of the logit range against float64
- *         (issue 9 asks <= 2e-3); hi + lo at most 2^-16: ~6e-6. The price is
- *         twice the dot-product instructions for the same weight bytes.
+ *         "avx512bf16-split+onednn": each activation is split into two
+ *         bf16 as a GEMM input, hi = bf16(x) and lo = bf16(x - hi), and the
+ *         product is W·hi + W·lo in f32: vdpbf16ps on 4 x 4 tiles for
+ *         M <= 16 (the same bits whatever M), oneDNN's bf16 matmul twice
+ *         above (faster; its order follows M, results stay within f32
+ *         rounding: batched == one at a time to 1e-5). hi alone is up to
+ *         2^-8 of x off and cost 2.9e-3..4.7e-3 of the logit range against
+ *         float64 (issue 9 asks <= 2e-3); hi + lo at most 2^-16: ~6e-6. The
+ *         price is two bf16 products for the same weight bytes.
  *         "avx2"/"generic": the weights are widened to f32 tile by tile
  *         inside the product (f32 streaming for M <= 16, BLIS on 256-row
  *         tiles above), activations stay f32.
@@ -71,7 +73,7 @@ Precision precision_resolve(Precision p);
 /* Forces a kernel family: "auto" (NULL), "avx512", "avx2", "generic".
  * Families the CPU lacks fall back to the best it has. -1 for unknown names. */
 int wm_set_kernels(const char *family);
-/* The kernels precision p runs on, e.g. "avx512bf16-split", "avx512vnni+onednn", "avx2-widen+blis". */
+/* The kernels precision p runs on, e.g. "avx512bf16-split+onednn", "avx512vnni", "avx2-widen+blis". */
 const char *wm_kernels(Precision p);
 
 /* An f32 matrix over caller-owned memory. */
