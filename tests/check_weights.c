@@ -213,6 +213,55 @@ START_TEST(test_int8_quantize) {
 }
 END_TEST
 
+/* The load-time quantizer against the plain formula, value by value: the
+ * nearest level (ties to even), clamped to +-vmax, hi = floor(v / 2^B) and
+ * lo = v - 2^B·hi, for rows of 1..100 values with exact ties, +-0, NaN and
+ * infinities (which clamp: NaN to +vmax, as the comparison falls through). */
+START_TEST(test_int8_quantize_exact) {
+    for (int bits = 1; bits <= 2; bits++)
+        for (int K = 1; K <= 100; K++) {
+            int vmax = WK_I8_W_MAX(bits), words = WK_I8_LO_WORDS(K);
+            float src[100];
+            int8_t q[100];
+            uint32_t lo[8];
+            memset(lo, 0xa5, sizeof lo);
+            for (int k = 0; k < K; k++) src[k] = frand() * 3;
+            if (K > 9) {
+                src[1] = 0.0f;
+                src[2] = -0.0f;
+                src[3] = NAN;
+                src[4] = INFINITY;
+                src[5] = -INFINITY;
+            }
+            float s = wm_quantize_row(src, K, bits, q, lo);
+            float inv = 1.0f / s;
+            for (int k = 0; k < K; k++) {
+                float t = src[k] * inv;
+                t = t < (float)vmax ? t : (float)vmax;
+                t = t > (float)-vmax ? t : (float)-vmax;
+                long v = lrintf(t);
+                long h = v >= 0 ? v / (1L << bits) : -((-v + (1L << bits) - 1) / (1L << bits));
+                long l = v - h * (1L << bits);
+                long got_l = 0;
+                for (int p = 0; p < bits; p++) got_l |= (long)((lo[p * words + k / 32] >> (k % 32)) & 1) << p;
+                ck_assert_msg(q[k] == h && got_l == l, "B=%d K=%d k=%d x=%g: %d/%ld, want %ld/%ld", bits,
+                              K, k, src[k], q[k], got_l, h, l);
+            }
+            /* bits past K in the last word are clear */
+            for (int p = 0; p < bits && K % 32; p++)
+                ck_assert_uint_eq(lo[p * words + words - 1] >> (K % 32), 0);
+        }
+    /* exact ties: x / scale = n + 0.5 rounds to even */
+    float src[4] = {255.0f, 0.5f, 1.5f, -2.5f};
+    int8_t q[4];
+    uint32_t lo[1];
+    ck_assert_float_eq(wm_quantize_row(src, 4, 1, q, lo), 1.0f);
+    ck_assert_int_eq(wk_i8_weight(q, lo, 1, 4, 0, 1), 0);
+    ck_assert_int_eq(wk_i8_weight(q, lo, 1, 4, 0, 2), 2);
+    ck_assert_int_eq(wk_i8_weight(q, lo, 1, 4, 0, 3), -2);
+}
+END_TEST
+
 /* hi = bf16(x), lo = bf16(x - hi) in blocks of 32 (32 hi, then 32 lo), the
  * last block zero-padded; inf and NaN keep lo = 0. */
 START_TEST(test_bf16_split) {
@@ -320,6 +369,7 @@ int main(void) {
     tcase_add_test(tc, test_int8_exact);
     tcase_add_test(tc, test_int8_long_rows);
     tcase_add_test(tc, test_int8_quantize);
+    tcase_add_test(tc, test_int8_quantize_exact);
     tcase_add_test(tc, test_bf16_split);
     tcase_add_test(tc, test_bf16_rows_independent);
     tcase_add_test(tc, test_names);
