@@ -293,19 +293,32 @@ static int bf16_split_onednn(const WeightMatrix *w, int M, const float *X, int l
     dnnl_primitive_t second = first ? onednn_bf16_prim(M, N, K, ldy, 1) : NULL;
     size_t n = (size_t)M * K;
     uint16_t *hi = second ? malloc(sizeof(uint16_t) * n * 2) : NULL;
-    int rc = -1;
+    int rc = -1, oom = 0;
     if (hi) {
         uint16_t *lo = hi + n;
-#pragma omp parallel for schedule(static) num_threads(threads)
-        for (int m = 0; m < M; m++) {
-            const float *x = X + (size_t)m * ldx;
-            uint16_t *h = hi + (size_t)m * K, *l = lo + (size_t)m * K;
-            for (int k = 0; k < K; k++) {
-                h[k] = f32_to_bf16(x[k]);
-                l[k] = f32_to_bf16(x[k] - bf16_to_f32(h[k]));
+        int ld2 = wk_bf16_split_ld(K);
+        /* each row packed by the tile kernel's own split (same bits, inf and
+         * NaN kept), then its 32-column blocks copied out as hi and lo */
+#pragma omp parallel num_threads(threads)
+        {
+            uint16_t *row = malloc(sizeof(uint16_t) * (size_t)ld2);
+#pragma omp for schedule(static)
+            for (int m = 0; m < M; m++) {
+                if (!row) continue;
+                wk_bf16_split_row(X + (size_t)m * ldx, K, row);
+                for (int k0 = 0; k0 < K; k0 += 32) {
+                    size_t len = sizeof(uint16_t) * (size_t)(K - k0 < 32 ? K - k0 : 32);
+                    memcpy(hi + (size_t)m * K + k0, row + 2 * k0, len);
+                    memcpy(lo + (size_t)m * K + k0, row + 2 * k0 + 32, len);
+                }
             }
+            if (!row) {
+#pragma omp atomic write
+                oom = 1;
+            }
+            free(row);
         }
-        rc = onednn_bf16_run(first, M, N, K, hi, w->bf16, Y, ldy, threads);
+        rc = oom ? -1 : onednn_bf16_run(first, M, N, K, hi, w->bf16, Y, ldy, threads);
         /* a failed run after the first wrote Y cannot be taken back */
         if (!rc && onednn_bf16_run(second, M, N, K, lo, w->bf16, Y, ldy, threads)) {
             fprintf(stderr, "weights: oneDNN bf16 product failed midway\n");
