@@ -14,6 +14,7 @@ SCHEME: comma-separated key=value, e.g. w=pc,a=tok,head=q,emb=q
        group of N input columns), none
        pcB (B bits per output channel, e.g. pc9),
   a    activations (per token): tok (symmetric), tokB (B bits), asym (u8 with a zero point),
+       bf16 (rounded to bf16),
        gN (per group of N columns), res (two int8 terms: x ~ s q1 + s/254 q2),
        none
   head lm_head: q (as w/a), bf16 (weights rounded to bf16, f32 activations), none
@@ -94,6 +95,8 @@ def q_act(x, mode):
         return x
     if mode == "tok":
         return q_sym(x, 0)
+    if mode == "bf16":                      # rounded to bf16 (the bf16 precision's hi)
+        return bf16(x)
     if mode.startswith("tok"):              # tokB: B-bit symmetric per token
         return q_sym(x, 0, 2 ** (int(mode[3:]) - 1) - 1)
     if mode.startswith("g"):
