@@ -85,76 +85,192 @@ static void block_generic(const Job *j, int n0, int n1, int16_t *wb) {
 #if defined(__x86_64__) && defined(__GNUC__)
 /* ---- AVX2: vpmaddwd ----------------------------------------------------- */
 
-#define TAVX2 "avx2"
+/* The block is unpacked in panels of 16 W rows (output channels), each
+ * panel pair-interleaved [Kp/2][16][2]: the 32-bit word at (k/2, c) holds
+ * w[c, k] and w[c, k+1]. A tile broadcasts one such pair of an X row
+ * (vpbroadcastd) and vpmaddwd's it against 8 channels at once, for 6 X rows
+ * x 16 channels = 12 accumulators: 2 loads of W and 6 broadcasts per 12
+ * vpmaddwd, and no horizontal sums (the dot-product layout needed 6 loads
+ * per 8 and eight 64-bit reductions per tile). Each lane gathers every
+ * product of its (row, channel), so K is cut into chunks a 32-bit lane holds
+ * without overflow: at most 2047 · 511 · 2048 = 2,142,242,816 (B = 2) or
+ * 2047 · 255 · 4096 = 2,138,030,080 (B = 1) < 2^31; chunks are summed in 64
+ * bits. Only AVX2 instructions: this family must run on AVX2-only CPUs. */
 
+#define TAVX2 "avx2"
+#define A2_NR 16                       /* channels per panel (2 ymm) */
+#define A2_MR 6                        /* X rows per tile */
+#define A2_GROUP 64                    /* channels per store_sums call */
+#define A2_LANE_K(B) (8192 >> (B))     /* products a 32-bit lane may gather */
+
+/* W row n, columns k..k+15, as int16 (zero past K). */
+__attribute__((target(TAVX2), always_inline)) static inline __m256i
+row16_avx2(const Job *j, int n, int k, __m256i sel) {
+    int words = WK_I8_LO_WORDS(j->K), B = j->B;
+    const int8_t *h = j->hi + (size_t)n * j->K;
+    const uint32_t *l = j->lo + (size_t)n * B * words;
+    __m128i b;
+    if (j->K - k >= 16) b = _mm_loadu_si128((const __m128i *)(h + k));
+    else {
+        int8_t t[16] = {0};
+        if (j->K > k) memcpy(t, h + k, (size_t)(j->K - k));
+        b = _mm_loadu_si128((const __m128i *)t);
+    }
+    __m256i w = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b), B);
+    for (int p = 0; p < B; p++) {   /* bit set: -1 << p, subtracted */
+        short bits = (short)(uint16_t)(l[p * words + k / 32] >> (k % 32));
+        __m256i set = _mm256_cmpeq_epi16(_mm256_and_si256(_mm256_set1_epi16(bits), sel), sel);
+        w = _mm256_sub_epi16(w, _mm256_slli_epi16(set, p));
+    }
+    return w;
+}
+
+/* Rows n0..n0+nb-1 into panels of A2_NR (rows past nb zero): eight rows of
+ * 16 columns at a time, an 8 x 8 transpose of their 32-bit pairs. */
 __attribute__((target(TAVX2)))
 static void unpack_avx2(const Job *j, int n0, int nb, int16_t *wb) {
-    int words = WK_I8_LO_WORDS(j->K), B = j->B;
     const __m256i sel = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
                                           8192, 16384, (short)-32768);
-    for (int r = 0; r < nb; r++) {
-        const int8_t *h = j->hi + (size_t)(n0 + r) * j->K;
-        const uint32_t *l = j->lo + (size_t)(n0 + r) * B * words;
-        int16_t *o = wb + (size_t)r * j->Kp;
+    for (int r0 = 0; r0 < nb; r0 += 8) {
+        int16_t *o = wb + (size_t)(r0 / A2_NR) * A2_NR * j->Kp + (r0 % A2_NR) * 2;
         for (int k = 0; k < j->Kp; k += 16) {
-            __m128i b;
-            if (j->K - k >= 16) b = _mm_loadu_si128((const __m128i *)(h + k));
-            else {
-                int8_t t[16] = {0};
-                if (j->K > k) memcpy(t, h + k, (size_t)(j->K - k));
-                b = _mm_loadu_si128((const __m128i *)t);
+            __m256i v[8], t[8], u[8];
+            for (int i = 0; i < 8; i++)
+                v[i] = r0 + i < nb ? row16_avx2(j, n0 + r0 + i, k, sel) : _mm256_setzero_si256();
+            for (int i = 0; i < 8; i += 2) {
+                t[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
+                t[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
             }
-            __m256i w = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b), B);
-            for (int p = 0; p < B; p++) {   /* bit set: -1 << p, subtracted */
-                short bits = (short)(uint16_t)(l[p * words + k / 32] >> (k % 32));
-                __m256i set = _mm256_cmpeq_epi16(_mm256_and_si256(_mm256_set1_epi16(bits), sel), sel);
-                w = _mm256_sub_epi16(w, _mm256_slli_epi16(set, p));
+            for (int i = 0; i < 8; i += 4) {
+                u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+                u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+                u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+                u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
             }
-            _mm256_storeu_si256((__m256i *)(o + k), w);
+            /* u[q] (q < 4): pairs q and q + 4 of rows 0-3; u[q + 4]: rows 4-7 */
+            int16_t *d = o + (size_t)(k / 2) * 2 * A2_NR;
+            for (int q = 0; q < 4; q++) {
+                _mm256_storeu_si256((__m256i *)(d + q * 2 * A2_NR), _mm256_permute2x128_si256(u[q], u[q + 4], 0x20));
+                _mm256_storeu_si256((__m256i *)(d + (q + 4) * 2 * A2_NR),
+                                    _mm256_permute2x128_si256(u[q], u[q + 4], 0x31));
+            }
         }
     }
 }
 
-__attribute__((target(TAVX2))) static inline int64_t sum64_avx2(__m256i v) {
-    __m256i a = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(v)),
-                                 _mm256_cvtepi32_epi64(_mm256_extracti128_si256(v, 1)));
-    __m128i s = _mm_add_epi64(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
-    return _mm_cvtsi128_si64(s) + _mm_extract_epi64(s, 1);
-}
-
-/* MR (1 or 2) rows of X against four unpacked W rows. */
+/* s[i][0..15] += Σ over pairs kp0..kp1-1 of X row i against one panel; MR
+ * is a constant in every caller, so the accumulators stay in registers. */
 __attribute__((target(TAVX2), always_inline)) static inline void
-tile_avx2(int MR, const int16_t *const x[2], const int16_t *const w[4], int Kp, int64_t out[2][4]) {
-    __m256i a[2][4];
-    for (int i = 0; i < 2; i++)
-        for (int c = 0; c < 4; c++) a[i][c] = _mm256_setzero_si256();
-    for (int k = 0; k < Kp; k += 16) {
-        __m256i wv[4];
-        for (int c = 0; c < 4; c++) wv[c] = _mm256_loadu_si256((const __m256i *)(w[c] + k));
+tile_avx2(int MR, const int16_t *const x[A2_MR], const int16_t *w, int kp0, int kp1,
+          int64_t *s, int lds) {
+    __m256i a[A2_MR][2];
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++) a[i][0] = a[i][1] = _mm256_setzero_si256();
+    for (int kp = kp0; kp < kp1; kp++) {
+        __m256i w0 = _mm256_load_si256((const __m256i *)(w + (size_t)kp * 2 * A2_NR));
+        __m256i w1 = _mm256_load_si256((const __m256i *)(w + (size_t)kp * 2 * A2_NR + A2_NR));
+#pragma GCC unroll 6
         for (int i = 0; i < MR; i++) {
-            __m256i xv = _mm256_loadu_si256((const __m256i *)(x[i] + k));
-            for (int c = 0; c < 4; c++) a[i][c] = _mm256_add_epi32(a[i][c], _mm256_madd_epi16(xv, wv[c]));
+            int32_t pair;
+            memcpy(&pair, x[i] + 2 * kp, sizeof pair);
+            __m256i xb = _mm256_set1_epi32(pair);
+            a[i][0] = _mm256_add_epi32(a[i][0], _mm256_madd_epi16(xb, w0));
+            a[i][1] = _mm256_add_epi32(a[i][1], _mm256_madd_epi16(xb, w1));
         }
     }
+#pragma GCC unroll 6
     for (int i = 0; i < MR; i++)
-        for (int c = 0; c < 4; c++) out[i][c] = sum64_avx2(a[i][c]);
+        for (int h = 0; h < 2; h++) {
+            __m256i *d = (__m256i *)(s + (size_t)i * lds + h * 8);
+            _mm256_storeu_si256(d, _mm256_add_epi64(_mm256_loadu_si256(d),
+                                                    _mm256_cvtepi32_epi64(_mm256_castsi256_si128(a[i][h]))));
+            _mm256_storeu_si256(d + 1, _mm256_add_epi64(_mm256_loadu_si256(d + 1),
+                                                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(a[i][h], 1))));
+        }
 }
 
+/* tile_avx2 for MR = 6 with the loop body in asm: GCC hoists all six
+ * broadcasts ahead of the products and then spills accumulators (measured:
+ * 8 stack reloads and stores per 12 vpmaddwd); here each broadcast is
+ * consumed at once, so 12 accumulators + 2 W + 1 x + 1 product fit the 16
+ * ymm registers. */
+__attribute__((target(TAVX2), always_inline)) static inline void
+tile6_avx2(const int16_t *x0, long ldx, const int16_t *w, int kp0, int kp1, int64_t *s, int lds) {
+    __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
+            a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
+    const int16_t *wp = w + (size_t)kp0 * 2 * A2_NR;
+    const int16_t *p = x0 + 2 * kp0, *q = p + 3 * ldx;   /* rows 0-2 and 3-5 */
+    long ld = ldx * (long)sizeof(int16_t);
+    for (int kp = kp0; kp < kp1; kp++, wp += 2 * A2_NR, p += 2, q += 2) {
+#define A2_ROW(addr, a0, a1)                                \
+        "vpbroadcastd " addr ", %%ymm14\n\t"                 \
+        "vpmaddwd %%ymm12, %%ymm14, %%ymm15\n\t"             \
+        "vpaddd %%ymm15, %[" #a0 "], %[" #a0 "]\n\t"          \
+        "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"             \
+        "vpaddd %%ymm14, %[" #a1 "], %[" #a1 "]\n\t"
+        __asm__("vmovdqa (%[w]), %%ymm12\n\t"
+                "vmovdqa 32(%[w]), %%ymm13\n\t"
+                A2_ROW("(%[p])", a00, a01) A2_ROW("(%[p],%[ld],1)", a10, a11)
+                A2_ROW("(%[p],%[ld],2)", a20, a21) A2_ROW("(%[q])", a30, a31)
+                A2_ROW("(%[q],%[ld],1)", a40, a41) A2_ROW("(%[q],%[ld],2)", a50, a51)
+                : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11),
+                  [a20] "+x"(a20), [a21] "+x"(a21), [a30] "+x"(a30), [a31] "+x"(a31),
+                  [a40] "+x"(a40), [a41] "+x"(a41), [a50] "+x"(a50), [a51] "+x"(a51)
+                : [w] "r"(wp), [p] "r"(p), [q] "r"(q), [ld] "r"(ld)
+                : "xmm12", "xmm13", "xmm14", "xmm15", "memory");
+#undef A2_ROW
+    }
+    __m256i a[A2_MR][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+#pragma GCC unroll 6
+    for (int i = 0; i < A2_MR; i++)
+        for (int h = 0; h < 2; h++) {
+            __m256i *d = (__m256i *)(s + (size_t)i * lds + h * 8);
+            _mm256_storeu_si256(d, _mm256_add_epi64(_mm256_loadu_si256(d),
+                                                    _mm256_cvtepi32_epi64(_mm256_castsi256_si128(a[i][h]))));
+            _mm256_storeu_si256(d + 1, _mm256_add_epi64(_mm256_loadu_si256(d + 1),
+                                                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(a[i][h], 1))));
+        }
+}
+
+/* One tile of MR rows and one panel over all of K, chunk by chunk. */
+__attribute__((target(TAVX2), always_inline)) static inline void
+panel_avx2(int MR, const Job *j, const int16_t *const x[A2_MR], const int16_t *w, int64_t *s, int lds) {
+    int kpn = j->Kp / 2, chunk = A2_LANE_K(j->B) / 2;
+    for (int kp = 0; kp < kpn; kp += chunk) {
+        int kp1 = kp + chunk < kpn ? kp + chunk : kpn;
+        if (MR == A2_MR) tile6_avx2(x[0], j->ldx, w, kp, kp1, s, lds);
+        else tile_avx2(MR, x, w, kp, kp1, s, lds);
+    }
+}
+
+/* Tiles of A2_MR X rows against up to A2_GROUP channels (a group of
+ * panels), then one store_sums call per row for the group: per panel, the
+ * calls cost as much again as the conversion itself. */
 __attribute__((target(TAVX2)))
 static void block_avx2(const Job *j, int n0, int n1, int16_t *wb) {
     unpack_avx2(j, n0, n1 - n0, wb);
-    for (int m = 0; m < j->M; m += 2) {
-        int mc = j->M - m < 2 ? j->M - m : 2;
-        const int16_t *x[2] = {j->X + (size_t)m * j->ldx, j->X + (size_t)(m + mc - 1) * j->ldx};
-        for (int n = n0; n < n1; n += 4) {
-            int nc = n1 - n < 4 ? n1 - n : 4;
-            const int16_t *w[4];
-            FOUR_ROWS(w, wb, n - n0, nc, j->Kp);
-            int64_t out[2][4];
-            if (mc == 2) tile_avx2(2, x, w, j->Kp, out);
-            else tile_avx2(1, x, w, j->Kp, out);
+    for (int g0 = n0; g0 < n1; g0 += A2_GROUP) {
+        int g1 = n1 - g0 < A2_GROUP ? n1 : g0 + A2_GROUP;
+        for (int m = 0; m < j->M; m += A2_MR) {
+            int mc = j->M - m < A2_MR ? j->M - m : A2_MR;
+            const int16_t *x[A2_MR];
+            for (int i = 0; i < A2_MR; i++) x[i] = j->X + (size_t)(m + (i < mc ? i : 0)) * j->ldx;
+            int64_t s[A2_MR][A2_GROUP] __attribute__((aligned(32)));
+            memset(s, 0, sizeof s);
+            for (int n = g0; n < g1; n += A2_NR) {
+                const int16_t *w = wb + (size_t)(n - n0) * j->Kp;
+                int64_t *sp = &s[0][n - g0];
+                switch (mc) {
+                case 6: panel_avx2(6, j, x, w, sp, A2_GROUP); break;
+                case 5: panel_avx2(5, j, x, w, sp, A2_GROUP); break;
+                case 4: panel_avx2(4, j, x, w, sp, A2_GROUP); break;
+                case 3: panel_avx2(3, j, x, w, sp, A2_GROUP); break;
+                case 2: panel_avx2(2, j, x, w, sp, A2_GROUP); break;
+                default: panel_avx2(1, j, x, w, sp, A2_GROUP); break;
+                }
+            }
             for (int i = 0; i < mc; i++)
-                store_sums(out[i], nc, j->sx[m + i], j->sw + n, j->Y + (size_t)(m + i) * j->ldy + n,
+                store_sums(s[i], g1 - g0, j->sx[m + i], j->sw + g0, j->Y + (size_t)(m + i) * j->ldy + g0,
                            j->accumulate);
         }
     }
@@ -374,7 +490,8 @@ static void products(WkI8Family fam, const Job *j, int N, int threads) {
 #pragma omp parallel for schedule(static) num_threads(threads)
     for (int t = 0; t < nt; t++) {
         int n0 = t * per, n1 = n0 + per < N ? n0 + per : N;
-        int16_t *wb = scratch(SLOT_BLOCK, sizeof(int16_t) * (size_t)per * j->Kp);
+        /* rows rounded up to 16: the AVX2 panels are 16 rows wide */
+        int16_t *wb = scratch(SLOT_BLOCK, sizeof(int16_t) * (size_t)((per + 15) & ~15) * j->Kp);
         if (wb) run_block(fam, j, n0, n1, wb);
         else block_direct(j, n0, n1);
     }

@@ -19,12 +19,16 @@
  * Why int16 products: vpdpwssd (AVX512_VNNI) and vpmaddwd (AVX2) multiply
  * signed 16-bit pairs into 32-bit sums without saturating, so one integer
  * scheme runs on every family (u8 x s8 saturates without VNNI). Overflow:
- * a 32-bit lane gathers at most K/8 products of at most 2047 · 511, so K <=
- * WK_I8_MAX_K(B) never overflows; lanes are summed in 64 bits.
+ * a 32-bit lane of the dot-product tiles gathers at most K/8 products of at
+ * most 2047 · WK_I8_W_MAX(B), so K <= WK_I8_MAX_K(B) never overflows; the
+ * AVX2 tiles give each lane one (row, channel) and cut K into chunks of at
+ * most 8192 >> B products (< 2^31 / (2047 · WK_I8_W_MAX(B))); lanes and
+ * chunks are summed in 64 bits.
  *
  * Each call unpacks ROWS of W into int16 once per block (per thread, in L2)
- * and runs every row of X past it in 4 x 4 (AVX-512) or 2 x 4 (AVX2) tiles:
- * for M <= 16 its cost is W's memory traffic, for large M the products.
+ * and runs every row of X past it in 4 x 4 (AVX-512) dot-product tiles or
+ * 6 x 16 (AVX2) broadcast tiles: for M <= 16 its cost is W's memory
+ * traffic, for large M the products.
  */
 #ifndef GUARDD_WKERNELS_I8_H
 #define GUARDD_WKERNELS_I8_H

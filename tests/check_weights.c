@@ -171,6 +171,46 @@ START_TEST(test_int8_exact) {
 }
 END_TEST
 
+/* The largest sums the vector families take: K = WK_I8_MAX_K(B), every
+ * weight and activation at its top level (± WK_I8_W_MAX(B), ± 2047), so
+ * every 32-bit lane of every family gathers as much as its bound allows
+ * (the AVX2 tiles sum a whole K chunk per lane, the dot-product tiles K/8):
+ * one product too many in a lane and the sum wraps. Rows of +1, -1 and
+ * alternating signs; 7 X rows (a full AVX2 tile and a tail), the last
+ * negated. Bit for bit against the exact integers. */
+START_TEST(test_int8_lane_bound) {
+    for (int bits = 1; bits <= 2; bits++) {
+        int M = 7, N = 3, K = WK_I8_MAX_K(bits), words = wm_lo_words(K, bits);
+        Mat m = {0};
+        m.f = malloc(sizeof(float) * (size_t)N * K);
+        m.a = malloc((size_t)N * K);
+        m.b = malloc(sizeof(float) * N);
+        m.c = malloc(sizeof(uint32_t) * (size_t)N * words);
+        m.w = (WeightMatrix){.prec = PREC_INT8, .rows = N, .cols = K, .q = m.a, .scale = m.b,
+                             .lo = m.c, .lo_bits = bits};
+        for (int r = 0; r < N; r++) {
+            for (int k = 0; k < K; k++) m.f[(size_t)r * K + k] = r == 0 ? 1.0f : r == 1 ? -1.0f : (k % 2 ? 1.0f : -1.0f);
+            m.w.scale[r] = wm_quantize_row(m.f + (size_t)r * K, K, bits, m.w.q + (size_t)r * K,
+                                           m.w.lo + (size_t)r * words);
+        }
+        ck_assert_int_eq(wk_i8_weight(m.w.q, m.w.lo, bits, K, 1, K - 1), -WK_I8_W_MAX(bits));
+        float *X = malloc(sizeof(float) * (size_t)M * K), *want = malloc(sizeof(float) * (size_t)M * N);
+        float *got = malloc(sizeof(float) * (size_t)M * N);
+        for (int i = 0; i < M * K; i++) X[i] = i / K == M - 1 ? -1.0f : 1.0f;
+        exact_i8(&m, M, X, want, N, 0);
+        for (int f = 0; f < 3; f++) {
+            ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
+            wm_matmul(&m.w, M, X, K, got, N, 0, 2);
+            ck_assert_msg(memcmp(got, want, sizeof(float) * (size_t)M * N) == 0,
+                          "%s (%s) bits=%d K=%d: a 32-bit lane overflowed (%g, want %g)", fams[f],
+                          wm_kernels(PREC_INT8), bits, K, got[0], want[0]);
+        }
+        free(X); free(want); free(got);
+        drop(&m);
+    }
+}
+END_TEST
+
 /* K past WK_I8_MAX_K(2): the vector families hand over to plain C (64-bit
  * sums), with the largest integers on both sides. */
 START_TEST(test_int8_long_rows) {
@@ -368,6 +408,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_products, 0, 3);
     tcase_add_test(tc, test_int8_exact);
     tcase_add_test(tc, test_int8_long_rows);
+    tcase_add_test(tc, test_int8_lane_bound);
     tcase_add_test(tc, test_int8_quantize);
     tcase_add_test(tc, test_int8_quantize_exact);
     tcase_add_test(tc, test_bf16_split);
