@@ -44,7 +44,12 @@
  *
  * Kernel family: chosen once from the CPU flags; env GUARDD_KERNELS
  * (auto|avx512|avx2|generic) or wm_set_kernels() forces a slower family so
- * every path can be tested.
+ * every path can be tested. It selects this module's kernels only, not
+ * BLIS's kernel set (f32, and the engine under bf16's widened products),
+ * which blis_setup() picks from model.blis_arch / BLIS_ARCH_TYPE: a forced
+ * family is for tests and comparisons, and a daemon should not lose BLIS's
+ * best kernels with it. To see what an AVX2-only CPU runs, force both
+ * (bench_precision does: GUARDD_KERNELS=avx2 plus BLIS "zen3").
  */
 #ifndef GUARDD_WEIGHTS_H
 #define GUARDD_WEIGHTS_H

@@ -18,7 +18,12 @@
 #                       one run each (GUARDD_KERNELS): default "auto" (the
 #                       best this CPU has); "auto avx2" adds the AVX2 path
 #                       (titled "AVX2 kernels forced on <cpu>"), so an
-#                       AVX-512 machine also gives the AVX2 ratios to f32
+#                       AVX-512 machine also gives the AVX2 ratios to f32;
+#                       that run forces BLIS's AVX2 kernel set (zen3) too,
+#                       for f32 and bf16's widened products alike, since
+#                       BLIS would otherwise keep its AVX-512 kernels (the
+#                       title names the set; GUARDD_BENCH_BLIS_ARCH picks
+#                       another)
 #
 # The header names the CPU (model name, family/model, the instruction sets
 # the kernels are chosen by); each benchmark names the kernels it ran on.

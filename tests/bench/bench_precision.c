@@ -22,7 +22,17 @@
  * (weights.h); GUARDD_KERNELS forces a family as everywhere (tools/bench.sh:
  * BENCH_KERNELS="auto avx2" runs the table once per family), and the title
  * says so ("AVX2 kernels forced on <cpu>") with the CPU's model and the
- * instruction sets the kernel choice depends on. "load s" is model_load's
+ * instruction sets the kernel choice depends on.
+ * With GUARDD_KERNELS=avx2 on a CPU that has AVX2, BLIS (f32, and the engine
+ * under bf16's widened tiles) is forced to its AVX2 kernel set "zen3" as
+ * well, what Debian's BLIS runs on an AVX2-only Zen 3: GUARDD_KERNELS alone
+ * does not reach BLIS, which on an AVX-512 CPU would keep its AVX-512 "skx"
+ * kernels and make f32 (the reference) faster than on any AVX2 machine.
+ * BLIS 0.9 honours env BLIS_ARCH_TYPE, which blis_setup() sets (gemm.c);
+ * measured here (Zen 5, sgemm M=1024 K=2048 N=2048, 2 threads): skx 293,
+ * zen3 182, haswell 183 GFLOP/s. GUARDD_BENCH_BLIS_ARCH names another set
+ * ("skx", "zen3", "haswell", "generic", "auto"). The title names the BLIS
+ * set in use. "load s" is model_load's
  * time, "fill s" the part of it spent allocating and faulting in the
  * weights' memory (on a VM, memory the host has to back first).
  */
@@ -214,6 +224,16 @@ int main(int argc, char **argv) {
     if (precs[0] != PREC_F32)   /* e.g. a model whose f32 form does not fit in memory */
         printf("bench_precision: reference is %s, not f32: \"x f32\", logit err and max dP are against %s\n",
                precision_name(precs[0]), precision_name(precs[0]));
+    /* the BLIS set for the forced family (see the top of the file) */
+    const char *fam = getenv("GUARDD_KERNELS"), *blis_arch = getenv("GUARDD_BENCH_BLIS_ARCH");
+    int avx2_forced = fam && !strcmp(fam, "avx2");
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    avx2_forced = avx2_forced && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    avx2_forced = 0;
+#endif
+    if (!blis_arch || !*blis_arch) blis_arch = avx2_forced ? "zen3" : NULL;
     char tmpl[] = "/tmp/bench_precision.XXXXXX";
     if (!mkdtemp(tmpl)) { perror("bench_precision: mkdtemp"); return 1; }
     Result res[MAX_PREC];
@@ -226,7 +246,7 @@ int main(int argc, char **argv) {
         pid_t pid = fork();
         if (pid == 0) {
             close(fd[0]);
-            blis_setup(threads, NULL);
+            blis_setup(threads, blis_arch);
             Result r = run_one(dir, precs[i], threads, reps, paths[i]);
             _exit(write(fd[1], &r, sizeof r) == (ssize_t)sizeof r ? 0 : 1);
         }
@@ -246,8 +266,8 @@ int main(int argc, char **argv) {
     float *ref = read_logits(paths[0], nl);
     if (!ref) { fprintf(stderr, "bench_precision: cannot read the f32 logits\n"); return 1; }
     char cpu[256];
-    const char *fam = getenv("GUARDD_KERNELS");
     cpu_desc(cpu, sizeof cpu);
+    blis_setup(threads, blis_arch);   /* this process: to name the set the children ran */
     printf("bench_precision: %s, %d layers, dim %d; %d threads; 16x64 prefill, decode step M=16\n",
            dir, cfg.n_layers, cfg.dim, threads > 0 ? threads : blis_threads());
     if (fam && *fam && strcmp(fam, "auto")) {
@@ -259,6 +279,10 @@ int main(int argc, char **argv) {
     }
     else
         printf("bench_precision: kernels chosen from the CPU flags on %s\n", cpu);
+    printf("bench_precision: BLIS kernel set %s (%s)\n", blis_arch_name(),
+           blis_arch ? (avx2_forced && !getenv("GUARDD_BENCH_BLIS_ARCH") ? "BLIS's AVX2 set forced with GUARDD_KERNELS=avx2"
+                                                                      : "GUARDD_BENCH_BLIS_ARCH")
+                     : "chosen from the CPU flags");
     printf("%-5s %-20s %7s %7s %9s %9s %12s %7s %10s %7s %10s %9s\n", "prec", "kernels", "load s", "fill s",
            "weights", "peak RSS", "prefill t/s", "x f32", "decode s", "x f32", "logit err", "max dP");
     for (int i = 0; i < n; i++) {
