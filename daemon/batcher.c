@@ -23,6 +23,13 @@
  * the longest gap between two keep-alives, stays bounded (about 1 s at a
  * short context on 2 cores, tens of seconds at the 65,536-token limit);
  * a hung layer stops the pings and systemd restarts the service.
+ * The keep-alives also stop while the consumer thread's loop has not come
+ * round for health.stall_seconds (health_consumer_alive): this thread keeps
+ * running when the consumer hangs, and a hung consumer reads, acknowledges
+ * and commits nothing ever again, so only a restart recovers (uncommitted
+ * input is re-read: duplicates, never loss). systemd restarts the service
+ * WatchdogSec after that. With health.stall_seconds = 0 (stall detection
+ * off) the consumer is not watched and the keep-alives go on.
  * The same progress reports feed the stall watch (health.c): a batch's start
  * and its last finished layer.
  * On shutdown the engine may be told to abandon a batch (p->abort_infer,
@@ -150,12 +157,17 @@ static int item_cost(const QueueNode *n, void *clf) {
     return classifier_prefill_estimate(clf, ((const Item *)n)->job);
 }
 
-/* The engine's progress report: a layer finished. notify_watchdog is
- * rate-limited to one keep-alive per half watchdog period. */
+/* systemd's keep-alive, withheld while the consumer is hung (see the top).
+ * notify_watchdog is rate-limited to one keep-alive per half watchdog period. */
+static void feed_watchdog(Pipeline *p) {
+    if (health_consumer_alive(p)) notify_watchdog();
+}
+
+/* The engine's progress report: a layer finished. */
 static void engine_progress(void *arg) {
     Pipeline *p = arg;
     atomic_store(&p->engine_beat_ms, health_now_ms());
-    notify_watchdog();
+    feed_watchdog(p);
 }
 
 void *batcher_main(void *arg) {
@@ -165,7 +177,7 @@ void *batcher_main(void *arg) {
     classifier_set_abort(p->clf, &p->abort_infer);
     QueueNode **nodes = NULL;
     while (!atomic_load(&p->stop_infer)) {
-        notify_watchdog();
+        feed_watchdog(p);
         Policy *pol = policy_get(p);
         if (pol->max_events > cap) {
             QueueNode **nn = realloc(nodes, (size_t)pol->max_events * sizeof *nn);

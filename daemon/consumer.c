@@ -22,8 +22,10 @@
 #include "pipeline_int.h"
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "log.h"
 #include "metrics.h"
+#include "testhook.h"
 
 #define POLL_MS 100
 #define COMMIT_INTERVAL_S 0.25
@@ -86,7 +88,8 @@ void consumer_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
  * revocation and re-assignment: a partition paused, revoked and assigned
  * again stays paused until resumed by name, whatever the assignment was when
  * the queue drained. So the partitions this member paused are kept in
- * p->paused_parts (consumer thread only) and resumed by name: on the resume
+ * p->paused_parts (changed by the consumer thread only, under watch_mu for
+ * the stall watch's reads) and resumed by name: on the resume
  * decision, on revocation (after the unassign), and every newly assigned
  * partition is explicitly paused or resumed to match the queue's state. */
 
@@ -112,6 +115,7 @@ static rd_kafka_resp_err_t pause_parts(Pipeline *p, rd_kafka_topic_partition_lis
                                     : rd_kafka_resume_partitions(p->consumer, parts);
     if (err) log_msg(LOG_WARN, "event=%s_failed error=%s", pause ? "pause" : "resume",
                      rd_kafka_err2name(err));
+    pthread_mutex_lock(&p->watch_mu);
     if (pause && !p->paused_parts) p->paused_parts = rd_kafka_topic_partition_list_new(parts->cnt);
     for (int i = 0; p->paused_parts && i < parts->cnt; i++) {
         int at = find_part(p->paused_parts, parts->elems[i].topic, parts->elems[i].partition);
@@ -121,6 +125,7 @@ static rd_kafka_resp_err_t pause_parts(Pipeline *p, rd_kafka_topic_partition_lis
         else if (!pause && at >= 0)
             rd_kafka_topic_partition_list_del_by_idx(p->paused_parts, at);
     }
+    pthread_mutex_unlock(&p->watch_mu);
     note_paused_count(p);
     return err;
 }
@@ -347,9 +352,73 @@ static void handle_message(Pipeline *p, rd_kafka_message_t *m) {
     rd_kafka_message_destroy(m);
 }
 
+/* ---- test faults (testhook.h) ---- */
+
+/* Pauses (resume 0: resumes) one "topic/partition" in the client only. */
+static void hold_one(Pipeline *p, const char *name, int pause) {
+    const char *slash = strrchr(name, '/');
+    if (!slash || slash == name) return;
+    char topic[200];
+    snprintf(topic, sizeof topic, "%.*s", (int)(slash - name), name);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, topic, (int32_t)atoi(slash + 1));
+    if (pause) rd_kafka_pause_partitions(p->consumer, l);
+    else if (find_part(p->paused_parts, topic, (int32_t)atoi(slash + 1)) < 0)
+        rd_kafka_resume_partitions(p->consumer, l);     /* unless we paused it ourselves */
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Applies the fault file: "hold" lines are paused again on every read (a
+ * backpressure resume of the whole assignment would lift them), dropped
+ * ones resumed; "block consumer" keeps this thread away from its loop. */
+static void test_faults(Pipeline *p, double now) {
+    if (!testhook_enabled() || now - p->hook_checked < TESTHOOK_EVERY_S) return;
+    p->hook_checked = now;
+    char text[1024], held[sizeof p->hook_held] = "";
+    testhook_read(text, sizeof text);
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        char name[220];
+        if (sscanf(line, "hold %219s", name) != 1) continue;
+        hold_one(p, name, 1);
+        size_t o = strlen(held);
+        snprintf(held + o, sizeof held - o, "%s\n", name);
+    }
+    for (char *line = p->hook_held, *next; *line; line = next) {
+        next = strchr(line, '\n');
+        if (!next) break;
+        *next++ = 0;
+        char probe[sizeof held];
+        snprintf(probe, sizeof probe, "%s", line);
+        if (!testhook_has(held, probe)) {
+            hold_one(p, probe, 0);
+            log_msg(LOG_WARN, "event=test_fault fault=hold partition=%s state=released", probe);
+        }
+    }
+    for (char *line = held, *next; *line; line = next) {
+        if (!(next = strchr(line, '\n'))) break;
+        *next = 0;
+        if (!testhook_has(p->hook_held, line))
+            log_msg(LOG_WARN, "event=test_fault fault=hold partition=%s state=held", line);
+        *next++ = '\n';
+    }
+    snprintf(p->hook_held, sizeof p->hook_held, "%s", held);
+    if (!testhook_has(text, "block consumer")) return;
+    log_msg(LOG_WARN, "event=test_fault fault=block_consumer state=blocked");
+    while (!atomic_load(&p->stop_consume)) {
+        usleep((useconds_t)(TESTHOOK_EVERY_S * 1e6));
+        testhook_read(text, sizeof text);
+        if (!testhook_has(text, "block consumer")) break;
+    }
+    log_msg(LOG_WARN, "event=test_fault fault=block_consumer state=released");
+}
+
 void *consumer_main(void *arg) {
     Pipeline *p = arg;
     while (!atomic_load(&p->stop_consume)) {
+        /* the stall watch (health.c) reports a loop that stops coming round */
+        atomic_store(&p->consumer_beat_ms, health_now_ms());
         /* while paused there is nothing to read: just keep serving callbacks */
         rd_kafka_message_t *m = rd_kafka_consumer_poll(p->consumer, POLL_MS);
         if (m) handle_message(p, m);
@@ -361,7 +430,7 @@ void *consumer_main(void *arg) {
             consumer_commit_progress(p);
             p->last_commit = now;
         }
-        health_tick(p, now);
+        test_faults(p, now);
     }
     return NULL;
 }

@@ -1,32 +1,39 @@
-/* health.c - the pipeline's stall watch: feeds the stall detector (stall.h)
- * once a second from the consumer thread and publishes its verdict (/readyz,
- * guardd_stalled_partitions, guardd_inference_stalled, a warning naming the
- * partitions, an info line when they move again).
+/* health.c - the pipeline's stall watch: a thread of its own that feeds the
+ * stall detector (stall.h) once a second and publishes its verdict (/readyz,
+ * guardd_stalled_partitions, guardd_inference_stalled,
+ * guardd_consumer_stalled, a warning naming what stalled, an info line when
+ * it moves again).
+ *
+ * Why a thread of its own: the watch used to run on the consumer thread, so
+ * a consumer thread hung in a call or a callback (a deadlock, a poll that
+ * never returns) stopped the watch with it and /readyz kept saying ready.
+ * Now the consumer thread only publishes, with timestamps, what the watch
+ * reads, and the watch also checks that the consumer loop itself comes
+ * round: one that has not for health.stall_seconds is reported stalled
+ * (with every partition that has work, whose marks stop moving with it).
  *
  * Inputs: the offset tracker's progress marks per assigned partition (which
  * is the assignment: the tracker follows every assign and revoke), the
  * partitions this member paused (p->paused_parts), the engine's batch start
- * and last layer (written by the inference thread), and, for records not yet
- * read, the broker offsets of the last librdkafka statistics report. Those
- * are what catches a partition the client never fetches again although
- * guardd believes it resumed (the failure of paused partitions after a
- * rebalance): nothing consumed, so nothing outstanding, but records waiting.
+ * and last layer (written by the inference thread), the consumer loop's last
+ * round, and, for records not yet read, the broker offsets of the last
+ * librdkafka statistics report. Those are what catches a partition the
+ * client never fetches again although guardd believes it resumed (the
+ * failure of paused partitions after a rebalance): nothing consumed, so
+ * nothing outstanding, but records waiting.
  * A partition the client does not fetch has no fresh broker offsets in the
  * statistics (librdkafka takes them from fetch responses: unknown, or as
  * they were when fetching stopped), so for a partition with nothing in hand
  * and not paused by us the end offset is asked of the broker: one partition
  * per tick, round robin, each at most every tenth of the threshold (5 s at
- * least: 30 s by default), with a short
- * timeout, so a down broker delays the consumer thread by QUERY_TIMEOUT_MS a
- * second at most.
- * It runs on the consumer thread because the paused list and the statistics
- * callback live there.
+ * least: 30 s by default), with a short timeout (this thread's time only).
  */
 #include "pipeline_int.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "log.h"
 #include "metrics.h"
 
@@ -87,9 +94,13 @@ void health_stats(Pipeline *p, const char *text) {
     }
 out:
     json_decref(root);
-    free_offsets(p->broker_offsets, p->n_broker_offsets);
+    pthread_mutex_lock(&p->watch_mu);
+    BrokerOffsets *old = p->broker_offsets;
+    int n_old = p->n_broker_offsets;
     p->broker_offsets = b;
     p->n_broker_offsets = n;
+    pthread_mutex_unlock(&p->watch_mu);
+    free_offsets(old, n_old);
 }
 
 static BrokerOffsets *find_offsets(BrokerOffsets *b, int n, const char *topic, int32_t partition) {
@@ -99,7 +110,8 @@ static BrokerOffsets *find_offsets(BrokerOffsets *b, int n, const char *topic, i
 }
 
 /* Records on the broker past what this member consumed, or -1 unknown. An
- * end offset only grows, so an old one can only underestimate. */
+ * end offset only grows, so an old one can only underestimate. Under
+ * watch_mu (broker_offsets). */
 static int64_t unread(const Pipeline *p, const char *topic, int32_t partition, int64_t position) {
     const BrokerOffsets *b = find_offsets(p->broker_offsets, p->n_broker_offsets, topic, partition);
     const BrokerOffsets *q = find_offsets(p->asked_ends, p->n_asked_ends, topic, partition);
@@ -173,6 +185,7 @@ static void collect(void *ud, const char *topic, int32_t partition, int64_t posi
     s->parts[s->n++] = (StallPart){t, partition, 0, position, commit_next, outstanding, -1};
 }
 
+/* Under watch_mu (paused_parts). */
 static int is_paused(const Pipeline *p, const char *topic, int32_t partition) {
     for (int i = 0; p->paused_parts && i < p->paused_parts->cnt; i++)
         if (p->paused_parts->elems[i].partition == partition &&
@@ -203,47 +216,113 @@ static void report(Pipeline *p, int n, int stuck, const char *names, double secs
     }
 }
 
-void health_tick(Pipeline *p, double now) {
-    if (now - p->last_health < HEALTH_INTERVAL_S) return;
-    p->last_health = now;
+/* Warns once when the consumer loop stops coming round, says when it is back. */
+static void report_consumer(Pipeline *p, int stuck, double since, int threshold) {
+    if (stuck == p->stall_warned_consumer) return;
+    if (stuck)
+        log_msg(LOG_WARN, "event=consumer_stall seconds=%.0f stall_seconds=%d "
+                "note=\"the consumer thread's poll loop has not come round: nothing is read, "
+                "acknowledged or committed\"", since, threshold);
+    else
+        log_msg(LOG_INFO, "event=consumer_stall_cleared");
+    p->stall_warned_consumer = stuck;
+}
+
+/* One evaluation of every rule at time now. */
+static void health_check(Pipeline *p, double now) {
     if (!p->stall && !(p->stall = stall_new())) return;
+    int threshold = atomic_load(&p->stall_seconds);
     Snapshot s = {0};
     offsets_progress(p->offsets, collect, &s);
+    pthread_mutex_lock(&p->watch_mu);
     for (int i = 0; i < s.n; i++) {
         s.parts[i].paused = is_paused(p, s.parts[i].topic, s.parts[i].partition);
         s.parts[i].unread = unread(p, s.parts[i].topic, s.parts[i].partition, s.parts[i].position);
     }
+    pthread_mutex_unlock(&p->watch_mu);
     prune_asked(p, s.parts, s.n);
-    if (atomic_load(&p->stall_seconds) > 0 && s.n > 0) {
+    if (threshold > 0 && s.n > 0) {
         ask_one_end(p, s.parts, s.n, now);
+        pthread_mutex_lock(&p->watch_mu);
         for (int i = 0; i < s.n; i++)
             s.parts[i].unread = unread(p, s.parts[i].topic, s.parts[i].partition, s.parts[i].position);
+        pthread_mutex_unlock(&p->watch_mu);
     }
     long long start = atomic_load(&p->batch_start_ms), beat = atomic_load(&p->engine_beat_ms);
     StallEngine eng = {start != 0, (double)(beat > start ? beat : start) / 1000.0};
-    int threshold = atomic_load(&p->stall_seconds), stuck = 0;
+    int stuck = 0;
     int n = stall_update(p->stall, now, threshold, s.parts, s.n, &eng, &stuck);
     for (int i = 0; i < s.n; i++) free((char *)s.parts[i].topic);
     free(s.parts);
+    double c_since = now - (double)atomic_load(&p->consumer_beat_ms) / 1000.0;
+    int c_stuck = !health_consumer_alive(p);
 
     char names[sizeof p->stall_names], detail[512];
     stall_names(p->stall, names, sizeof names);
     double secs = stall_longest(p->stall, now), batch_secs = eng.busy ? now - eng.last_progress : 0;
-    int o = 0;
+    size_t o = 0;
     detail[0] = 0;
-    if (stuck)
-        o = snprintf(detail, sizeof detail, "inference: no layer of the running batch finished for %.0f s",
-                     batch_secs);
-    if (n > 0)
-        snprintf(detail + o, sizeof detail - (size_t)o, "%sno progress for %.0f s on %s",
-                 o ? "; " : "", secs, names);
+    if (c_stuck)
+        o += (size_t)snprintf(detail, sizeof detail,
+                              "consumer: its poll loop has not come round for %.0f s", c_since);
+    if (stuck && o < sizeof detail)
+        o += (size_t)snprintf(detail + o, sizeof detail - o,
+                              "%sinference: no layer of the running batch finished for %.0f s",
+                              o ? "; " : "", batch_secs);
+    if (n > 0 && o < sizeof detail)
+        snprintf(detail + o, sizeof detail - o, "%sno progress for %.0f s on %s", o ? "; " : "", secs,
+                 names);
     atomic_store(&p->stalled, n);
     atomic_store(&p->engine_stuck, stuck);
+    atomic_store(&p->consumer_stuck, c_stuck);
     metrics_set_stalled(n, stuck, detail);
+    metrics_set_consumer_stalled(c_stuck);
+    report_consumer(p, c_stuck, c_since, threshold);
     report(p, n, stuck, names, secs, batch_secs, threshold);
 }
 
+int health_consumer_alive(Pipeline *p) {
+    int threshold = atomic_load(&p->stall_seconds);
+    if (threshold <= 0 || atomic_load(&p->stop_consume)) return 1;
+    return health_now_ms() - atomic_load(&p->consumer_beat_ms) < (long long)threshold * 1000;
+}
+
+static void *health_main(void *arg) {
+    Pipeline *p = arg;
+    pthread_mutex_lock(&p->watch_mu);
+    while (!p->watch_stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);   /* pthread_cond_timedwait's clock */
+        ts.tv_sec += (time_t)HEALTH_INTERVAL_S;
+        pthread_cond_timedwait(&p->watch_cv, &p->watch_mu, &ts);
+        if (p->watch_stop) break;
+        pthread_mutex_unlock(&p->watch_mu);
+        health_check(p, queue_now());
+        pthread_mutex_lock(&p->watch_mu);
+    }
+    pthread_mutex_unlock(&p->watch_mu);
+    return NULL;
+}
+
+int health_start(Pipeline *p) {
+    atomic_store(&p->consumer_beat_ms, health_now_ms());
+    if (pthread_create(&p->health_th, NULL, health_main, p)) return -1;
+    p->watch_started = 1;
+    return 0;
+}
+
+void health_stop(Pipeline *p) {
+    if (!p->watch_started) return;
+    pthread_mutex_lock(&p->watch_mu);
+    p->watch_stop = 1;
+    pthread_cond_signal(&p->watch_cv);
+    pthread_mutex_unlock(&p->watch_mu);
+    pthread_join(p->health_th, NULL);
+    p->watch_started = 0;
+}
+
 void health_free(Pipeline *p) {
+    health_stop(p);
     stall_free(p->stall);
     p->stall = NULL;
     free_offsets(p->broker_offsets, p->n_broker_offsets);

@@ -172,7 +172,7 @@ static _Atomic unsigned long long verdicts[2];   /* safe, unsafe */
 static _Atomic unsigned long long tokens[3];     /* prefill, cached_prefix, decode */
 static _Atomic long long queue_depth, paused_partitions;
 static _Atomic unsigned long long cache_bytes, cache_evictions;
-static _Atomic int model_loaded, group_joined, outputs_failing, stalled_parts, engine_stuck;
+static _Atomic int model_loaded, group_joined, outputs_failing, stalled_parts, engine_stuck, consumer_stuck;
 static pthread_mutex_t stall_mu = PTHREAD_MUTEX_INITIALIZER;
 static char stall_detail[400];  /* which partitions, for /readyz */
 
@@ -232,9 +232,13 @@ void metrics_set_stalled(int partitions, int stuck, const char *detail) {
     atomic_store(&engine_stuck, stuck != 0);
     pthread_mutex_unlock(&stall_mu);
 }
+void metrics_set_consumer_stalled(int stalled) { atomic_store(&consumer_stuck, stalled != 0); }
+static int anything_stalled(void) {
+    return atomic_load(&stalled_parts) || atomic_load(&engine_stuck) || atomic_load(&consumer_stuck);
+}
 int metrics_ready(void) {
     return atomic_load(&model_loaded) && atomic_load(&group_joined) && !atomic_load(&outputs_failing) &&
-           !atomic_load(&stalled_parts) && !atomic_load(&engine_stuck);
+           !anything_stalled();
 }
 const char *metrics_not_ready_reason(char *buf, unsigned long len) {
     static const char *why[2][2] = {
@@ -243,9 +247,12 @@ const char *metrics_not_ready_reason(char *buf, unsigned long len) {
     int base = atomic_load(&model_loaded) && atomic_load(&group_joined);
     if (base && atomic_load(&outputs_failing)) {
         snprintf(buf, len, "not ready: output records cannot be delivered (see guardd_output_topics_failing)\n");
-    } else if (base && (atomic_load(&stalled_parts) || atomic_load(&engine_stuck))) {
+    } else if (base && anything_stalled()) {
         pthread_mutex_lock(&stall_mu);
-        snprintf(buf, len, "not ready: stalled: %s (see guardd_stalled_partitions)\n", stall_detail);
+        const char *gauge = atomic_load(&stalled_parts) ? "guardd_stalled_partitions"
+                            : atomic_load(&engine_stuck) ? "guardd_inference_stalled"
+                                                         : "guardd_consumer_stalled";
+        snprintf(buf, len, "not ready: stalled: %s (see %s)\n", stall_detail, gauge);
         pthread_mutex_unlock(&stall_mu);
     } else {
         snprintf(buf, len, "%s", why[atomic_load(&model_loaded) != 0][atomic_load(&group_joined) != 0]);
@@ -500,6 +507,9 @@ char *metrics_render(void) {
                   (double)atomic_load(&stalled_parts));
     render_scalar(&b, "guardd_inference_stalled", "1 while the engine's batch has finished no layer "
                   "for health.stall_seconds.", "gauge", (double)atomic_load(&engine_stuck));
+    render_scalar(&b, "guardd_consumer_stalled", "1 while the consumer thread's poll loop has not "
+                  "come round for health.stall_seconds (hung in a call or a callback).", "gauge",
+                  (double)atomic_load(&consumer_stuck));
     render_scalar(&b, "guardd_ready", "1 when the model is loaded, the consumer group joined, "
                   "every output topic takes records and nothing is stalled.", "gauge", metrics_ready());
     render_process(&b);

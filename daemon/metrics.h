@@ -53,6 +53,10 @@ void metrics_set_outputs_failing(int n);
  * engine is stuck on one batch (stall.h); detail names them (one line, no
  * newline). guardd is not ready while either is. */
 void metrics_set_stalled(int partitions, int engine_stuck, const char *detail);
+/* Whether the consumer thread's loop has stopped coming round (health.c);
+ * not ready while it has. The /readyz text comes from metrics_set_stalled's
+ * detail, which then says so too. */
+void metrics_set_consumer_stalled(int stalled);
 int metrics_ready(void);
 /* Why metrics_ready() is 0, as one line for /readyz ("not ready: ...\n"),
  * written to buf (len bytes, cut to fit); returns buf. */

@@ -5,8 +5,9 @@
  *
  * Order guardd is expected to follow:
  *   start:   notify_status("loading model"); ...; notify_ready();
- *   running: notify_watchdog() from the main loop (as often as you like: it is
- *            rate-limited to one keep-alive per WATCHDOG_USEC/2);
+ *   running: notify_watchdog() from a loop that proves progress (guardd: the
+ *            inference thread, while the consumer loop comes round; as often as
+ *            you like: it is rate-limited to one keep-alive per WATCHDOG_USEC/2);
  *   SIGHUP:  notify_reloading(); reload; notify_ready();
  *   stop:    notify_stopping(); drain; exit.
  */

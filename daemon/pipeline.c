@@ -225,6 +225,7 @@ static void copy_settings(Pipeline *p, const Settings *s) {
 }
 
 static void pipeline_free(Pipeline *p) {
+    health_stop(p);     /* it asks the consumer handle for end offsets */
     if (p->consumer) rd_kafka_destroy(p->consumer);
     if (p->paused_parts) rd_kafka_topic_partition_list_destroy(p->paused_parts);
     health_free(p);
@@ -243,6 +244,8 @@ static void pipeline_free(Pipeline *p) {
     pthread_mutex_destroy(&p->policy_mu);
     pthread_mutex_destroy(&p->retry_mu);
     pthread_mutex_destroy(&p->health_mu);
+    pthread_mutex_destroy(&p->watch_mu);
+    pthread_cond_destroy(&p->watch_cv);
     free(p);
 }
 
@@ -257,6 +260,8 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
     pthread_mutex_init(&p->policy_mu, NULL);
     pthread_mutex_init(&p->retry_mu, NULL);
     pthread_mutex_init(&p->health_mu, NULL);
+    pthread_mutex_init(&p->watch_mu, NULL);
+    pthread_cond_init(&p->watch_cv, NULL);
     int cap = s->queue_capacity > 0 ? s->queue_capacity : 256;
     /* records past the queue still awaiting their acks are bounded too */
     long max_pending = 4L * cap + 2L * (s->batch_max_events > 0 ? s->batch_max_events : 1);
@@ -279,6 +284,8 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
     atomic_store(&p->stall_seconds, s->stall_seconds);
     pthread_create(&p->batcher_th, NULL, batcher_main, p);
     pthread_create(&p->consumer_th, NULL, consumer_main, p);
+    if (health_start(p) < 0)
+        log_msg(LOG_ERROR, "event=health_thread_failed note=\"stall detection is off\"");
     log_msg(LOG_INFO, "event=pipeline_started brokers=%s group=%s queue_capacity=%d",
             brokers, s->group_id, cap);
     return p;
@@ -304,6 +311,7 @@ void pipeline_stats(Pipeline *p, PipelineStats *st) {
     st->abandoned = atomic_load(&p->abandoned);
     st->stalled = atomic_load(&p->stalled);
     st->engine_stuck = atomic_load(&p->engine_stuck);
+    st->consumer_stalled = atomic_load(&p->consumer_stuck);
 }
 
 static int ms_left(double deadline) {
@@ -357,6 +365,8 @@ static int close_consumer(Pipeline *p, double deadline) {
 
 int pipeline_stop(Pipeline *p, int timeout_ms) {
     double start = queue_now(), deadline = start + timeout_ms / 1000.0;
+    /* 0. stop the stall watch: the consumer loop is about to end on purpose */
+    health_stop(p);
     /* 1. stop reading; 2. classify what is queued while time allows (keep
      * ~40% of the budget for delivery, commit and leaving the group) */
     atomic_store(&p->stop_consume, 1);

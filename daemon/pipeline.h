@@ -39,6 +39,7 @@ typedef struct {
     int batch_running;      /* the engine is on a batch */
     long abandoned;         /* events of batches abandoned at shutdown */
     int stalled;            /* partitions without progress (health.stall_seconds) */
+    int consumer_stalled;   /* the consumer loop has not come round for as long */
     int engine_stuck;       /* the running batch finished no layer for as long */
 } PipelineStats;
 

@@ -104,23 +104,37 @@ struct Pipeline {
 
     atomic_int joined, assigned, fatal, commits_inflight;
     atomic_int paused_partitions;   /* paused_parts->cnt, for stats */
-    rd_kafka_topic_partition_list_t *paused_parts;  /* paused by us; consumer thread */
+    /* paused by us; changed by the consumer thread only, under watch_mu (the
+     * health thread reads it) */
+    rd_kafka_topic_partition_list_t *paused_parts;
     atomic_long consumed, verdicts, dlq, delivered, delivery_failures, commits, pauses;
 
-    /* stall watch (health.c): the engine's side, written by the inference
-     * thread (monotonic ms; batch_start_ms 0 while idle) */
-    atomic_llong batch_start_ms, engine_beat_ms;
+    /* stall watch (health.c). It runs on a thread of its own (health_th), so
+     * that a consumer thread hung in a call or a callback is reported too.
+     * What it reads: the engine's side, written by the inference thread
+     * (monotonic ms; batch_start_ms 0 while idle); the consumer loop's last
+     * round (consumer_beat_ms, written by the consumer thread every round);
+     * the offset tracker (locked itself); paused_parts and broker_offsets
+     * under watch_mu. */
+    atomic_llong batch_start_ms, engine_beat_ms, consumer_beat_ms;
     atomic_int stall_seconds;   /* health.stall_seconds, reloadable */
-    atomic_int stalled, engine_stuck;
-    /* consumer thread only */
-    StallDetector *stall;
-    double last_health;
-    char stall_names[400];      /* last warned set, "" when none */
-    int stall_warned_engine;
-    struct BrokerOffsets *broker_offsets;   /* from the last statistics report */
+    atomic_int stalled, engine_stuck, consumer_stuck;
+    pthread_mutex_t watch_mu;
+    pthread_cond_t watch_cv;    /* wakes the health thread to stop */
+    int watch_stop, watch_started;  /* under watch_mu */
+    pthread_t health_th;
+    struct BrokerOffsets *broker_offsets;   /* from the last statistics report; watch_mu */
     int n_broker_offsets;
+    /* health thread only */
+    StallDetector *stall;
+    char stall_names[400];      /* last warned set, "" when none */
+    int stall_warned_engine, stall_warned_consumer;
     struct BrokerOffsets *asked_ends;       /* asked of the broker (not fetched) */
     int n_asked_ends, ask_rr;
+
+    /* test faults (testhook.h); consumer thread only */
+    double hook_checked;
+    char hook_held[256];        /* partitions held paused, "topic/partition\n"... */
 };
 
 /* pipeline.c */
@@ -159,11 +173,18 @@ void consumer_commit_progress(Pipeline *p);
 /* batcher.c */
 void *batcher_main(void *arg);
 
-/* health.c (consumer thread; health_stats from the statistics callback) */
+/* health.c: the stall watch's thread (runs the stall detector about once a
+ * second, publishes its verdict); health_stats from the statistics callback */
 void health_stats(Pipeline *p, const char *json);
-/* Runs the stall detector about once a second; publishes its verdict. */
-void health_tick(Pipeline *p, double now);
+int health_start(Pipeline *p);
+/* Stops and joins the thread (before the consumer thread stops: a loop
+ * that ends on purpose is no stall). Idempotent. */
+void health_stop(Pipeline *p);
 void health_free(Pipeline *p);
 long long health_now_ms(void);
+/* 0 while the consumer loop has not come round for health.stall_seconds
+ * (and is meant to be running); the inference thread then withholds
+ * systemd's watchdog keep-alive (see batcher.c). Any thread. */
+int health_consumer_alive(Pipeline *p);
 
 #endif

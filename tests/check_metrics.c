@@ -240,6 +240,23 @@ START_TEST(ready_needs_both) {
     free(t);
     metrics_set_stalled(0, 0, "");
     ck_assert_int_eq(metrics_ready(), 1);
+    /* a hung consumer thread (health.c): not ready, its own gauge */
+    metrics_set_stalled(0, 0, "consumer: its poll loop has not come round for 12 s");
+    metrics_set_consumer_stalled(1);
+    ck_assert_int_eq(metrics_ready(), 0);
+    ck_assert_str_eq(metrics_not_ready_reason(why, sizeof why),
+                     "not ready: stalled: consumer: its poll loop has not come round for 12 s "
+                     "(see guardd_consumer_stalled)\n");
+    t = metrics_render();
+    has_line(t, "guardd_consumer_stalled 1");
+    has_line(t, "guardd_ready 0");
+    free(t);
+    metrics_set_consumer_stalled(0);
+    metrics_set_stalled(0, 0, "");
+    ck_assert_int_eq(metrics_ready(), 1);
+    t = metrics_render();
+    has_line(t, "guardd_consumer_stalled 0");
+    free(t);
     metrics_set_group_joined(0);
     ck_assert_int_eq(metrics_ready(), 0);
     ck_assert_str_eq(metrics_not_ready_reason(why, sizeof why), "not ready: consumer group not joined\n");

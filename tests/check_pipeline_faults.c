@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include "classifier.h"
 #include "event.h"
 #include "kafka_util.h"
@@ -745,6 +747,112 @@ START_TEST(test_stall_detected_and_cleared) {
 }
 END_TEST
 
+static int consumer_stalled(const PipelineStats *st) { return st->consumer_stalled; }
+static int consumer_back(const PipelineStats *st) { return !st->consumer_stalled && st->stalled == 0; }
+
+/* WATCHDOG=1 datagrams queued on the test's notify socket (drained). */
+static int keepalives(int sock) {
+    char buf[512];
+    int n = 0;
+    ssize_t k;
+    while ((k = recv(sock, buf, sizeof buf - 1, MSG_DONTWAIT)) >= 0) {
+        buf[k] = 0;
+        n += strstr(buf, "WATCHDOG=1") != NULL;
+    }
+    return n;
+}
+
+/* A consumer thread that stops coming round its loop (blocked through the
+ * test fault file, as a hung callback or a deadlock would): the stall
+ * watch, on its own thread, must report it after health.stall_seconds
+ * (/readyz 503 naming the consumer, guardd_consumer_stalled 1), and the
+ * inference thread, still running, must withhold systemd's keep-alives so
+ * the watchdog restarts the service; unblocked, everything clears, the
+ * keep-alives resume and the records sent meanwhile are answered. Before,
+ * the watch ran on the consumer thread: blocked with it, it reported ready
+ * forever, and the keep-alives never stopped. */
+START_TEST(test_hung_consumer_reported) {
+    char err[512], why[512], faults[128], sockpath[108];
+    const char *bs = cluster_start();
+    batch_conf = "batch = { max_events = 3; max_wait_ms = 5; queue_capacity = 4; };\n"
+                 "health = { stall_seconds = 10; };\n";
+    write_config(bs, "hung");
+    snprintf(faults, sizeof faults, "/tmp/check_pipeline_faults-%d.faults", (int)getpid());
+    unlink(faults);
+    setenv("GUARDD_TEST_FAULTS", faults, 1);
+    /* the service manager: a datagram socket; keep-alives every second */
+    snprintf(sockpath, sizeof sockpath, "/tmp/check_pipeline_faults-%d.notify", (int)getpid());
+    unlink(sockpath);
+    int sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(sock, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sockpath);
+    ck_assert_int_eq(bind(sock, (struct sockaddr *)&sa, sizeof sa), 0);
+    setenv("NOTIFY_SOCKET", sockpath, 1);
+    setenv("WATCHDOG_USEC", "2000000", 1);
+    unsetenv("WATCHDOG_PID");
+    KafkaProducer *kp = kafka_producer_new(bs, NULL, 0, err, sizeof err);
+    ck_assert_ptr_nonnull(kp);
+    rd_kafka_t *readers[3];
+    readers_open(readers, bs);
+    metrics_set_model_loaded(1);
+    Member a;
+    member_start(&a, bs);
+    wait_stats(&a, owns_all_unpaused, 60, "A owning all partitions");
+    sleep(3);
+    ck_assert_msg(metrics_ready(), "not ready before the fault");
+    ck_assert_int_ge(keepalives(sock), 2);
+
+    FILE *f = fopen(faults, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("block consumer\n", f);
+    fclose(f);
+    size_t len;
+    void *ev = valid_event(3, &len);
+    for (int i = 0; i < 4; i++) send_p0(kp, "k", 1, NULL, 0, ev, len);
+    ck_assert_msg(kafka_producer_flush(kp, 30000, err, sizeof err) == 0, "%s", err);
+    double t0 = queue_now();
+    wait_stats(&a, consumer_stalled, 60, "the blocked consumer reported stalled");
+    double after = queue_now() - t0;
+    ck_assert_msg(after >= 9.0, "flagged after %.1f s, before health.stall_seconds", after);
+    ck_assert_int_eq(metrics_ready(), 0);
+    metrics_not_ready_reason(why, sizeof why);
+    printf("hung: flagged after %.1f s: %s", after, why);
+    ck_assert_msg(strstr(why, "stalled: consumer: its poll loop has not come round"), "%s", why);
+    char *text = metrics_render();
+    ck_assert_ptr_nonnull(strstr(text, "\nguardd_consumer_stalled 1\n"));
+    ck_assert_ptr_nonnull(strstr(text, "\nguardd_ready 0\n"));
+    free(text);
+    /* no keep-alive while it stays blocked (one may have been in flight) */
+    keepalives(sock);
+    sleep(3);
+    ck_assert_int_eq(keepalives(sock), 0);
+
+    ck_assert_int_eq(unlink(faults), 0);
+    wait_stats(&a, consumer_back, 30, "the consumer back, nothing stalled");
+    ck_assert_int_eq(metrics_ready(), 1);
+    text = metrics_render();
+    ck_assert_ptr_nonnull(strstr(text, "\nguardd_consumer_stalled 0\n"));
+    free(text);
+    sleep(3);
+    ck_assert_int_ge(keepalives(sock), 2);
+    for (int t = 0; t < 60 && !(seen[0][0] && seen[0][1] && seen[0][2] && seen[0][3]); t++)
+        read_outputs(readers, 1);
+    for (int o = 0; o < 4; o++) ck_assert_msg(seen[0][o], "no output for in/0/%d", o);
+    ck_assert_int_eq(member_stop(&a, 15000), 0);
+    check_committed(bs, "hung");
+    unsetenv("NOTIFY_SOCKET");
+    unsetenv("WATCHDOG_USEC");
+    unsetenv("GUARDD_TEST_FAULTS");
+    close(sock);
+    unlink(sockpath);
+    free(ev);
+    readers_close(readers);
+    kafka_producer_destroy(kp);
+    mockbroker_stop(mb);
+}
+END_TEST
+
 int main(void) {
     model_dir = getenv("GUARDD_TINY_MODEL");
     char probe[512];
@@ -779,6 +887,10 @@ int main(void) {
     tcase_set_timeout(stall, 240);
     tcase_add_test(stall, test_stall_detected_and_cleared);
     suite_add_tcase(s, stall);
+    TCase *hung = tcase_create("hung");
+    tcase_set_timeout(hung, 240);
+    tcase_add_test(hung, test_hung_consumer_reported);
+    suite_add_tcase(s, hung);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
