@@ -1,0 +1,112 @@
+#!/bin/sh
+# t_stall - the stall watch of the real guardd binary, seen over HTTP (curl)
+# the way a load balancer or Prometheus sees it, with stalls made for real
+# through guardd's test fault file (GUARDD_TEST_FAULTS, daemon/testhook.h)
+# and health.stall_seconds = 10 (the least allowed).
+#   P. Partition: "hold conversations/0" keeps that partition paused in the
+#      client behind guardd's back (what a lost resume after a rebalance did);
+#      records sent to it wait on the broker. /readyz must go 503 naming
+#      conversations/0 (not before ~10 s), /metrics guardd_stalled_partitions
+#      >= 1 and guardd_ready 0; released, it must recover (200, gauge 0) and
+#      answer every record.
+#   C. Consumer: "block consumer" hangs guardd's consumer thread (a deadlock
+#      or a callback that never returns). /readyz must go 503 naming the
+#      consumer, guardd_consumer_stalled 1, one event=consumer_stall warning;
+#      released, 200 and 0 again, and the records sent while it hung are
+#      answered. (Before, the watch ran on the consumer thread and said
+#      ready throughout.)
+# Then SIGTERM: exit 0, nothing outstanding. About 45 s.
+set -eu
+cd "$(dirname "$0")/.."
+. tests/e2e/lib.sh
+e2e_init t_stall model
+command -v curl >/dev/null || { echo "skip: curl not installed"; exit 77; }
+
+step "broker and guardd"
+start_broker conversations,verdicts.allow,verdicts.deny,conversations.dlq 1 2
+cat >"$tmp/guardd.conf" <<EOF2
+kafka = {
+  brokers = "$B";
+  group_id = "stall";
+  input_topics = [ "conversations" ];
+  properties = ( ("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500"),
+                 ("statistics.interval.ms", "1000") );
+};
+model = { path = "$MODEL"; threads = 1; };
+batch = { max_events = 4; max_wait_ms = 10; };
+health = { stall_seconds = 10; };
+metrics = { listen = "127.0.0.1:0"; };
+log = { level = "info"; };
+shutdown_timeout_ms = 10000;
+EOF2
+faults=$tmp/faults
+GUARDD_TEST_FAULTS=$faults start_guardd g1; G1=$LAST_PID
+wait_log "$logs/g1.log" "event=ready" 60
+port=$(metrics_port "$logs/g1.log")
+[ -n "$port" ] || fail "no metrics port in the log"
+url=http://127.0.0.1:$port
+
+# readyz: "CODE BODY" of GET /readyz
+readyz() { curl -sS -o "$tmp/readyz.body" -w '%{http_code}' "$url/readyz" 2>/dev/null || echo 000; }
+gauge() { # name -> value ("" when absent)
+    curl -fsS "$url/metrics" | awk -v n="$1" '$1 == n { print $2 }'
+}
+# wait_ready CODE SECONDS WHAT: polls /readyz twice a second until CODE
+wait_ready() {
+    i=0
+    until [ "$(readyz)" = "$1" ]; do
+        i=$((i + 1))
+        [ $i -lt $(($2 * 2)) ] || fail "$3: /readyz not $1 within $2 s (body: $(cat "$tmp/readyz.body"))"
+        sleep 0.5
+    done
+}
+send() { # partition count tag
+    for j in $(seq 1 "$2"); do
+        "$C" send --brokers "$B" --topic conversations --partition "$1" --key "$3-$j" \
+            "message $3 $j: how do I bake bread?" >/dev/null 2>>"$logs/send.log" || fail "guardctl send"
+    done
+}
+wait_ready 200 30 "start"
+
+step "P: a partition held paused behind guardd's back"
+echo "hold conversations/0" >"$faults"
+wait_log "$logs/g1.log" "fault=hold partition=conversations/0 state=held" 10
+t0=$(date +%s)
+send 0 3 p
+wait_ready 503 45 "P: held partition"
+t1=$(date +%s)
+echo "503 after $((t1 - t0)) s: $(cat "$tmp/readyz.body")"
+[ $((t1 - t0)) -ge 9 ] || fail "P: flagged after $((t1 - t0)) s, before health.stall_seconds"
+grep -q "stalled: .*conversations/0" "$tmp/readyz.body" || fail "P: /readyz does not name conversations/0"
+! grep -q "conversations/1" "$tmp/readyz.body" || fail "P: the idle partition named too"
+v=$(gauge guardd_stalled_partitions)
+[ -n "$v" ] && [ "$v" -ge 1 ] || fail "P: guardd_stalled_partitions = '$v'"
+[ "$(gauge guardd_ready)" = 0 ] || fail "P: guardd_ready not 0"
+grep -q "event=stall partitions=conversations/0" "$logs/g1.log" || fail "P: no event=stall warning"
+rm -f "$faults"
+wait_ready 200 30 "P: released"
+[ "$(gauge guardd_stalled_partitions)" = 0 ] || fail "P: gauge still set after the release"
+check --expect-inputs 3 --timeout 60 || fail "P: outputs"
+
+step "C: the consumer thread hung"
+echo "block consumer" >"$faults"
+wait_log "$logs/g1.log" "fault=block_consumer state=blocked" 10
+send 1 2 c
+wait_ready 503 45 "C: blocked consumer"
+echo "503: $(cat "$tmp/readyz.body")"
+grep -q "stalled: consumer: its poll loop has not come round" "$tmp/readyz.body" \
+    || fail "C: /readyz does not name the consumer"
+[ "$(gauge guardd_consumer_stalled)" = 1 ] || fail "C: guardd_consumer_stalled not 1"
+[ "$(count_log "$logs/g1.log" "event=consumer_stall ")" = 1 ] || fail "C: want one event=consumer_stall warning"
+rm -f "$faults"
+wait_ready 200 30 "C: released"
+[ "$(gauge guardd_consumer_stalled)" = 0 ] || fail "C: gauge still set after the release"
+wait_log "$logs/g1.log" "event=consumer_stall_cleared" 5
+check --expect-inputs 5 --timeout 60 || fail "C: outputs"
+
+step "stop"
+kill -TERM "$G1"
+rc=0; wait "$G1" || rc=$?
+[ $rc -eq 0 ] || fail "guardd exited $rc after SIGTERM"
+grep -q "event=pipeline_stopped outstanding=0 " "$logs/g1.log" || fail "stop left work outstanding"
+echo "PASS"
