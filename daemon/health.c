@@ -292,7 +292,7 @@ static void *health_main(void *arg) {
     pthread_mutex_lock(&p->watch_mu);
     while (!p->watch_stop) {
         struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);   /* pthread_cond_timedwait's clock */
+        clock_gettime(CLOCK_MONOTONIC, &ts);  /* watch_cv's clock (pipeline.c) */
         ts.tv_sec += (time_t)HEALTH_INTERVAL_S;
         pthread_cond_timedwait(&p->watch_cv, &p->watch_mu, &ts);
         if (p->watch_stop) break;

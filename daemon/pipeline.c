@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "kafka_util.h"
 #include "log.h"
 #include "metrics.h"
@@ -261,7 +262,11 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
     pthread_mutex_init(&p->retry_mu, NULL);
     pthread_mutex_init(&p->health_mu, NULL);
     pthread_mutex_init(&p->watch_mu, NULL);
-    pthread_cond_init(&p->watch_cv, NULL);
+    pthread_condattr_t ca;   /* the watch's timed waits: immune to wall-clock steps */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&p->watch_cv, &ca);
+    pthread_condattr_destroy(&ca);
     int cap = s->queue_capacity > 0 ? s->queue_capacity : 256;
     /* records past the queue still awaiting their acks are bounded too */
     long max_pending = 4L * cap + 2L * (s->batch_max_events > 0 ? s->batch_max_events : 1);
