@@ -15,7 +15,7 @@
  * were reused (cached_tokens): some turn-3 batch must hold more than one
  * event, and every turn-3 event must have reused its history.
  */
-#include <check.h>
+#include "check_main.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -189,21 +189,9 @@ START_TEST(test_cached_history_batches_by_new_tokens) {
 END_TEST
 
 int main(void) {
-    model_dir = getenv("GUARDD_TINY_MODEL");
-    char probe[512];
-    snprintf(probe, sizeof probe, "%s/config.json", model_dir ? model_dir : "");
-    if (!model_dir || access(probe, R_OK) != 0) {
-        printf("skipped: no tiny model at $GUARDD_TINY_MODEL\n");
-        return 77;
-    }
+    if (!(model_dir = check_tiny_model())) return check_skip("no tiny model at $GUARDD_TINY_MODEL");
     Suite *s = suite_create("batch_tokens");
-    TCase *tc = tcase_create("pipeline");
-    tcase_set_timeout(tc, 300);
+    TCase *tc = check_case(s, "pipeline", 300);
     tcase_add_test(tc, test_cached_history_batches_by_new_tokens);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -11,7 +11,7 @@
  * an independent greedy decoding loop that re-runs the full sequence without
  * any cache at every step.
  */
-#include <check.h>
+#include "check_main.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -819,29 +819,18 @@ START_TEST(classifies_with_the_8b_prompt) {
 END_TEST
 
 int main(void) {
-    tok_path = getenv("GUARDD_TOKENIZER");
-    model_dir = getenv("GUARDD_TINY_MODEL");
-    FILE *f = tok_path ? fopen(tok_path, "r") : NULL;
-    if (!f) {
-        printf("no tokenizer ($GUARDD_TOKENIZER)\n");
-        return 77;
-    }
-    fclose(f);
-    char cfg[4096];
-    snprintf(cfg, sizeof cfg, "%s/config.json", model_dir ? model_dir : "");
-    int have_model = model_dir && (f = fopen(cfg, "r")) != NULL;
-    if (have_model) fclose(f);
+    if (!(tok_path = check_tokenizer())) return check_skip("no tokenizer ($GUARDD_TOKENIZER)");
+    int have_model = (model_dir = check_tiny_model()) != NULL;
     blis_setup(2, NULL);
     Suite *s = suite_create("classifier");
-    TCase *tt = tcase_create("tokens");
+    TCase *tt = check_case(s, "tokens", 0);
     tcase_add_unchecked_fixture(tt, load_tokenizer, free_tokenizer);
     tcase_add_test(tt, reference_token_ids);
     tcase_add_test(tt, prefix_split_tokens);
     tcase_add_test(tt, no_special_token_injection);
     tcase_add_test(tt, reference_token_ids_8b);
-    suite_add_tcase(s, tt);
     if (have_model) {
-        TCase *tc = tcase_create("classify");
+        TCase *tc = check_case(s, "classify", 0);
         tcase_add_test(tc, batch_equals_alone);
         tcase_add_test(tc, prefix_cache_hit_equals_cold);
         tcase_add_test(tc, threshold_zero_forces_unsafe_decode);
@@ -849,19 +838,13 @@ int main(void) {
         tcase_add_test(tc, category_scores_switch_between_runs);
         tcase_add_test(tc, prepare_errors);
         tcase_add_test(tc, classifies_with_the_8b_prompt);
-        suite_add_tcase(s, tc);
-        TCase *tl = tcase_create("limits");   /* the engine's size limits and passes */
+        TCase *tl = check_case(s, "limits", 0);   /* the engine's size limits and passes */
         tcase_add_test(tl, small_passes_equal_one_pass);
         tcase_add_test(tl, batch_over_one_pass_limit);
         tcase_add_test(tl, prompt_over_engine_limit_refused);
         tcase_add_test(tl, abort_stops_at_layer_boundary);
-        suite_add_tcase(s, tl);
     } else {
         printf("note: no tiny model ($GUARDD_TINY_MODEL): classifier tests not run\n");
     }
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

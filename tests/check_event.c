@@ -13,7 +13,7 @@
  * tests/t_schemas.sh, which validates them against the JSON Schemas in schemas/.
  */
 #define _GNU_SOURCE     /* memmem */
-#include <check.h>
+#include "check_main.h"
 #include <dirent.h>
 #include <msgpack.h>
 #include <stdio.h>
@@ -1012,7 +1012,7 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("event");
-    TCase *tc = tcase_create("decode");
+    TCase *tc = check_case(s, "decode", 0);
     tcase_add_test(tc, valid_string_content);
     tcase_add_test(tc, valid_parts_content_and_options);
     tcase_add_test(tc, metadata_echoed_byte_for_byte);
@@ -1027,21 +1027,14 @@ int main(void) {
     tcase_add_test(tc, hostile_sizes_under_memory_limit);
     tcase_add_test(tc, schema_examples_agree_with_decoder);
     tcase_add_test(tc, mutations_never_crash);
-    suite_add_tcase(s, tc);
-    TCase *enc = tcase_create("encode");
+    TCase *enc = check_case(s, "encode", 0);
     tcase_add_test(enc, verdict_round_trip);
     tcase_add_test(enc, safe_verdict_without_metadata);
     tcase_add_test(enc, dlq_round_trip);
     tcase_add_test(enc, source_id_is_deterministic);
     tcase_add_test(enc, event_encode_round_trip);
     tcase_add_test(enc, json_rendering);
-    suite_add_tcase(s, enc);
-    TCase *smp = tcase_create("samples");
+    TCase *smp = check_case(s, "samples", 0);
     tcase_add_test(smp, samples);
-    suite_add_tcase(s, smp);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

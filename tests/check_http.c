@@ -13,7 +13,7 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <check.h>
+#include "check_main.h"
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -180,14 +180,8 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("http");
-    TCase *tc = tcase_create("abuse");
-    tcase_set_timeout(tc, 60);
+    TCase *tc = check_case(s, "abuse", 60);
     tcase_add_test(tc, slow_clients_do_not_lock_out_health);
     tcase_add_test(tc, connections_per_address_are_capped);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

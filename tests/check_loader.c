@@ -12,7 +12,7 @@
  * Layout errors (missing / unexpected / misshapen tensors) are produced by
  * rewriting a fixture's header.
  */
-#include <check.h>
+#include "check_main.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -664,15 +664,14 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("loader");
-    TCase *tc = tcase_create("config");
+    TCase *tc = check_case(s, "config", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, real_config_parses);
     tcase_add_test(tc, config_variants);
     tcase_add_test(tc, config_refusals);
     tcase_add_test(tc, config_bad_numbers);
     tcase_add_test(tc, config_bad_files);
-    suite_add_tcase(s, tc);
-    TCase *rt = tcase_create("round_trip");
+    TCase *rt = check_case(s, "round_trip", 0);
     tcase_add_checked_fixture(rt, setup, teardown);
     tcase_add_loop_test(rt, round_trip, 0, 12);
     tcase_add_loop_test(rt, round_trip_stored, 0, 12);
@@ -685,10 +684,5 @@ int main(void) {
     tcase_add_test(rt, tied_config_ignores_lm_head);
     tcase_add_test(rt, missing_files);
     tcase_add_test(rt, header_fuzz);
-    suite_add_tcase(s, rt);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -7,7 +7,7 @@
  * tests talk to the server over a real loopback socket with a minimal
  * HTTP/1.0 client.
  */
-#include <check.h>
+#include "check_main.h"
 #include <arpa/inet.h>
 #include <math.h>
 #include <pthread.h>
@@ -574,7 +574,7 @@ static int serve(void) {
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "--serve")) return serve();
     Suite *s = suite_create("metrics");
-    TCase *tc = tcase_create("registry");
+    TCase *tc = check_case(s, "registry", 0);
     tcase_add_test(tc, counters_render_with_help_and_type);
     tcase_add_test(tc, fresh_registry_has_zero_verdicts);
     tcase_add_test(tc, label_values_are_escaped);
@@ -588,19 +588,12 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, kafka_stats_lag_cardinality);
     tcase_add_test(tc, format_double_exact);
     tcase_add_test(tc, concurrent_updates_are_exact);
-    suite_add_tcase(s, tc);
-    TCase *tp = tcase_create("procstats");
+    TCase *tp = check_case(s, "procstats", 0);
     tcase_add_test(tp, procstats_parsers);
     tcase_add_test(tp, procstats_live);
-    suite_add_tcase(s, tp);
-    TCase *th = tcase_create("http");
+    TCase *th = check_case(s, "http", 0);
     tcase_add_test(th, listen_parsing);
     tcase_add_test(th, http_endpoints);
     tcase_add_test(th, http_start_errors);
-    suite_add_tcase(s, th);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

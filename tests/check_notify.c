@@ -6,7 +6,7 @@
  * sendmsg has completed when it returns, so no waiting is needed) and compares
  * them, in order, with what systemd must see.
  */
-#include <check.h>
+#include "check_main.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -193,7 +193,7 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("notify");
-    TCase *tc = tcase_create("notify");
+    TCase *tc = check_case(s, "notify", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, lifecycle_in_order);
     tcase_add_test(tc, status_is_one_line);
@@ -205,10 +205,5 @@ int main(void) {
     tcase_add_test(tc, watchdog_for_other_pid_is_off);
     tcase_add_test(tc, bad_watchdog_usec_is_off);
     tcase_add_test(tc, no_socket_is_harmless);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

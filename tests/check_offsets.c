@@ -5,7 +5,7 @@
  * only ever covers a contiguous acknowledged prefix, that revoked partitions
  * and stale generations never produce commits, and that repeats are refused.
  */
-#include <check.h>
+#include "check_main.h"
 #include <stdio.h>
 #include <string.h>
 #include "offsets.h"
@@ -248,9 +248,5 @@ static Suite *suite(void) {
 }
 
 int main(void) {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(suite());
 }

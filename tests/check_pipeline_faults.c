@@ -13,7 +13,7 @@
  * cross-checked in the payload), the graceful stop must report everything
  * committed, and the group's committed offsets must equal the input's end.
  */
-#include <check.h>
+#include "check_main.h"
 #include <fcntl.h>
 #include <jansson.h>
 #include <msgpack.h>
@@ -854,46 +854,22 @@ START_TEST(test_hung_consumer_reported) {
 END_TEST
 
 int main(void) {
-    model_dir = getenv("GUARDD_TINY_MODEL");
-    char probe[512];
-    snprintf(probe, sizeof probe, "%s/config.json", model_dir ? model_dir : "");
-    if (!model_dir || access(probe, R_OK) != 0) {
-        printf("skipped: no tiny model at $GUARDD_TINY_MODEL\n");
-        return 77;
-    }
+    if (!(model_dir = check_tiny_model())) return check_skip("no tiny model at $GUARDD_TINY_MODEL");
     Suite *s = suite_create("pipeline_faults");
-    TCase *tc = tcase_create("kafka");
-    tcase_set_timeout(tc, 240);
+    TCase *tc = check_case(s, "kafka", 240);
     tcase_add_test(tc, test_nothing_lost_under_faults);
-    suite_add_tcase(s, tc);
     /* separate cases so CK_RUN_CASE=rebalance runs one alone */
-    TCase *rb = tcase_create("rebalance");
-    tcase_set_timeout(rb, 240);
+    TCase *rb = check_case(s, "rebalance", 240);
     tcase_add_test(rb, test_resume_after_rebalance);
-    suite_add_tcase(s, rb);
-    TCase *keys = tcase_create("keys");
-    tcase_set_timeout(keys, 240);
+    TCase *keys = check_case(s, "keys", 240);
     tcase_add_test(keys, test_keys_and_oversized_outputs);
-    suite_add_tcase(s, keys);
-    TCase *outs = tcase_create("outputs");
-    tcase_set_timeout(outs, 240);
+    TCase *outs = check_case(s, "outputs", 240);
     tcase_add_test(outs, test_missing_output_topic);
-    suite_add_tcase(s, outs);
-    TCase *stop = tcase_create("abandon");
-    tcase_set_timeout(stop, 600);
+    TCase *stop = check_case(s, "abandon", 600);
     tcase_add_test(stop, test_stop_abandons_long_batch);
-    suite_add_tcase(s, stop);
-    TCase *stall = tcase_create("stall");
-    tcase_set_timeout(stall, 240);
+    TCase *stall = check_case(s, "stall", 240);
     tcase_add_test(stall, test_stall_detected_and_cleared);
-    suite_add_tcase(s, stall);
-    TCase *hung = tcase_create("hung");
-    tcase_set_timeout(hung, 240);
+    TCase *hung = check_case(s, "hung", 240);
     tcase_add_test(hung, test_hung_consumer_reported);
-    suite_add_tcase(s, hung);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -3,7 +3,7 @@
  * layer, position, element), so a test can tell exactly which prompt a
  * reused position was computed for. No model needed.
  */
-#include <check.h>
+#include "check_main.h"
 #include <stdlib.h>
 #include <string.h>
 #include "prefix_cache.h"
@@ -206,16 +206,11 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("prefix_cache");
-    TCase *tc = tcase_create("cache");
+    TCase *tc = check_case(s, "cache", 0);
     tcase_add_test(tc, whole_and_partial_blocks);
     tcase_add_test(tc, forced_collisions_never_reuse_wrong_kv);
     tcase_add_test(tc, budget_lru_and_pins);
     tcase_add_test(tc, peek_neither_pins_nor_touches);
     tcase_add_test(tc, bad_options);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -13,7 +13,7 @@
  * turn, the estimate batches are sized by (classifier_prefill_estimate) is
  * what the run then prefills.
  */
-#include <check.h>
+#include "check_main.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,21 +350,11 @@ START_TEST(zero_budget) {
 END_TEST
 
 int main(void) {
-    tok_path = getenv("GUARDD_TOKENIZER");
-    model_dir = getenv("GUARDD_TINY_MODEL");
-    char cfg[4096];
-    snprintf(cfg, sizeof cfg, "%s/config.json", model_dir ? model_dir : "");
-    FILE *f = tok_path ? fopen(tok_path, "r") : NULL, *g = model_dir ? fopen(cfg, "r") : NULL;
-    if (f) fclose(f);
-    if (g) fclose(g);
-    if (!f || !g) {
-        printf("no tokenizer ($GUARDD_TOKENIZER) or tiny model ($GUARDD_TINY_MODEL)\n");
-        return 77;
-    }
+    if (!(tok_path = check_tokenizer()) || !(model_dir = check_tiny_model()))
+        return check_skip("no tokenizer ($GUARDD_TOKENIZER) or tiny model ($GUARDD_TINY_MODEL)");
     blis_setup(2, NULL);
     Suite *s = suite_create("prefix_reuse");
-    TCase *tc = tcase_create("reuse");
-    tcase_set_timeout(tc, 900);
+    TCase *tc = check_case(s, "reuse", 900);
     tcase_add_test(tc, turn_by_turn_conversations);
     tcase_add_test(tc, forced_hash_collisions);
     tcase_add_test(tc, prefix_shared_in_one_batch);
@@ -372,10 +362,5 @@ int main(void) {
     tcase_add_test(tc, eviction_under_pressure);
     tcase_add_test(tc, reload_changes_category_list);
     tcase_add_test(tc, zero_budget);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -11,7 +11,7 @@
  * is tested with the real templates read from tests/reference, never with
  * guardd's own copies.
  */
-#include <check.h>
+#include "check_main.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -618,7 +618,7 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("prompt");
-    TCase *tc = tcase_create("render");
+    TCase *tc = check_case(s, "render", 0);
     tcase_add_test(tc, ref_a_user_only);
     tcase_add_test(tc, ref_b_user_assistant);
     tcase_add_test(tc, ref_c_custom_categories);
@@ -631,23 +631,16 @@ int main(void) {
     tcase_add_test(tc, errors);
     tcase_add_test(tc, json_reader);
     tcase_add_test(tc, category_file_formats);
-    suite_add_tcase(s, tc);
-    TCase *t8 = tcase_create("render_8b");
+    TCase *t8 = check_case(s, "render_8b", 0);
     tcase_add_test(t8, ref8_a_user_only);
     tcase_add_test(t8, ref8_b_user_assistant);
     tcase_add_test(t8, layout_8b_and_split);
     tcase_add_test(t8, extensions_8b);
     tcase_add_test(t8, format_names_and_errors);
-    suite_add_tcase(s, t8);
-    TCase *tr = tcase_create("recognition");
+    TCase *tr = check_case(s, "recognition", 0);
     tcase_add_test(tr, recognises_both_templates);
     tcase_add_test(tr, refuses_a_modified_template);
     tcase_add_test(tr, missing_template_means_1b);
     tcase_add_test(tr, missing_template_with_8b_shape_refused);
-    suite_add_tcase(s, tr);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -6,7 +6,7 @@
  * with a message naming the file and, where there is one, the tensor. Valid
  * cases check that tensors are found and their bytes decode as written.
  */
-#include <check.h>
+#include "check_main.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -351,7 +351,7 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("safetensors");
-    TCase *tc = tcase_create("files");
+    TCase *tc = check_case(s, "files", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, valid_file_reads_back);
     tcase_add_test(tc, truncated_file);
@@ -369,15 +369,9 @@ int main(void) {
     tcase_add_test(tc, sharded_mismatches);
     tcase_add_test(tc, sharded_duplicate_tensor);
     tcase_add_test(tc, empty_dir);
-    suite_add_tcase(s, tc);
-    TCase *cv = tcase_create("conversions");
+    TCase *cv = check_case(s, "conversions", 0);
     tcase_add_test(cv, f16_known_values);
     tcase_add_test(cv, f16_encode_round_trip_and_rounding);
     tcase_add_test(cv, bf16_known_values);
-    suite_add_tcase(s, cv);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

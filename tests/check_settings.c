@@ -8,7 +8,7 @@
  * never appear in settings_dump output. Log: level filtering, quoting, and
  * whole lines when several threads log at once.
  */
-#include <check.h>
+#include "check_main.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -569,7 +569,7 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("settings");
-    TCase *tc = tcase_create("settings");
+    TCase *tc = check_case(s, "settings", 0);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, shipped_config_loads_with_documented_defaults);
     tcase_add_test(tc, empty_config_equals_shipped_defaults);
@@ -591,17 +591,11 @@ int main(void) {
     tcase_add_test(tc, error_missing_file);
     tcase_add_test(tc, secrets_are_redacted);
     tcase_add_test(tc, check_main_reports);
-    suite_add_tcase(s, tc);
-    TCase *lg = tcase_create("log");
+    TCase *lg = check_case(s, "log", 0);
     tcase_add_checked_fixture(lg, setup, teardown);
     tcase_add_test(lg, log_levels_filter);
     tcase_add_test(lg, log_journal_prefix);
     tcase_add_test(lg, log_quote_values);
     tcase_add_test(lg, log_lines_stay_whole_across_threads);
-    suite_add_tcase(s, lg);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

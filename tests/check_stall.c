@@ -4,7 +4,7 @@
  * (backpressure pauses, idle partitions, records behind a long batch that
  * advances), when a flag clears, and the engine stuck on a batch.
  */
-#include <check.h>
+#include "check_main.h"
 #include <string.h>
 #include "stall.h"
 
@@ -146,17 +146,12 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("stall");
-    TCase *tc = tcase_create("rules");
+    TCase *tc = check_case(s, "rules", 0);
     tcase_add_test(tc, unread_records_not_read_are_flagged);
     tcase_add_test(tc, outstanding_without_commits_is_flagged);
     tcase_add_test(tc, backpressure_and_long_batch_not_flagged);
     tcase_add_test(tc, engine_stuck_flags_paused_partitions);
     tcase_add_test(tc, revoke_off_and_moving);
     tcase_add_test(tc, names_cut_and_unknown_offsets);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

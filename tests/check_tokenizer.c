@@ -10,7 +10,7 @@
  * (tokenizer_token_id, a separate path from encode).
  * The tokenizer is loaded once in main(); forked test processes share it.
  */
-#include <check.h>
+#include "check_main.h"
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -692,21 +692,15 @@ static Suite *suite(void)
 
 int main(void)
 {
-    const char *path = getenv("GUARDD_TOKENIZER");
+    const char *path = check_tokenizer();
     char err[512];
-    if (!path || access(path, R_OK) != 0) {
-        printf("skip: GUARDD_TOKENIZER (%s) not readable; run tools/deps.sh\n", path ? path : "unset");
-        return 77;
-    }
+    if (!path) return check_skip("GUARDD_TOKENIZER not readable; run tools/deps.sh");
     T = tokenizer_load(path, err, sizeof err);
     if (!T) {
         fprintf(stderr, "cannot load %s: %s\n", path, err);
         return 1;
     }
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = check_run(suite());
     tokenizer_free(T);
-    return failed ? 1 : 0;
+    return rc;
 }

@@ -15,7 +15,7 @@
  * The independent numpy check against real safetensors files is
  * tests/t_numerics.sh.
  */
-#include <check.h>
+#include "check_main.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -684,8 +684,7 @@ END_TEST
 int main(void) {
     blis_setup(2, getenv("GUARDD_TEST_BLIS_ARCH"));
     Suite *s = suite_create("transformer");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 120);
+    TCase *tc = check_case(s, "core", 120);
     tcase_add_test(tc, test_fast_expf);
     tcase_add_test(tc, test_attend_head);
     tcase_add_test(tc, test_rmsnorm);
@@ -699,10 +698,5 @@ int main(void) {
     tcase_add_loop_test(tc, test_view_segments, 0, N_VARIANTS);
     tcase_add_loop_test(tc, test_decode_steps, 0, N_VARIANTS);
     tcase_add_test(tc, test_errors);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -1,7 +1,7 @@
 /* check_verdict.c - Llama Guard output parsing and the first-token decision
  * (model/verdict.c). A table of generated texts with the verdict each must
  * give, written by hand from the output format in the model card. */
-#include <check.h>
+#include "check_main.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -162,17 +162,12 @@ END_TEST
 
 int main(void) {
     Suite *s = suite_create("verdict");
-    TCase *tc = tcase_create("verdict");
+    TCase *tc = check_case(s, "verdict", 0);
     tcase_add_test(tc, parse_table);
     tcase_add_test(tc, s14_with_the_8b_list);
     tcase_add_test(tc, too_many_codes);
     tcase_add_test(tc, decide);
     tcase_add_test(tc, draft);
     tcase_add_test(tc, softmax);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }

@@ -15,7 +15,7 @@
  * 32-column unpacking and of the 4-row tiles), blocks of several sizes, and
  * K past the 32-bit lanes' limit; and the quantizer's levels and bit planes.
  */
-#include <check.h>
+#include "check_main.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -403,8 +403,7 @@ END_TEST
 int main(void) {
     blis_setup(2, getenv("GUARDD_TEST_BLIS_ARCH"));
     Suite *s = suite_create("weights");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 120);
+    TCase *tc = check_case(s, "core", 120);
     tcase_add_loop_test(tc, test_products, 0, 3);
     tcase_add_test(tc, test_int8_exact);
     tcase_add_test(tc, test_int8_long_rows);
@@ -414,10 +413,5 @@ int main(void) {
     tcase_add_test(tc, test_bf16_split);
     tcase_add_test(tc, test_bf16_rows_independent);
     tcase_add_test(tc, test_names);
-    suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return check_run(s);
 }
