@@ -103,56 +103,106 @@ static void block_generic(const Job *j, int n0, int n1, int16_t *wb) {
 #define A2_GROUP 64                    /* channels per store_sums call */
 #define A2_LANE_K(B) (8192 >> (B))     /* products a 32-bit lane may gather */
 
-/* W row n, columns k..k+15, as int16 (zero past K). */
-__attribute__((target(TAVX2), always_inline)) static inline __m256i
-row16_avx2(const Job *j, int n, int k, __m256i sel) {
-    int words = WK_I8_LO_WORDS(j->K), B = j->B;
-    const int8_t *h = j->hi + (size_t)n * j->K;
-    const uint32_t *l = j->lo + (size_t)n * B * words;
-    __m128i b;
-    if (j->K - k >= 16) b = _mm_loadu_si128((const __m128i *)(h + k));
-    else {
-        int8_t t[16] = {0};
-        if (j->K > k) memcpy(t, h + k, (size_t)(j->K - k));
-        b = _mm_loadu_si128((const __m128i *)t);
+/* 8 x 8 transpose of 32-bit elements: v[r] = pairs 0..7 of row r in, out
+ * v[q] = pair q of rows 0..7. */
+__attribute__((target(TAVX2), always_inline)) static inline void transpose8_avx2(__m256i v[8]) {
+    __m256i t[8], u[8];
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
+        t[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
     }
-    __m256i w = _mm256_slli_epi16(_mm256_cvtepi8_epi16(b), B);
-    for (int p = 0; p < B; p++) {   /* bit set: -1 << p, subtracted */
-        short bits = (short)(uint16_t)(l[p * words + k / 32] >> (k % 32));
-        __m256i set = _mm256_cmpeq_epi16(_mm256_and_si256(_mm256_set1_epi16(bits), sel), sel);
-        w = _mm256_sub_epi16(w, _mm256_slli_epi16(set, p));
+#pragma GCC unroll 2
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+        u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+        u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+        u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
     }
-    return w;
+    /* u[q] (q < 4): pairs q and q + 4 of rows 0-3; u[q + 4]: rows 4-7 */
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+        v[q] = _mm256_permute2x128_si256(u[q], u[q + 4], 0x20);
+        v[q + 4] = _mm256_permute2x128_si256(u[q], u[q + 4], 0x31);
+    }
 }
 
-/* Rows n0..n0+nb-1 into panels of A2_NR (rows past nb zero): eight rows of
- * 16 columns at a time, an 8 x 8 transpose of their 32-bit pairs. */
-__attribute__((target(TAVX2)))
+/* Bits 0, 2, .., 30 of each 32-bit lane to bits 0..15 and bits 1, 3, .., 31
+ * to bits 16..31 (an unshuffle: four swap-by-mask rounds), so that shifting
+ * right by j leaves the low bits of column pair j at bits 0 and 16: the two
+ * int16 halves of that pair's 32-bit slot. */
+__attribute__((target(TAVX2), always_inline)) static inline __m256i unshuffle_avx2(__m256i x) {
+    static const int sh[4] = {1, 2, 4, 8};
+    static const int mask[4] = {0x22222222, 0x0C0C0C0C, 0x00F000F0, 0x0000FF00};
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; r++) {
+        __m256i t = _mm256_and_si256(_mm256_xor_si256(x, _mm256_srli_epi32(x, sh[r])), _mm256_set1_epi32(mask[r]));
+        x = _mm256_xor_si256(_mm256_xor_si256(x, t), _mm256_slli_epi32(t, sh[r]));
+    }
+    return x;
+}
+
+/* Rows n0..n0+nb-1 into panels of A2_NR, every slot of the last panel
+ * written (rows past nb repeat a row: computed, never stored). Per group of
+ * 8 rows and 32 columns: the low-bit words of the 8 rows side by side,
+ * unshuffled once; per 16 columns: the 8 rows' hi bytes widened, their
+ * 32-bit pairs transposed, then 2^B·hi + lo on the transposed vectors
+ * (lo from the unshuffled words with two vector ops per plane, instead of
+ * expanding each row's bits separately). */
+__attribute__((target(TAVX2), noinline))
 static void unpack_avx2(const Job *j, int n0, int nb, int16_t *wb) {
-    const __m256i sel = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
-                                          8192, 16384, (short)-32768);
-    for (int r0 = 0; r0 < nb; r0 += 8) {
+    int K = j->K, B = j->B, words = WK_I8_LO_WORDS(K);
+    const __m256i one = _mm256_set1_epi32(0x00010001);
+    int rows = (nb + A2_NR - 1) / A2_NR * A2_NR;
+    for (int r0 = 0; r0 < rows; r0 += 8) {
+        const int8_t *h[8];
+        const uint32_t *l[8];
+        for (int i = 0; i < 8; i++) {
+            int r = n0 + (r0 + i < nb ? r0 + i : nb - 1);
+            h[i] = j->hi + (size_t)r * K;
+            l[i] = j->lo + (size_t)r * B * words;
+        }
         int16_t *o = wb + (size_t)(r0 / A2_NR) * A2_NR * j->Kp + (r0 % A2_NR) * 2;
-        for (int k = 0; k < j->Kp; k += 16) {
-            __m256i v[8], t[8], u[8];
-            for (int i = 0; i < 8; i++)
-                v[i] = r0 + i < nb ? row16_avx2(j, n0 + r0 + i, k, sel) : _mm256_setzero_si256();
-            for (int i = 0; i < 8; i += 2) {
-                t[i] = _mm256_unpacklo_epi32(v[i], v[i + 1]);
-                t[i + 1] = _mm256_unpackhi_epi32(v[i], v[i + 1]);
+        for (int k32 = 0; k32 < j->Kp; k32 += 32) {
+            __m256i d[2];
+            for (int p = 0; p < B; p++) {
+                int w = p * words + k32 / 32;
+                d[p] = unshuffle_avx2(_mm256_setr_epi32((int)l[0][w], (int)l[1][w], (int)l[2][w], (int)l[3][w],
+                                                        (int)l[4][w], (int)l[5][w], (int)l[6][w], (int)l[7][w]));
             }
-            for (int i = 0; i < 8; i += 4) {
-                u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
-                u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
-                u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
-                u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
-            }
-            /* u[q] (q < 4): pairs q and q + 4 of rows 0-3; u[q + 4]: rows 4-7 */
-            int16_t *d = o + (size_t)(k / 2) * 2 * A2_NR;
-            for (int q = 0; q < 4; q++) {
-                _mm256_storeu_si256((__m256i *)(d + q * 2 * A2_NR), _mm256_permute2x128_si256(u[q], u[q + 4], 0x20));
-                _mm256_storeu_si256((__m256i *)(d + (q + 4) * 2 * A2_NR),
-                                    _mm256_permute2x128_si256(u[q], u[q + 4], 0x31));
+            /* the next 8 rows, a group ahead: a row is used 32 bytes
+             * at a time, too slowly for the hardware to prefetch 8 rows */
+            if (k32 % 64 == 0)
+#pragma GCC unroll 8
+                for (int i = 0; i < 8; i++) _mm_prefetch((const char *)(h[i] + k32) + 8 * (size_t)K, _MM_HINT_T0);
+            if (k32 % 512 == 0)
+                for (int i = 0; i < 8; i++)
+                    for (int p = 0; p < B; p++)
+                        _mm_prefetch((const char *)(l[i] + p * words + k32 / 32 + 8 * B * words), _MM_HINT_T0);
+#pragma GCC unroll 2
+            for (int half = 0; half < 2; half++) {
+                int k = k32 + 16 * half;
+                __m256i v[8];
+                if (K - k >= 16)
+#pragma GCC unroll 8
+                    for (int i = 0; i < 8; i++) v[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(h[i] + k)));
+                else
+                    for (int i = 0; i < 8; i++) {
+                        int8_t t[16] = {0};
+                        if (K > k) memcpy(t, h[i] + k, (size_t)(K - k));
+                        v[i] = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)t));
+                    }
+                transpose8_avx2(v);
+                __m256i dh[2];
+                for (int p = 0; p < B; p++) dh[p] = half ? _mm256_srli_epi32(d[p], 8) : d[p];
+                int16_t *dst = o + (size_t)(k / 2) * 2 * A2_NR;
+#pragma GCC unroll 8
+                for (int q = 0; q < 8; q++) {
+                    __m256i w = _mm256_slli_epi16(v[q], B);
+                    for (int p = 0; p < B; p++)
+                        w = _mm256_add_epi16(w, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi32(dh[p], q), one), p));
+                    _mm256_store_si256((__m256i *)(dst + q * 2 * A2_NR), w);
+                }
             }
         }
     }
