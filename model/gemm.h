@@ -7,6 +7,7 @@
  */
 #ifndef GUARDD_GEMM_H
 #define GUARDD_GEMM_H
+#include <stdint.h>
 
 /* accumulate = 0: Y = X·Wᵀ; accumulate = 1: Y += X·Wᵀ (residual add for
  * free). threads <= 0 uses the count set by blis_setup. M <= 16 rows (decode
@@ -16,6 +17,16 @@
  * the streaming kernel takes anyway), as sup is much slower on these shapes. */
 void gemm_xwt(int M, int N, int K, const float *X, int ldx, const float *W, int ldw,
               float *Y, int ldy, int accumulate, int threads);
+
+/* The same product with bf16 weights W [N, K] (row stride K), for any M:
+ * BLIS's own f32 microkernel and block sizes, W widened to f32 (exactly)
+ * while it is packed into the microkernel's panels, so no f32 copy of W is
+ * made beyond one packed block (NC x KC floats, ~4 MB). On the CPUs bf16
+ * widens for (no AVX512_BF16) this is as fast as gemm_xwt on f32 weights;
+ * the sums are the ones BLIS forms for f32 (same blocking). Returns -1,
+ * with Y untouched, if a packing buffer cannot be allocated. */
+int gemm_xwt_bf16(int M, int N, int K, const float *X, int ldx, const uint16_t *W, float *Y,
+                  int ldy, int accumulate, int threads);
 
 /* The thread count blis_setup settled on (all cores if never called). */
 int blis_threads(void);

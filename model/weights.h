@@ -17,9 +17,10 @@
  *         2^-8 of x off and cost 2.9e-3..4.7e-3 of the logit range against
  *         float64 (issue 9 asks <= 2e-3); hi + lo at most 2^-16: ~6e-6. The
  *         price is two bf16 products for the same weight bytes.
- *         "avx2"/"generic": the weights are widened to f32 tile by tile
- *         inside the product (f32 streaming for M <= 16, BLIS on 256-row
- *         tiles above), activations stay f32.
+ *         "avx2"/"generic": the weights are widened to f32 inside the
+ *         product (f32 streaming for M <= 16; above, BLIS's f32
+ *         microkernel on W widened as it is packed, gemm_xwt_bf16),
+ *         activations stay f32: exact, f32's speed for prefill.
  *   int8  weights of 9 or 10 bits per output channel (scale = max|row| /
  *         255 or / 511, rounded once at load), stored as an int8 hi and one
  *         or two planes of low bits (w = 2^B·hi + lo; 1.125 or 1.25 bytes a

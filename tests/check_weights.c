@@ -106,8 +106,11 @@ static void check(Precision p, const char *fam, int M, int N, int K, int acc, do
 }
 
 static const char *const fams[] = {"avx512", "avx2", "generic"};
+/* the last two: bf16 widened while packed (gemm_xwt_bf16) over several K
+ * blocks with a tail, and over two N blocks (BLIS's KC, NC: 256, ~4000) */
 static const int shapes[][4] = {   /* M, N, K, accumulate */
     {1, 33, 20, 0}, {3, 9, 2051, 1}, {16, 6, 70, 1}, {17, 5, 9, 0}, {37, 19, 70, 1}, {70, 260, 64, 0},
+    {23, 37, 777, 0}, {19, 4100, 20, 1},
 };
 
 START_TEST(test_products) {
