@@ -479,4 +479,5 @@ void model_free(Model *m) {
     free(p);
     free(m->w.layers);
     free(m);
+    wm_free_cache();   /* shape-keyed, shared by models: only the idle ones go */
 }

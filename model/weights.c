@@ -212,8 +212,8 @@ static int dnnl_ready(void) {
 
 /* A oneDNN matmul Y (+)= X·Wᵀ: bf16 X [M, K] contiguous, bf16 W [N, K] read
  * in the checkpoint's own layout (a K x N matrix with strides {1, K}), f32 Y
- * at row stride ldy; accumulate adds into Y (sum post-op). Primitives are
- * made per call (oneDNN caches them). NULL if oneDNN has no implementation. */
+ * at row stride ldy; accumulate adds into Y (sum post-op). NULL if oneDNN
+ * has no implementation. Made through prim_get() below. */
 static dnnl_primitive_t onednn_bf16_prim(int M, int N, int K, int ldy, int accumulate) {
     dnnl_memory_desc_t a, b, c;
     dnnl_dims_t ad = {M, K}, as = {K, 1}, bd = {K, N}, bs = {1, K}, cd = {M, N}, cs = {ldy, 1};
@@ -235,6 +235,89 @@ static dnnl_primitive_t onednn_bf16_prim(int M, int N, int K, int ldy, int accum
     if (po) dnnl_post_ops_destroy(po);
     dnnl_primitive_attr_destroy(attr);
     return p;
+}
+
+/* Primitives made here are kept, per shape (M, N, K, ldy, accumulate), in
+ * a small cache this module owns. Without it every product made two
+ * primitives and relied on oneDNN's process-wide primitive cache: ~3.4 us a
+ * primitive from that cache, but ~0.3-0.5 ms of kernel generation a
+ * primitive when it is off or full (DNNL_PRIMITIVE_CACHE_CAPACITY=0;
+ * X[M, 2048]·W[2048, 2048], 2 threads, Zen 5), i.e. ~60 ms per forward
+ * pass of the 1B. M stays a compile-time dimension: oneDNN 2.6 serves a
+ * runtime M (DNNL_RUNTIME_DIM_VAL) with its gemm:jit kernel instead of
+ * brgemm, 1.8x (M = 1024) to 2.4x (M = 17) slower in the same measurement.
+ * M follows the batch's token count, so the cache is bounded: PRIM_CACHE
+ * entries, the least recently used one not being run replaced. An entry is
+ * held while it runs (refs), so a thread never destroys a primitive another
+ * one is executing; when every entry is held, a primitive is made for the
+ * call alone. */
+#define PRIM_CACHE 64
+
+typedef struct {
+    int M, N, K, ldy, accumulate;
+    dnnl_primitive_t p;
+    int refs;
+    unsigned long used;    /* tick of the last prim_get, for LRU */
+} PrimEntry;
+
+static PrimEntry g_prims[PRIM_CACHE];
+static unsigned long g_prim_tick;
+static pthread_mutex_t g_prim_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A primitive for the shape, from the cache or made; *slot is its entry
+ * (held: pass it to prim_put) or -1 for a primitive the caller destroys.
+ * NULL if oneDNN has no implementation. */
+static dnnl_primitive_t prim_get(int M, int N, int K, int ldy, int accumulate, int *slot) {
+    pthread_mutex_lock(&g_prim_mu);
+    int victim = -1;
+    for (int i = 0; i < PRIM_CACHE; i++) {
+        PrimEntry *e = &g_prims[i];
+        if (e->p && e->M == M && e->N == N && e->K == K && e->ldy == ldy && e->accumulate == accumulate) {
+            e->refs++;
+            e->used = ++g_prim_tick;
+            *slot = i;
+            pthread_mutex_unlock(&g_prim_mu);
+            return e->p;
+        }
+        if (!e->refs && (victim < 0 || !e->p || (g_prims[victim].p && e->used < g_prims[victim].used)))
+            victim = i;
+    }
+    dnnl_primitive_t old = NULL;
+    if (victim >= 0) {   /* emptied and reserved while the new one is made, outside the lock */
+        old = g_prims[victim].p;
+        g_prims[victim] = (PrimEntry){.refs = 1};
+    }
+    pthread_mutex_unlock(&g_prim_mu);
+    if (old) dnnl_primitive_destroy(old);
+    dnnl_primitive_t p = onednn_bf16_prim(M, N, K, ldy, accumulate);
+    *slot = p ? victim : -1;
+    if (victim < 0) return p;
+    pthread_mutex_lock(&g_prim_mu);
+    if (p) g_prims[victim] = (PrimEntry){M, N, K, ldy, accumulate, p, 1, ++g_prim_tick};
+    else g_prims[victim].refs = 0;
+    pthread_mutex_unlock(&g_prim_mu);
+    return p;
+}
+
+static void prim_put(dnnl_primitive_t p, int slot) {
+    if (!p) return;
+    if (slot < 0) {
+        dnnl_primitive_destroy(p);
+        return;
+    }
+    pthread_mutex_lock(&g_prim_mu);
+    g_prims[slot].refs--;
+    pthread_mutex_unlock(&g_prim_mu);
+}
+
+void wm_free_cache(void) {
+    pthread_mutex_lock(&g_prim_mu);
+    for (int i = 0; i < PRIM_CACHE; i++)
+        if (g_prims[i].p && !g_prims[i].refs) {
+            dnnl_primitive_destroy(g_prims[i].p);
+            g_prims[i] = (PrimEntry){0};
+        }
+    pthread_mutex_unlock(&g_prim_mu);
 }
 
 /* Runs p on X, W, Y (the shapes it was made for). 0 or -1. */
@@ -281,8 +364,9 @@ static int bf16_split_onednn(const WeightMatrix *w, int M, const float *X, int l
                              int ldy, int accumulate, int threads) {
     int K = w->cols, N = w->rows;
     if (!dnnl_ready()) return -1;
-    dnnl_primitive_t first = onednn_bf16_prim(M, N, K, ldy, accumulate);
-    dnnl_primitive_t second = first ? onednn_bf16_prim(M, N, K, ldy, 1) : NULL;
+    int s1 = -1, s2 = -1;
+    dnnl_primitive_t first = prim_get(M, N, K, ldy, accumulate, &s1);
+    dnnl_primitive_t second = first ? (accumulate ? first : prim_get(M, N, K, ldy, 1, &s2)) : NULL;
     size_t n = (size_t)M * K;
     uint16_t *hi = second ? malloc(sizeof(uint16_t) * n * 2) : NULL;
     int rc = -1, oom = 0;
@@ -318,8 +402,8 @@ static int bf16_split_onednn(const WeightMatrix *w, int M, const float *X, int l
         }
     }
     free(hi);
-    if (first) dnnl_primitive_destroy(first);
-    if (second) dnnl_primitive_destroy(second);
+    prim_put(first, s1);
+    if (second != first) prim_put(second, s2);
     return rc;
 }
 

@@ -90,6 +90,11 @@ WeightMatrix wm_f32(float *w, int rows, int cols);
 void wm_matmul(const WeightMatrix *w, int M, const float *X, int ldx, float *Y, int ldy,
                int accumulate, int threads);
 
+/* Drops the oneDNN primitives this module keeps for bf16 products (per
+ * shape, bounded; weights.c) that no product is running; model_free()
+ * calls it. Any later product makes what it needs again. */
+void wm_free_cache(void);
+
 /* Row r of W as f32 (embedding lookup). */
 void wm_row(const WeightMatrix *w, int r, float *out);
 

@@ -381,6 +381,38 @@ START_TEST(test_bf16_rows_independent) {
 }
 END_TEST
 
+/* The oneDNN primitives weights.c keeps per shape (64 of them): more
+ * distinct M than it holds, each product against the same rows taken one
+ * at a time; the first M again after it was evicted, and after
+ * wm_free_cache(). A primitive served for the wrong shape would give wrong
+ * rows (or none). */
+START_TEST(test_bf16_prim_cache) {
+    ck_assert_int_eq(wm_set_kernels("avx512"), 0);
+    int N = 24, K = 96, Mmax = 17 + 70;
+    Mat m = make(PREC_BF16, N, K);
+    float *X = malloc(sizeof(float) * (size_t)Mmax * K), *rows = malloc(sizeof(float) * (size_t)Mmax * N);
+    float *all = malloc(sizeof(float) * (size_t)Mmax * N);
+    for (int i = 0; i < Mmax * K; i++) X[i] = frand() * 2;
+    for (int i = 0; i < Mmax; i++) wm_matmul(&m.w, 1, X + (size_t)i * K, K, rows + (size_t)i * N, N, 0, 1);
+    for (int pass = 0; pass < 3; pass++) {
+        if (pass == 2) wm_free_cache();
+        for (int M = 17; M <= (pass ? 18 : Mmax); M++) {
+            for (int acc = 0; acc < 2; acc++) {
+                for (int i = 0; i < M * N; i++) all[i] = acc ? -rows[i] : 1e30f;
+                wm_matmul(&m.w, M, X, K, all, N, acc, 2);
+                for (int i = 0; i < M * N; i++) {
+                    float want = acc ? 0 : rows[i];
+                    ck_assert_msg(fabsf(all[i] - want) <= 1e-5f * (1 + fabsf(rows[i])),
+                                  "pass %d M=%d acc=%d: element %d is %g, not %g", pass, M, acc, i, all[i], want);
+                }
+            }
+        }
+    }
+    free(X); free(rows); free(all);
+    drop(&m);
+}
+END_TEST
+
 START_TEST(test_names) {
     Precision p;
     ck_assert_int_eq(precision_parse("auto", &p), 0);
@@ -415,6 +447,7 @@ int main(void) {
     tcase_add_test(tc, test_int8_quantize_exact);
     tcase_add_test(tc, test_bf16_split);
     tcase_add_test(tc, test_bf16_rows_independent);
+    tcase_add_test(tc, test_bf16_prim_cache);
     tcase_add_test(tc, test_names);
     return check_run(s);
 }
