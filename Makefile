@@ -9,7 +9,10 @@
 # script tests (exit 0 = pass, 77 = skipped, anything else = fail). tests/run.sh
 # runs them all and prints the closing "N passed, N failed" line.
 #
-# SANITIZE=1 builds everything into build-san/ with ASan+UBSan.
+# SANITIZE=1 builds everything into build-san/ with ASan+UBSan;
+# SANITIZE=thread into build-tsan/ with ThreadSanitizer, every program
+# linking tests/sanitizer/tsan_c11threads.c (librdkafka's C11 threads made
+# visible to TSan; tests/run.sh then reads tests/tsan.supp).
 #
 # Fuzzing: tests/fuzz/fuzz_*.c are libFuzzer harnesses, one per parser of
 # outside input, built with clang (-fsanitize=fuzzer,address,undefined) into
@@ -25,10 +28,15 @@ SANITIZE ?= 0
 ifeq ($(SANITIZE),1)
 BUILD    ?= build-san
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZE),thread)
+BUILD    ?= build-tsan
+SANFLAGS := -fsanitize=thread -fno-omit-frame-pointer
+SAN_OBJ  := $(BUILD)/tests/sanitizer/tsan_c11threads.o
 else
 BUILD    ?= build
 SANFLAGS :=
 endif
+SAN_OBJ  ?=
 
 CC       ?= cc
 BLIS_INC := /usr/include/x86_64-linux-gnu/blis-openmp
@@ -69,19 +77,19 @@ $(BUILD)/libguardd.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(BUILD)/guardd: $(MAIN_OBJ) $(BUILD)/libguardd.a
+$(BUILD)/guardd: $(MAIN_OBJ) $(BUILD)/libguardd.a $(SAN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/guardctl: $(CTL_OBJ) $(BUILD)/libguardd.a
+$(BUILD)/guardctl: $(CTL_OBJ) $(BUILD)/libguardd.a $(SAN_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c $(TEST_HELPER_OBJ) $(BUILD)/libguardd.a
+$(BUILD)/tests/%: tests/%.c $(TEST_HELPER_OBJ) $(BUILD)/libguardd.a $(SAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_HELPER_OBJ) $(BUILD)/libguardd.a $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_HELPER_OBJ) $(SAN_OBJ) $(BUILD)/libguardd.a $(LDFLAGS) $(CHECK_LIBS) $(LDLIBS)
 
-$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libguardd.a
+$(BUILD)/bench/%: tests/bench/%.c $(BUILD)/libguardd.a $(SAN_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libguardd.a $(LDFLAGS) $(LDLIBS)
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(SAN_OBJ) $(BUILD)/libguardd.a $(LDFLAGS) $(LDLIBS)
 
 tests-build: all $(TEST_BIN)
 

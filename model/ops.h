@@ -7,8 +7,12 @@
 #include "model.h"
 
 /* Hot loops are compiled for AVX-512 and AVX2+FMA as well as baseline x86-64
- * (the build flags target baseline); the loader picks the clone once. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12
+ * (the build flags target baseline); the loader picks the clone once.
+ * Not under ThreadSanitizer: it instruments the resolver GCC generates, which
+ * the loader runs while relocating, before TSan's runtime is set up (every
+ * program linking the model crashed at start in a SANITIZE=thread build). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && \
+    !defined(__SANITIZE_THREAD__)
 #define OPS_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define OPS_CLONES

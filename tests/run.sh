@@ -12,6 +12,9 @@ if [ "$SANITIZE" = 1 ]; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$PWD/tests/lsan.supp:print_suppressions=0}
+elif [ "$SANITIZE" = thread ]; then
+    # a report fails the program (exit 66) at its end, not at the first one
+    export TSAN_OPTIONS=${TSAN_OPTIONS:-suppressions=$PWD/tests/tsan.supp:halt_on_error=0:second_deadlock_stack=1}
 fi
 pass=0; fail=0; skip=0; failed=""
 # Shared fixtures: the genuine tokenizer and a tiny random-weight model that
