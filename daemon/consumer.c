@@ -354,61 +354,64 @@ static void handle_message(Pipeline *p, rd_kafka_message_t *m) {
 
 /* ---- test faults (testhook.h) ---- */
 
-/* Pauses (resume 0: resumes) one "topic/partition" in the client only. */
-static void hold_one(Pipeline *p, const char *name, int pause) {
-    const char *slash = strrchr(name, '/');
-    if (!slash || slash == name) return;
-    char topic[200];
-    snprintf(topic, sizeof topic, "%.*s", (int)(slash - name), name);
+/* Pauses (pause 0: resumes) one partition in the client only. */
+static void hold_one(Pipeline *p, const char *topic, int32_t partition, int pause) {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(l, topic, (int32_t)atoi(slash + 1));
+    rd_kafka_topic_partition_list_add(l, topic, partition);
     if (pause) rd_kafka_pause_partitions(p->consumer, l);
-    else if (find_part(p->paused_parts, topic, (int32_t)atoi(slash + 1)) < 0)
+    else if (find_part(p->paused_parts, topic, partition) < 0)
         rd_kafka_resume_partitions(p->consumer, l);     /* unless we paused it ourselves */
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* The line after line in text, or NULL. */
+static const char *next_line(const char *line) {
+    const char *nl = strchr(line, '\n');
+    return nl ? nl + 1 : NULL;
+}
+
 /* Applies the fault file: "hold" lines are paused again on every read (a
  * backpressure resume of the whole assignment would lift them), dropped
- * ones resumed; "block consumer" keeps this thread away from its loop. */
+ * ones resumed; "block consumer" keeps this thread away from its loop.
+ * The text is only read, never cut into lines in place: cut, it hid every
+ * line after the first from the "block consumer" check. */
 static void test_faults(Pipeline *p, double now) {
-    if (!testhook_enabled() || now - p->hook_checked < TESTHOOK_EVERY_S) return;
+    if (!p->hook_path || now - p->hook_checked < TESTHOOK_EVERY_S) return;
     p->hook_checked = now;
-    char text[1024], held[sizeof p->hook_held] = "";
-    testhook_read(text, sizeof text);
-    for (char *line = text, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next) *next++ = 0;
-        char name[220];
-        if (sscanf(line, "hold %219s", name) != 1) continue;
-        hold_one(p, name, 1);
-        size_t o = strlen(held);
-        snprintf(held + o, sizeof held - o, "%s\n", name);
+    /* held gets "topic/partition\n" per valid hold line, shorter than the
+     * line itself, so a buffer the size of the text always holds them all */
+    char text[sizeof p->hook_held], held[sizeof p->hook_held] = "", topic[TESTHOOK_MAX_TOPIC];
+    int32_t part;
+    size_t o = 0;
+    testhook_read(p->hook_path, text, sizeof text);
+    for (const char *line = text; line && *line; line = next_line(line)) {
+        if (!testhook_hold(line, topic, sizeof topic, &part)) continue;
+        hold_one(p, topic, part, 1);
+        int k = snprintf(held + o, sizeof held - o, "%s/%d\n", topic, (int)part);
+        if (k > 0 && (size_t)k < sizeof held - o) o += (size_t)k;
     }
-    for (char *line = p->hook_held, *next; *line; line = next) {
-        next = strchr(line, '\n');
-        if (!next) break;
-        *next++ = 0;
-        char probe[sizeof held];
-        snprintf(probe, sizeof probe, "%s", line);
-        if (!testhook_has(held, probe)) {
-            hold_one(p, probe, 0);
-            log_msg(LOG_WARN, "event=test_fault fault=hold partition=%s state=released", probe);
-        }
+    /* entries are "topic/partition\n" as written above: "hold " + entry parses */
+    for (const char *line = p->hook_held; line && *line; line = next_line(line)) {
+        char probe[sizeof p->hook_held + 8];
+        size_t n = strcspn(line, "\n");
+        snprintf(probe, sizeof probe, "hold %.*s", (int)n, line);
+        if (testhook_has(held, probe + 5) || !testhook_hold(probe, topic, sizeof topic, &part))
+            continue;
+        hold_one(p, topic, part, 0);
+        log_msg(LOG_WARN, "event=test_fault fault=hold partition=%s state=released", probe + 5);
     }
-    for (char *line = held, *next; *line; line = next) {
-        if (!(next = strchr(line, '\n'))) break;
-        *next = 0;
-        if (!testhook_has(p->hook_held, line))
-            log_msg(LOG_WARN, "event=test_fault fault=hold partition=%s state=held", line);
-        *next++ = '\n';
+    for (const char *line = held; line && *line; line = next_line(line)) {
+        char name[sizeof held];
+        snprintf(name, sizeof name, "%.*s", (int)strcspn(line, "\n"), line);
+        if (!testhook_has(p->hook_held, name))
+            log_msg(LOG_WARN, "event=test_fault fault=hold partition=%s state=held", name);
     }
-    snprintf(p->hook_held, sizeof p->hook_held, "%s", held);
+    memcpy(p->hook_held, held, sizeof held);
     if (!testhook_has(text, "block consumer")) return;
     log_msg(LOG_WARN, "event=test_fault fault=block_consumer state=blocked");
     while (!atomic_load(&p->stop_consume)) {
         usleep((useconds_t)(TESTHOOK_EVERY_S * 1e6));
-        testhook_read(text, sizeof text);
+        testhook_read(p->hook_path, text, sizeof text);
         if (!testhook_has(text, "block consumer")) break;
     }
     log_msg(LOG_WARN, "event=test_fault fault=block_consumer state=released");

@@ -15,6 +15,7 @@
 #include "kafka_util.h"
 #include "log.h"
 #include "metrics.h"
+#include "testhook.h"
 
 /* ---- policy snapshots ---- */
 
@@ -240,6 +241,7 @@ static void pipeline_free(Pipeline *p) {
     free(p->allow_topic);
     free(p->deny_topic);
     free(p->dlq_topic);
+    free(p->hook_path);
     for (int i = 0; i < p->n_keep_headers; i++) free(p->keep_headers[i]);
     free(p->keep_headers);
     pthread_mutex_destroy(&p->policy_mu);
@@ -287,6 +289,14 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
     }
     p->last_commit = queue_now();
     atomic_store(&p->stall_seconds, s->stall_seconds);
+    const char *faults = testhook_path();
+    if (faults) {
+        char q[600];
+        p->hook_path = strdup(faults);
+        log_msg(LOG_WARN, "event=test_faults_enabled file=%s note=\"for tests only: %s lets "
+                "that file block the consumer and hold partitions paused\"",
+                log_quote(faults, q, sizeof q), TESTHOOK_ENV);
+    }
     pthread_create(&p->batcher_th, NULL, batcher_main, p);
     pthread_create(&p->consumer_th, NULL, consumer_main, p);
     if (health_start(p) < 0)

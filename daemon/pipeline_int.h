@@ -132,9 +132,12 @@ struct Pipeline {
     struct BrokerOffsets *asked_ends;       /* asked of the broker (not fetched) */
     int n_asked_ends, ask_rr;
 
-    /* test faults (testhook.h); consumer thread only */
+    /* test faults (testhook.h): the fault file (NULL: off, always in
+     * production), set before the threads start; the rest consumer thread only */
+    char *hook_path;
     double hook_checked;
-    char hook_held[256];        /* partitions held paused, "topic/partition\n"... */
+    char hook_held[1024];       /* partitions held paused, "topic/partition\n"...;
+                                 * also the most of the fault file read */
 };
 
 /* pipeline.c */
