@@ -305,7 +305,6 @@ static void *health_main(void *arg) {
 }
 
 int health_start(Pipeline *p) {
-    atomic_store(&p->consumer_beat_ms, health_now_ms());
     if (pthread_create(&p->health_th, NULL, health_main, p)) return -1;
     p->watch_started = 1;
     return 0;

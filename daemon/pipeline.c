@@ -297,6 +297,10 @@ Pipeline *pipeline_start(const Settings *s, const char *brokers, Classifier *clf
                 "that file block the consumer and hold partitions paused\"",
                 log_quote(faults, q, sizeof q), TESTHOOK_ENV);
     }
+    /* the consumer loop's first round is now: the inference thread, which
+     * starts first, must not take the zero of calloc for a loop that last
+     * came round at boot and withhold its first keep-alive */
+    atomic_store(&p->consumer_beat_ms, health_now_ms());
     pthread_create(&p->batcher_th, NULL, batcher_main, p);
     pthread_create(&p->consumer_th, NULL, consumer_main, p);
     if (health_start(p) < 0)
