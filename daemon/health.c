@@ -275,8 +275,12 @@ static void health_check(Pipeline *p, double now) {
     atomic_store(&p->stalled, n);
     atomic_store(&p->engine_stuck, stuck);
     atomic_store(&p->consumer_stuck, c_stuck);
+    /* the consumer's gauge is cleared before the /readyz detail stops naming
+     * it and set after the detail names it: an HTTP probe in between never
+     * reads "stalled: " with an empty detail */
+    if (!c_stuck) metrics_set_consumer_stalled(0);
     metrics_set_stalled(n, stuck, detail);
-    metrics_set_consumer_stalled(c_stuck);
+    if (c_stuck) metrics_set_consumer_stalled(1);
     report_consumer(p, c_stuck, c_since, threshold);
     report(p, n, stuck, names, secs, batch_secs, threshold);
 }

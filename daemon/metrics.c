@@ -232,7 +232,11 @@ void metrics_set_stalled(int partitions, int stuck, const char *detail) {
     atomic_store(&engine_stuck, stuck != 0);
     pthread_mutex_unlock(&stall_mu);
 }
-void metrics_set_consumer_stalled(int stalled) { atomic_store(&consumer_stuck, stalled != 0); }
+void metrics_set_consumer_stalled(int stalled) {
+    pthread_mutex_lock(&stall_mu);      /* changes with the detail, as the others */
+    atomic_store(&consumer_stuck, stalled != 0);
+    pthread_mutex_unlock(&stall_mu);
+}
 static int anything_stalled(void) {
     return atomic_load(&stalled_parts) || atomic_load(&engine_stuck) || atomic_load(&consumer_stuck);
 }
@@ -249,10 +253,15 @@ const char *metrics_not_ready_reason(char *buf, unsigned long len) {
         snprintf(buf, len, "not ready: output records cannot be delivered (see guardd_output_topics_failing)\n");
     } else if (base && anything_stalled()) {
         pthread_mutex_lock(&stall_mu);
+        /* asked again under the lock the flags and the detail change under:
+         * a flag cleared meanwhile must not print a detail already emptied */
         const char *gauge = atomic_load(&stalled_parts) ? "guardd_stalled_partitions"
                             : atomic_load(&engine_stuck) ? "guardd_inference_stalled"
-                                                         : "guardd_consumer_stalled";
-        snprintf(buf, len, "not ready: stalled: %s (see %s)\n", stall_detail, gauge);
+                            : atomic_load(&consumer_stuck) ? "guardd_consumer_stalled" : NULL;
+        if (gauge)
+            snprintf(buf, len, "not ready: stalled: %s (see %s)\n", stall_detail, gauge);
+        else
+            snprintf(buf, len, "%s", why[1][1]);
         pthread_mutex_unlock(&stall_mu);
     } else {
         snprintf(buf, len, "%s", why[atomic_load(&model_loaded) != 0][atomic_load(&group_joined) != 0]);

@@ -55,7 +55,8 @@ void metrics_set_outputs_failing(int n);
 void metrics_set_stalled(int partitions, int engine_stuck, const char *detail);
 /* Whether the consumer thread's loop has stopped coming round (health.c);
  * not ready while it has. The /readyz text comes from metrics_set_stalled's
- * detail, which then says so too. */
+ * detail, which then says so too: set this after the detail that names the
+ * consumer, clear it before the detail that no longer does. */
 void metrics_set_consumer_stalled(int stalled);
 int metrics_ready(void);
 /* Why metrics_ready() is 0, as one line for /readyz ("not ready: ...\n"),
