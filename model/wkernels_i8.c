@@ -11,6 +11,7 @@
  * x86-64) and only called when the CPU has it (weights.c checks).
  */
 #include <math.h>
+#include <stdint.h>
 #include <omp.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #endif
 
 #define SMALL_M_ROWS 16          /* W rows per block when M <= 16: work split finely */
+#define SMALL_M_ROWS_AVX512 64   /* AVX-512: its first group's unpacking is the one not overlapped */
 #define BLOCK_BYTES (256u << 10) /* unpacked block size for large M (L2) */
 
 /* The float epilogue of every family: not inlined, so no caller's target
@@ -41,6 +43,7 @@ typedef struct {
     const int8_t *hi;
     const uint32_t *lo;
     float *Y;
+    int N;   /* rows of W: how far a block may prefetch past its own */
 } Job;
 
 /* Pointers to rows r..r+3 of A [*, ld]; rows past cnt repeat row r
@@ -355,6 +358,36 @@ __attribute__((target(T512VNNI))) static inline int64_t sum64_avx512(__m512i v) 
     return _mm512_reduce_add_epi64(a);
 }
 
+/* The sixteen sums of a[i][c] in one vector, lane 4i + c, added in int32 by
+ * a transposing tree (45 instructions, against ~8 each for sum64_avx512).
+ * Only when every partial sum fits: see narrow_sums(). */
+__attribute__((target(T512VNNI), always_inline)) static inline __m512i
+reduce16_i32(__m512i a[4][4]) {
+    __m512i v[8], u[4], s[2];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {   /* per 128-bit lane: x0+x2, y0+y2, x1+x3, y1+y3 */
+        __m512i x = a[i / 2][2 * (i % 2)], y = a[i / 2][2 * (i % 2) + 1];
+        v[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(x, y), _mm512_unpackhi_epi32(x, y));
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)     /* per 128-bit lane: the lane's sums of a[i][0..3] */
+        u[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(v[2 * i], v[2 * i + 1]),
+                                _mm512_unpackhi_epi64(v[2 * i], v[2 * i + 1]));
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)     /* 128-bit lanes of u pairwise */
+        s[i] = _mm512_add_epi32(_mm512_shuffle_i32x4(u[2 * i], u[2 * i + 1], 0x88),
+                                _mm512_shuffle_i32x4(u[2 * i], u[2 * i + 1], 0xdd));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(s[0], s[1], 0x88), _mm512_shuffle_i32x4(s[0], s[1], 0xdd));
+}
+
+/* Whether every partial sum of a row's K products fits int32: K · 2047 ·
+ * W_MAX(B) < 2^31 holds for K <= 2053 (B = 2) or 4114 (B = 1), i.e. every
+ * matrix whose K is the model dimension. Otherwise lanes go to 64 bits
+ * first (each 32-bit lane alone always fits: WK_I8_MAX_K). */
+static inline int narrow_sums(int K, int B) {
+    return (int64_t)K * WK_I8_ACT_MAX * WK_I8_W_MAX(B) <= INT32_MAX;
+}
+
 /* acc += pairwise products of x and w: vpdpwssd through asm with the
  * accumulator tied, because GCC's intrinsic copies every accumulator once
  * per use in this loop (measured: 32 register moves per 16 products). */
@@ -363,8 +396,8 @@ __attribute__((target(T512VNNI))) static inline int64_t sum64_avx512(__m512i v) 
 /* Four rows of X against four unpacked W rows (rows repeated past M or N
  * are computed and not stored: one fully unrolled tile keeps all sixteen
  * accumulators in registers). */
-__attribute__((target(T512VNNI)))
-static inline void tile_avx512(const int16_t *const x[4], const int16_t *const w[4], int Kp,
+__attribute__((target(T512VNNI), always_inline))
+static inline void tile_avx512(const int16_t *const x[4], const int16_t *const w[4], int Kp, int narrow,
                                int64_t out[4][4]) {
     __m512i a[4][4];
 #pragma GCC unroll 4
@@ -382,14 +415,209 @@ static inline void tile_avx512(const int16_t *const x[4], const int16_t *const w
             for (int c = 0; c < 4; c++) DPWSSD(a[i][c], xv, wv[c]);
         }
     }
+    if (narrow) {
+        __m512i r = reduce16_i32(a);
+        _mm512_storeu_si512(&out[0][0], _mm512_cvtepi32_epi64(_mm512_castsi512_si256(r)));
+        _mm512_storeu_si512(&out[2][0], _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(r, 1)));
+        return;
+    }
 #pragma GCC unroll 4
     for (int i = 0; i < 4; i++)
 #pragma GCC unroll 4
         for (int c = 0; c < 4; c++) out[i][c] = sum64_avx512(a[i][c]);
 }
 
+/* ---- AVX-512, M <= 16 (decode steps): unpacking hidden under the products
+ *
+ * Unpacked separately, a group of W rows cost a third of the time of its
+ * products and the two did not overlap (memory and the unpacking in one
+ * burst, then the products). Here the work is a sequence of groups, four W
+ * rows x at most KC_MAX columns, and while the tiles of one group run,
+ * each 32 columns of a tile unpack 32 columns of the next group into the
+ * other half of the buffer and prefetch the group after that: the
+ * products, the unpacking and the memory traffic proceed together. Chunks
+ * of KC_MAX columns keep every sum in int32 (narrow_sums) and a group's
+ * int16 rows in L1; the chunks' sums are added in int64. */
+
+#define KC_MAX 2048
+
+/* 32 columns of one row from column k of h (rem columns of the row left
+ * from h): 2^B·hi + lo as int16, zero past the row's end. */
+__attribute__((target(T512VNNI), always_inline)) static inline void
+unpack32(const int8_t *h, const uint32_t *l, int words, int rem, int k, int B, int16_t *o) {
+    __m256i hv = rem - k >= 32 ? _mm256_loadu_si256((const __m256i *)(h + k))
+                               : _mm256_maskz_loadu_epi8((__mmask32)((1u << (rem - k)) - 1), h + k);
+    __m512i w = _mm512_slli_epi16(_mm512_cvtepi8_epi16(hv), B);
+    w = _mm512_mask_add_epi16(w, (__mmask32)l[k / 32], w, _mm512_set1_epi16(1));
+    if (B == 2) w = _mm512_mask_add_epi16(w, (__mmask32)l[words + k / 32], w, _mm512_set1_epi16(2));
+    _mm512_storeu_si512(o, w);
+}
+
+/* One group: four W rows (fewer at the end of a block) x one chunk of
+ * columns, as the tiles read them and the unpacking writes them. */
+typedef struct {
+    const int8_t *h;     /* hi of the group's first row at column k0 */
+    const uint32_t *l;   /* its low-bit planes at word k0 / 32 */
+    int16_t *o;          /* unpacked rows, row stride kc */
+    int n, nc, k0, kc;   /* first row, rows (1..4), first column, columns (multiple of 32) */
+} Group;
+
+/* One row of a group as the unpacking inside a tile sees it. */
+typedef struct {
+    const int8_t *h;
+    const uint32_t *l;
+    int16_t *o;
+} URow;
+
+/* Prefetch cursors: hi and lo of the row group two ahead, advanced at the
+ * pace the tiles consume rows. */
+typedef struct {
+    const char *h, *l;
+    int sh, sl;
+} Ahead;
+
+/* Four rows of X against the current group's four rows over its kc
+ * columns; every 32 columns also unpack 32 columns of CPI rows of the next
+ * group (u, its first ukc columns) and prefetch further ahead. Returns the
+ * sixteen sums as reduce16_i32 lays them out. rem: columns from the next
+ * group's k0 to K. */
+__attribute__((target(T512VNNI), always_inline)) static inline __m512i
+tile_pipe(const int16_t *const x[4], const int16_t *const w[4], int kc, int B, int CPI, const URow *u,
+          int ukc, int rem, int words, Ahead *pf) {
+    __m512i a[4][4];
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) a[i][c] = _mm512_setzero_si512();
+    const char *ph = pf->h, *pl = pf->l;
+    int sh = pf->sh, sl = pf->sl;
+    for (int k = 0; k < kc; k += 32) {
+        _mm_prefetch(ph, _MM_HINT_T1);
+        if (sh > 64) _mm_prefetch(ph + 64, _MM_HINT_T1);
+        _mm_prefetch(pl, _MM_HINT_T1);
+        ph += sh;
+        pl += sl;
+#pragma GCC unroll 4
+        for (int r = 0; r < CPI; r++)
+            if (k < ukc) unpack32(u[r].h, u[r].l, words, rem, k, B, u[r].o + k);
+        __m512i wv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) wv[c] = _mm512_loadu_si512(w[c] + k);
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            __m512i xv = _mm512_loadu_si512(x[i] + k);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) DPWSSD(a[i][c], xv, wv[c]);
+        }
+    }
+    pf->h = ph;
+    pf->l = pl;
+    return reduce16_i32(a);
+}
+
+/* Group number q of rows n0..n1 (row groups of four, each in nch chunks). */
+static void group_at(const Job *j, int B, int n0, int n1, int q, int nch, int kcmax, int16_t *o, Group *g) {
+    g->n = n0 + 4 * (q / nch);
+    g->nc = n1 - g->n < 4 ? n1 - g->n : 4;
+    g->k0 = q % nch * kcmax;
+    g->kc = j->Kp - g->k0 < kcmax ? j->Kp - g->k0 : kcmax;
+    g->h = j->hi + (size_t)g->n * j->K + g->k0;
+    g->l = j->lo + (size_t)g->n * B * WK_I8_LO_WORDS(j->K) + g->k0 / 32;
+    g->o = o;
+}
+
+/* Row r of group g (rows past g->nc repeat row 0: unpacked twice, the same
+ * values to the same place). */
+static inline URow urow(const Job *j, int B, const Group *g, int r) {
+    if (r >= g->nc) r = 0;
+    URow u = {g->h + (size_t)r * j->K, g->l + (size_t)r * B * WK_I8_LO_WORDS(j->K), g->o + (size_t)r * g->kc};
+    return u;
+}
+
+/* Rows n0..n1 of W against M <= 16 rows of X; wb holds 8 x min(Kp, KC_MAX) int16. */
+__attribute__((target(T512VNNI), always_inline)) static inline void
+block_small(const Job *j, int B, int n0, int n1, int16_t *wb) {
+    int kcmax = j->Kp < KC_MAX ? j->Kp : KC_MAX, nch = (j->Kp + kcmax - 1) / kcmax;
+    int nq = (n1 - n0 + 3) / 4 * nch, nmb = (j->M + 3) / 4, cpi = nmb == 1 ? 4 : nmb == 4 ? 1 : 2;
+    int words = WK_I8_LO_WORDS(j->K), iters = nmb * j->Kp / 32;   /* tile steps per row group */
+    size_t lo_row = (size_t)B * words * sizeof(uint32_t);
+    int64_t sums[4][16];
+    Group cur, next;
+    group_at(j, B, n0, n1, 0, nch, kcmax, wb, &cur);
+    for (int r = 0; r < cur.nc; r++) {
+        URow u = urow(j, B, &cur, r);
+        for (int k = 0; k < cur.kc; k += 32) unpack32(u.h, u.l, words, j->K - cur.k0, k, B, u.o + k);
+    }
+    Ahead pf = {(const char *)cur.h, (const char *)cur.l, 0, 0};
+    for (int q = 0; q < nq; q++) {
+        /* the next group, into the other half (none after the last) */
+        int16_t *other = cur.o == wb ? wb + 4 * kcmax : wb;
+        if (q + 1 < nq) group_at(j, B, n0, n1, q + 1, nch, kcmax, other, &next);
+        else next = cur, next.nc = next.kc = 0;
+        if (q % nch == 0) {   /* a new row group: prefetch the one two ahead */
+            int n = cur.n + 8;
+            if (n + 4 <= j->N) {
+                pf.h = (const char *)(j->hi + (size_t)n * j->K);
+                pf.l = (const char *)j->lo + (size_t)n * lo_row;
+                pf.sh = (4 * j->K + iters - 1) / iters;
+                pf.sl = (int)((4 * lo_row + iters - 1) / iters);
+            } else {
+                pf.sh = pf.sl = 0;
+            }
+        }
+        const int16_t *w[4];
+        FOUR_ROWS(w, cur.o, 0, cur.nc, cur.kc);
+        int rem = j->K - next.k0, ukc = cur.kc < next.kc ? cur.kc : next.kc;
+        for (int m = 0, t = 0; m < j->M; m += 4, t++) {
+            const int16_t *x[4];
+            FOUR_ROWS(x, j->X + cur.k0, m, j->M - m < 4 ? j->M - m : 4, j->ldx);
+            URow u[4];
+            for (int r = 0; r < cpi; r++) u[r] = urow(j, B, &next, t * cpi + r);
+            __m512i s;
+            if (cpi == 1) s = tile_pipe(x, w, cur.kc, B, 1, u, ukc, rem, words, &pf);
+            else if (cpi == 2) s = tile_pipe(x, w, cur.kc, B, 2, u, ukc, rem, words, &pf);
+            else s = tile_pipe(x, w, cur.kc, B, 4, u, ukc, rem, words, &pf);
+            __m512i s0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(s));
+            __m512i s1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s, 1));
+            if (cur.k0) {
+                s0 = _mm512_add_epi64(s0, _mm512_loadu_si512(&sums[t][0]));
+                s1 = _mm512_add_epi64(s1, _mm512_loadu_si512(&sums[t][8]));
+            }
+            _mm512_storeu_si512(&sums[t][0], s0);
+            _mm512_storeu_si512(&sums[t][8], s1);
+        }
+        for (int r = 0; r < next.nc; r++) {   /* a chunk longer than this one: the rest */
+            URow u = urow(j, B, &next, r);
+            for (int k = ukc; k < next.kc; k += 32) unpack32(u.h, u.l, words, rem, k, B, u.o + k);
+        }
+        if (cur.k0 + cur.kc == j->Kp)   /* the row group's last chunk */
+            for (int m = 0; m < j->M; m++)
+                store_sums(&sums[m / 4][4 * (m % 4)], cur.nc, j->sx[m], j->sw + cur.n,
+                           j->Y + (size_t)m * j->ldy + cur.n, j->accumulate);
+        cur = next;
+    }
+}
+
+/* One function per B (the unpacking's constant): kept apart from
+ * block_avx512 so each gets its own register allocation. */
+__attribute__((target(T512VNNI), noinline)) static void block_small_b1(const Job *j, int n0, int n1, int16_t *wb) {
+    block_small(j, 1, n0, n1, wb);
+}
+__attribute__((target(T512VNNI), noinline)) static void block_small_b2(const Job *j, int n0, int n1, int16_t *wb) {
+    block_small(j, 2, n0, n1, wb);
+}
+
+/* Rows n0..n1 of W against every row of X. M <= 16: block_small. Larger
+ * M: the whole block unpacked at once and re-read from L2 for every 4 rows
+ * of X. */
 __attribute__((target(T512VNNI)))
 static void block_avx512(const Job *j, int n0, int n1, int16_t *wb) {
+    if (j->M <= 16 && (j->B == 1 || j->B == 2)) {
+        if (j->B == 1) block_small_b1(j, n0, n1, wb);
+        else block_small_b2(j, n0, n1, wb);
+        return;
+    }
+    int narrow = narrow_sums(j->K, j->B);
     unpack_avx512(j, n0, n1 - n0, wb);
     for (int m = 0; m < j->M; m += 4) {
         int mc = j->M - m < 4 ? j->M - m : 4;
@@ -400,7 +628,8 @@ static void block_avx512(const Job *j, int n0, int n1, int16_t *wb) {
             const int16_t *w[4];
             FOUR_ROWS(w, wb, n - n0, nc, j->Kp);
             int64_t out[4][4];
-            tile_avx512(x, w, j->Kp, out);
+            if (narrow) tile_avx512(x, w, j->Kp, 1, out);
+            else tile_avx512(x, w, j->Kp, 0, out);
             for (int i = 0; i < mc; i++)
                 store_sums(out[i], nc, j->sx[m + i], j->sw + n, j->Y + (size_t)(m + i) * j->ldy + n,
                            j->accumulate);
@@ -528,9 +757,11 @@ static void matmul_unbuffered(int M, int N, int K, const float *X, int ldx, cons
 
 /* The products for X already quantized ([M, Kp] int16, scales sx). */
 static void products(WkI8Family fam, const Job *j, int N, int threads) {
-    /* small M: 16 rows per block, so the rows split evenly over threads;
-     * large M: blocks of ~256 KiB, re-read from L2 for every 4 rows of X */
-    int per = SMALL_M_ROWS;
+    /* small M: 16 rows per block, so the rows split evenly over threads
+     * (AVX-512: 64, its blocks overlap each group's unpacking with the
+     * previous group's products, all but the first); large M: blocks of
+     * ~256 KiB, re-read from L2 for every 4 rows of X */
+    int per = fam == WK_I8_AVX512 ? SMALL_M_ROWS_AVX512 : SMALL_M_ROWS;
     if (j->M > 16) {
         per = (int)(BLOCK_BYTES / (2u * (unsigned)j->Kp)) & ~3;
         per = per < SMALL_M_ROWS ? SMALL_M_ROWS : per > 64 ? 64 : per;
@@ -568,7 +799,7 @@ void wk_i8_matmul(WkI8Family fam, int M, int N, int K, const float *X, int ldx, 
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (int m = 0; m < mb; m++)
             sx[m] = wk_i8_quantize_act(X + (size_t)(m0 + m) * ldx, K, xq + (size_t)m * Kp, Kp);
-        Job j = {mb, K, Kp, Kp, ldy, accumulate, B, xq, sx, sw, hi, lo, Y + (size_t)m0 * ldy};
+        Job j = {mb, K, Kp, Kp, ldy, accumulate, B, xq, sx, sw, hi, lo, Y + (size_t)m0 * ldy, N};
         products(fam, &j, N, threads);
     }
 }

@@ -23,12 +23,16 @@
  * most 2047 · WK_I8_W_MAX(B), so K <= WK_I8_MAX_K(B) never overflows; the
  * AVX2 tiles give each lane one (row, channel) and cut K into chunks of at
  * most 8192 >> B products (< 2^31 / (2047 · WK_I8_W_MAX(B))); lanes and
- * chunks are summed in 64 bits.
+ * chunks are summed in 64 bits. The AVX-512 tiles add their sixteen lanes
+ * in int32 where a row's whole sum fits (K · 2047 · WK_I8_W_MAX(B) < 2^31:
+ * K <= 2053 for B = 2, 4114 for B = 1), otherwise in 64 bits; for M <= 16
+ * they cut K into chunks of 2048 so that it always fits.
  *
  * Each call unpacks ROWS of W into int16 once per block (per thread, in L2)
  * and runs every row of X past it in 4 x 4 (AVX-512) dot-product tiles or
  * 6 x 16 (AVX2) broadcast tiles: for M <= 16 its cost is W's memory
- * traffic, for large M the products.
+ * traffic and the unpacking (AVX-512: four rows at a time, unpacked inside
+ * the previous four rows' tiles), for large M the products.
  */
 #ifndef GUARDD_WKERNELS_I8_H
 #define GUARDD_WKERNELS_I8_H

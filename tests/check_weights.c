@@ -149,6 +149,9 @@ START_TEST(test_int8_exact) {
     static const int shp[][3] = {   /* M, N, K */
         {1, 300, 2051}, {2, 7, 31}, {3, 33, 64}, {5, 9, 33}, {16, 65, 1000}, {17, 70, 96},
         {39, 300, 2051}, {64, 130, 4100}, {300, 21, 70},
+        /* AVX-512 M <= 16: chunks of 2048 columns (the last one short, with
+         * a tail), 1..4 row tiles, blocks of 64 W rows and a short last one */
+        {16, 47, 4100}, {13, 70, 2048}, {9, 21, 96}, {6, 130, 2051}, {4, 200, 64},
     };
     for (int bits = 1; bits <= 2; bits++)
         for (size_t s = 0; s < sizeof shp / sizeof shp[0]; s++) {
@@ -211,6 +214,42 @@ START_TEST(test_int8_lane_bound) {
         free(X); free(want); free(got);
         drop(&m);
     }
+}
+END_TEST
+
+/* The largest sums: every weight and activation at its top level, so a
+ * row's K products add up to K · 2047 · W_MAX(B) (2^31 - 5e6 for K = 2048
+ * and B = 2, the most that the int32 reductions take; 4.3e9 for K = 8192
+ * and B = 1, summed in chunks), for M <= 16 and above, against the exact
+ * integers in every family. */
+START_TEST(test_int8_extremes) {
+    static const int shp[][3] = {{16, 9, 2048}, {40, 9, 2048}, {16, 9, 8192}, {40, 9, 8192}, {1, 5, 8192}};
+    for (size_t s = 0; s < sizeof shp / sizeof shp[0]; s++)
+        for (int bits = 1; bits <= 2; bits++) {
+            int M = shp[s][0], N = shp[s][1], K = shp[s][2];
+            if (K > WK_I8_MAX_K(bits)) continue;
+            Mat m = make_bits(PREC_INT8, N, K, bits);
+            for (int r = 0; r < N; r++) {
+                for (int k = 0; k < K; k++) m.f[(size_t)r * K + k] = r % 2 ? -1.0f : 1.0f;
+                m.w.scale[r] = wm_quantize_row(m.f + (size_t)r * K, K, bits, m.w.q + (size_t)r * K,
+                                               m.w.lo + (size_t)r * wm_lo_words(K, bits));
+                ck_assert_int_eq(wk_i8_weight(m.w.q, m.w.lo, bits, K, r, K - 1), r % 2 ? -WK_I8_W_MAX(bits) : WK_I8_W_MAX(bits));
+            }
+            float *X = malloc(sizeof(float) * (size_t)M * K), *want = malloc(sizeof(float) * (size_t)M * N);
+            float *got = malloc(sizeof(float) * (size_t)M * N);
+            for (int i = 0; i < M; i++)
+                for (int k = 0; k < K; k++) X[(size_t)i * K + k] = i % 3 == 1 ? -2.0f : 2.0f;
+            exact_i8(&m, M, X, want, N, 0);
+            for (int f = 0; f < 3; f++) {
+                ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
+                wm_matmul(&m.w, M, X, K, got, N, 0, 2);
+                ck_assert_msg(memcmp(got, want, sizeof(float) * (size_t)M * N) == 0,
+                              "%s (%s) bits=%d M=%d K=%d: not the exact integer result", fams[f],
+                              wm_kernels(PREC_INT8), bits, M, K);
+            }
+            free(X); free(want); free(got);
+            drop(&m);
+        }
 }
 END_TEST
 
@@ -441,6 +480,7 @@ int main(void) {
     TCase *tc = check_case(s, "core", 120);
     tcase_add_loop_test(tc, test_products, 0, 3);
     tcase_add_test(tc, test_int8_exact);
+    tcase_add_test(tc, test_int8_extremes);
     tcase_add_test(tc, test_int8_long_rows);
     tcase_add_test(tc, test_int8_lane_bound);
     tcase_add_test(tc, test_int8_quantize);
