@@ -1,4 +1,6 @@
-/* gemm.c - BLIS setup (kernel choice, threads) and the Y = X·Wᵀ product.
+/* gemm.c - BLIS setup (kernel choice, threads) and the Y = X·Wᵀ product,
+ * on f32 weights (gemm_xwt) and on bf16 weights widened while BLIS's
+ * microkernel panels are packed (gemm_xwt_bf16, at the end).
  *
  * Kernel choice: Debian's BLIS 0.9 picks its kernel set by CPU model and
  * falls back to the slow portable "generic" kernels on CPUs it does not know
