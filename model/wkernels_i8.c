@@ -5,8 +5,8 @@
  * each block is unpacked once into int16 (2^B·hi + lo, zero-padded to a
  * multiple of 32 columns) in a per-thread buffer that stays in L2, then
  * every row of X runs past it in tiles. Each family only supplies the
- * unpacking and the tile; the integer sums cannot differ, and the float
- * epilogue is one shared function. AVX-512 and AVX2 code is compiled for its
+ * unpacking, the tile and its vector copy of the float epilogue; the integer
+ * sums cannot differ, and every epilogue takes the same rounded steps. AVX-512 and AVX2 code is compiled for its
  * instruction set with target attributes (the build targets baseline
  * x86-64) and only called when the CPU has it (weights.c checks).
  */
@@ -25,8 +25,12 @@
 #define SMALL_M_ROWS_AVX512 64   /* AVX-512: its first group's unpacking is the one not overlapped */
 #define BLOCK_BYTES (256u << 10) /* unpacked block size for large M (L2) */
 
-/* The float epilogue of every family: not inlined, so no caller's target
- * can contract it into an FMA differently from another's. */
+/* The float epilogue, the reference every family's version equals bit for
+ * bit: t = sx·sw[j], v = (float)S·t, y = y + v or v, each step rounded
+ * once. Not inlined, so no caller's target can contract it into an FMA;
+ * the generic family, block_direct and the unbuffered path use it, the
+ * AVX2 and AVX-512 families their vector copies below (same steps, same
+ * order, contraction off). */
 __attribute__((noinline)) static void store_sums(const int64_t *s, int cnt, float sx,
                                                  const float *sw, float *y, int accumulate) {
     for (int j = 0; j < cnt; j++) {
@@ -34,6 +38,40 @@ __attribute__((noinline)) static void store_sums(const int64_t *s, int cnt, floa
         y[j] = accumulate ? y[j] + v : v;
     }
 }
+
+#if defined(__x86_64__) && defined(__GNUC__)
+/* int64 -> double without AVX512DQ: adding 2^52 + 2^51 to the integer's
+ * bits and subtracting it as a double gives S exactly for |S| < 2^51. The
+ * vector families only see K <= WK_I8_MAX_K(B) (wk_i8_matmul), where
+ * |S| <= K · 2047 · WK_I8_W_MAX(B) < 2^16 · 2^11 · 2^8 = 2^35. S -> double
+ * is exact, so double -> float rounds once, exactly as (float)S does (both
+ * in the current rounding mode). */
+#define I64_MAGIC 0x4338000000000000LL   /* the bits of 2^52 + 2^51 */
+#define I64_MAGIC_D 6755399441055744.0   /* 2^52 + 2^51 */
+
+/* AVX2 family: four sums at a time (AVX only, so no FMA can exist; the
+ * attribute keeps it so if the target ever grows). */
+__attribute__((target("avx2"), optimize("fp-contract=off"), noinline))
+static void store_sums_avx2(const int64_t *s, int cnt, float sx, const float *sw, float *y,
+                            int accumulate) {
+    const __m256i magic = _mm256_set1_epi64x(I64_MAGIC);
+    const __m256d magic_d = _mm256_set1_pd(I64_MAGIC_D);
+    const __m128 vsx = _mm_set1_ps(sx);
+    int j = 0;
+    for (; j + 4 <= cnt; j += 4) {
+        __m256i q = _mm256_loadu_si256((const __m256i *)(const void *)(s + j));
+        __m256d d = _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(q, magic)), magic_d);
+        __m128 t = _mm_mul_ps(vsx, _mm_loadu_ps(sw + j));
+        __m128 v = _mm_mul_ps(_mm256_cvtpd_ps(d), t);
+        if (accumulate) v = _mm_add_ps(_mm_loadu_ps(y + j), v);
+        _mm_storeu_ps(y + j, v);
+    }
+    for (; j < cnt; j++) {   /* tail: the reference formula */
+        float v = (float)s[j] * (sx * sw[j]);
+        y[j] = accumulate ? y[j] + v : v;
+    }
+}
+#endif
 
 /* Arguments shared by the block functions. */
 typedef struct {
@@ -323,8 +361,8 @@ static void block_avx2(const Job *j, int n0, int n1, int16_t *wb) {
                 }
             }
             for (int i = 0; i < mc; i++)
-                store_sums(s[i], g1 - g0, j->sx[m + i], j->sw + g0, j->Y + (size_t)(m + i) * j->ldy + g0,
-                           j->accumulate);
+                store_sums_avx2(s[i], g1 - g0, j->sx[m + i], j->sw + g0,
+                                j->Y + (size_t)(m + i) * j->ldy + g0, j->accumulate);
         }
     }
 }
@@ -332,6 +370,39 @@ static void block_avx2(const Job *j, int n0, int n1, int16_t *wb) {
 /* ---- AVX-512: vpdpwssd (AVX512_VNNI) ------------------------------------ */
 
 #define T512VNNI "avx512f,avx512bw,avx512vl,avx512vnni"
+
+/* AVX-512 family: eight sums at a time, tails masked. With AVX512DQ
+ * vcvtqq2ps converts as (float)S does; without it (the family does not
+ * require DQ) the exact double route above. AVX-512 implies FMA: the
+ * explicit-rounding multiply and add cannot be contracted into one. */
+#define RN (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define STORE_SUMS_512(name, target_, CVT)                                                        \
+    __attribute__((target(target_), optimize("fp-contract=off"), noinline)) static void name(     \
+        const int64_t *s, int cnt, float sx, const float *sw, float *y, int accumulate) {         \
+        const __m512 vsx = _mm512_set1_ps(sx);                                                    \
+        for (int j = 0; j < cnt; j += 8) {                                                        \
+            __mmask8 k = cnt - j >= 8 ? 0xff : (__mmask8)((1u << (cnt - j)) - 1);                 \
+            __m512i q = _mm512_maskz_loadu_epi64(k, s + j);                                       \
+            __m512 f = _mm512_castps256_ps512(CVT(q));                                            \
+            __m512 t = _mm512_mul_round_ps(vsx, _mm512_castps256_ps512(_mm256_maskz_loadu_ps(k, sw + j)), RN); \
+            __m512 v = _mm512_mul_round_ps(f, t, RN);                                             \
+            if (accumulate)                                                                       \
+                v = _mm512_add_round_ps(_mm512_castps256_ps512(_mm256_maskz_loadu_ps(k, y + j)), v, RN); \
+            _mm256_mask_storeu_ps(y + j, k, _mm512_castps512_ps256(v));                           \
+        }                                                                                         \
+    }
+#define CVT_DQ(q) _mm512_cvtepi64_ps(q)
+#define CVT_F(q)                                                                                  \
+    _mm512_cvtpd_ps(_mm512_sub_pd(                                                                \
+        _mm512_castsi512_pd(_mm512_add_epi64(q, _mm512_set1_epi64(I64_MAGIC))), _mm512_set1_pd(I64_MAGIC_D)))
+STORE_SUMS_512(store_sums_512dq, T512VNNI ",avx512dq", CVT_DQ)
+STORE_SUMS_512(store_sums_512f, T512VNNI, CVT_F)
+
+static void store_sums_avx512(const int64_t *s, int cnt, float sx, const float *sw, float *y,
+                              int accumulate) {
+    if (__builtin_cpu_supports("avx512dq")) store_sums_512dq(s, cnt, sx, sw, y, accumulate);
+    else store_sums_512f(s, cnt, sx, sw, y, accumulate);
+}
 
 __attribute__((target(T512VNNI)))
 static void unpack_avx512(const Job *j, int n0, int nb, int16_t *wb) {
@@ -592,8 +663,8 @@ block_small(const Job *j, int B, int n0, int n1, int16_t *wb) {
         }
         if (cur.k0 + cur.kc == j->Kp)   /* the row group's last chunk */
             for (int m = 0; m < j->M; m++)
-                store_sums(&sums[m / 4][4 * (m % 4)], cur.nc, j->sx[m], j->sw + cur.n,
-                           j->Y + (size_t)m * j->ldy + cur.n, j->accumulate);
+                store_sums_avx512(&sums[m / 4][4 * (m % 4)], cur.nc, j->sx[m], j->sw + cur.n,
+                                  j->Y + (size_t)m * j->ldy + cur.n, j->accumulate);
         cur = next;
     }
 }
@@ -631,8 +702,8 @@ static void block_avx512(const Job *j, int n0, int n1, int16_t *wb) {
             if (narrow) tile_avx512(x, w, j->Kp, 1, out);
             else tile_avx512(x, w, j->Kp, 0, out);
             for (int i = 0; i < mc; i++)
-                store_sums(out[i], nc, j->sx[m + i], j->sw + n, j->Y + (size_t)(m + i) * j->ldy + n,
-                           j->accumulate);
+                store_sums_avx512(out[i], nc, j->sx[m + i], j->sw + n,
+                                  j->Y + (size_t)(m + i) * j->ldy + n, j->accumulate);
         }
     }
 }
@@ -802,4 +873,23 @@ void wk_i8_matmul(WkI8Family fam, int M, int N, int K, const float *X, int ldx, 
         Job j = {mb, K, Kp, Kp, ldy, accumulate, B, xq, sx, sw, hi, lo, Y + (size_t)m0 * ldy, N};
         products(fam, &j, N, threads);
     }
+}
+
+/* ---- the epilogue alone (tests) ----------------------------------------- */
+
+int wk_i8_epilogue(int variant, const int64_t *s, int cnt, float sx, const float *sw, float *y,
+                   int accumulate) {
+    if (variant == 0) { store_sums(s, cnt, sx, sw, y, accumulate); return 1; }
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    int v512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    if (variant == 1 && __builtin_cpu_supports("avx2")) { store_sums_avx2(s, cnt, sx, sw, y, accumulate); return 1; }
+    if (variant == 2 && v512) { store_sums_512f(s, cnt, sx, sw, y, accumulate); return 1; }
+    if (variant == 3 && v512 && __builtin_cpu_supports("avx512dq")) {
+        store_sums_512dq(s, cnt, sx, sw, y, accumulate);
+        return 1;
+    }
+#endif
+    return 0;
 }

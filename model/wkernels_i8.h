@@ -11,10 +11,11 @@
  *
  *     S[m, n] = Σ_k X[m, k] · w[n, k]
  *
- * and then the same float epilogue Y[m, n] (+)= (float)S · (sx[m] · sw[n])
- * (one non-inlined function, so no family can fuse it differently): the
- * results agree bit for bit between families, between M = 1 and any batch,
- * and whatever the thread count.
+ * and then the same float epilogue Y[m, n] (+)= (float)S · (sx[m] · sw[n]),
+ * each step rounded once in that order (no FMA; one non-inlined function
+ * per family, vectorised in AVX2 and AVX-512, each equal to the scalar one
+ * bit for bit): the results agree bit for bit between families, between
+ * M = 1 and any batch, and whatever the thread count.
  *
  * Why int16 products: vpdpwssd (AVX512_VNNI) and vpmaddwd (AVX2) multiply
  * signed 16-bit pairs into 32-bit sums without saturating, so one integer
@@ -57,6 +58,14 @@ void wk_i8_matmul(WkI8Family fam, int M, int N, int K, const float *X, int ldx, 
 
 /* One row of activations -> int16 out[0, ldx) (zero past K); returns its scale. */
 float wk_i8_quantize_act(const float *x, int K, int16_t *out, int ldx);
+
+/* The float epilogue alone, for the tests: variant 0 the reference
+ * (scalar, used by the generic family), 1 the AVX2 family's, 2 the AVX-512
+ * family's without AVX512DQ, 3 with it; every variant must equal 0 bit for
+ * bit for |s| < 2^51 (the vector families see |S| < 2^35). Returns 0 (and
+ * writes nothing) if the CPU lacks the variant's instructions. */
+int wk_i8_epilogue(int variant, const int64_t *s, int cnt, float sx, const float *sw, float *y,
+                   int accumulate);
 
 /* W[n, k] as its integer: for wm_row, the slow path and the tests. */
 static inline int wk_i8_weight(const int8_t *hi, const uint32_t *lo, int B, int K, int n, int k) {

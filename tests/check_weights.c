@@ -177,6 +177,80 @@ START_TEST(test_int8_exact) {
 }
 END_TEST
 
+/* The epilogue alone: every vector variant (AVX2, AVX-512 with and
+ * without AVX512DQ) against the formula t = sx·sw, v = (float)S·t,
+ * y = y + v or v, each step rounded once (volatile, so this file cannot
+ * contract it), bit for bit. Sums: random of every magnitude up to 2^35,
+ * the largest ± K·2047·W_MAX(B) of both B, ±1, 0, odd values past 2^24 and
+ * float rounding ties; scales of several exponents; accumulate on and off;
+ * counts 1..41 and offsets (the 4- and 8-wide tails). A fused multiply-add
+ * or a conversion rounding twice differs on some of them. */
+static float epi_ref(int64_t S, float sx, float sw, float y, int accumulate) {
+    volatile float t = sx * sw, f = (float)S;
+    volatile float v = f * t;
+    volatile float r = accumulate ? y + v : v;
+    return r;
+}
+
+START_TEST(test_int8_epilogue) {
+    enum { NS = 4096 };
+    int64_t *S = malloc(sizeof(int64_t) * NS);
+    float *sw = malloc(sizeof(float) * NS), *y0 = malloc(sizeof(float) * NS);
+    float *want = malloc(sizeof(float) * NS), *got = malloc(sizeof(float) * NS);
+    int n = 0;
+    const int64_t top1 = (int64_t)WK_I8_MAX_K(1) * WK_I8_ACT_MAX * WK_I8_W_MAX(1);
+    const int64_t top2 = (int64_t)WK_I8_MAX_K(2) * WK_I8_ACT_MAX * WK_I8_W_MAX(2);
+    const int64_t fixed[] = {0, 1, -1, top1, -top1, top2, -top2, top1 - 1, -(top2 - 1),
+                             (1LL << 35) - 1, -((1LL << 35) - 1), (1LL << 24) + 1, -((1LL << 24) + 1),
+                             (1LL << 25) + 2, (1LL << 25) + 6, -((1LL << 25) + 2), (1LL << 34) + (1LL << 10),
+                             (1LL << 34) + (3LL << 10), -((1LL << 34) + (1LL << 10)), (1LL << 34) + (1LL << 10) + 1,
+                             16777217, 33554435, -33554435, 2147483647, -2147483648LL, 4294967295LL};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) S[n++] = fixed[i];
+    while (n < NS) {
+        rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+        int bitsz = (int)(rng % 36);   /* magnitudes 2^0 .. 2^35 */
+        int64_t v = (int64_t)((rng >> 20) & ((1ULL << bitsz) - 1));
+        if (rng & (1ULL << 63) && v > top2) v = top2;
+        S[n++] = (rng >> 62) & 1 ? -v : v;
+    }
+    for (int i = 0; i < NS; i++) {
+        sw[i] = ldexpf(frand(), (i % 7) * 3 - 30);   /* 2^-30 .. 2^-12 */
+        y0[i] = ldexpf(frand(), (i % 5) * 4 - 6);
+    }
+    const float sxs[] = {1.0f / 2047, 0.37f / 2047, 3.1e-3f, 1.7f};
+    int tried = 0;
+    for (int variant = 1; variant <= 3; variant++)
+        for (size_t a = 0; a < sizeof sxs / sizeof sxs[0]; a++)
+            for (int acc = 0; acc <= 1; acc++) {
+                for (int i = 0; i < NS; i++) want[i] = epi_ref(S[i], sxs[a], sw[i], y0[i], acc);
+                /* the whole array, then short counts at odd offsets */
+                memcpy(got, y0, sizeof(float) * NS);
+                if (!wk_i8_epilogue(variant, S, NS, sxs[a], sw, got, acc)) continue;
+                tried++;
+                for (int i = 0; i < NS; i++)
+                    ck_assert_msg(memcmp(&got[i], &want[i], sizeof(float)) == 0,
+                                  "variant %d acc %d S=%lld sx=%a sw=%a y=%a: %a, want %a", variant, acc,
+                                  (long long)S[i], sxs[a], sw[i], y0[i], got[i], want[i]);
+                for (int off = 0, cnt = 1; off + cnt <= NS && cnt <= 41; off += cnt + 3, cnt++) {
+                    memcpy(got, y0, sizeof(float) * NS);
+                    wk_i8_epilogue(variant, S + off, cnt, sxs[a], sw + off, got + off, acc);
+                    for (int i = 0; i < NS; i++) {
+                        float w = i >= off && i < off + cnt ? want[i] : y0[i];   /* nothing past cnt */
+                        ck_assert_msg(memcmp(&got[i], &w, sizeof(float)) == 0,
+                                      "variant %d acc %d off %d cnt %d i %d: %a, want %a", variant, acc,
+                                      off, cnt, i, got[i], w);
+                    }
+                }
+            }
+    /* the reference itself is the formula */
+    memcpy(got, y0, sizeof(float) * NS);
+    ck_assert_int_eq(wk_i8_epilogue(0, S, NS, sxs[0], sw, got, 1), 1);
+    for (int i = 0; i < NS; i++) ck_assert(got[i] == epi_ref(S[i], sxs[0], sw[i], y0[i], 1));
+    if (!tried) fprintf(stderr, "check_weights: no vector epilogue on this CPU\n");
+    free(S); free(sw); free(y0); free(want); free(got);
+}
+END_TEST
+
 /* The largest sums the vector families take: K = WK_I8_MAX_K(B), every
  * weight and activation at its top level (± WK_I8_W_MAX(B), ± 2047), so
  * every 32-bit lane of every family gathers as much as its bound allows
@@ -483,6 +557,7 @@ int main(void) {
     tcase_add_test(tc, test_int8_extremes);
     tcase_add_test(tc, test_int8_long_rows);
     tcase_add_test(tc, test_int8_lane_bound);
+    tcase_add_test(tc, test_int8_epilogue);
     tcase_add_test(tc, test_int8_quantize);
     tcase_add_test(tc, test_int8_quantize_exact);
     tcase_add_test(tc, test_bf16_split);
