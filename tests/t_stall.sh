@@ -15,6 +15,13 @@
 #      released, 200 and 0 again, and the records sent while it hung are
 #      answered. (Before, the watch ran on the consumer thread and said
 #      ready throughout.)
+#      Watchdog: guardd runs under a stand-in service manager
+#      (tests/e2e/notify_recv.py on NOTIFY_SOCKET, WATCHDOG_USEC = 2 s, so a
+#      WATCHDOG=1 keep-alive about every 1 s). Keep-alives must arrive while
+#      healthy and go on for most of stall_seconds after the block (the
+#      cut-off is the stall, not the block itself); once the stall is
+#      reported none may arrive for a quiet stretch of 5 s (5 keep-alive
+#      intervals: systemd would restart guardd); released, they resume.
 # Then SIGTERM: exit 0, nothing outstanding. About 45 s.
 set -eu
 cd "$(dirname "$0")/.."
@@ -40,7 +47,15 @@ log = { level = "info"; };
 shutdown_timeout_ms = 10000;
 EOF2
 faults=$tmp/faults
-GUARDD_TEST_FAULTS=$faults start_guardd g1; G1=$LAST_PID
+# the service manager's side: every datagram, timed on arrival (CLOCK_MONOTONIC)
+"$PY" tests/e2e/notify_recv.py "$tmp/notify.sock" "$tmp/notify.log" 900 &
+pids="$pids $!"
+i=0
+while [ ! -e "$tmp/notify.log" ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || fail "notify receiver did not start"; sleep 0.1
+done
+unset WATCHDOG_PID
+NOTIFY_SOCKET=$tmp/notify.sock WATCHDOG_USEC=2000000 GUARDD_TEST_FAULTS=$faults start_guardd g1; G1=$LAST_PID
 wait_log "$logs/g1.log" "event=ready" 60
 port=$(metrics_port "$logs/g1.log")
 [ -n "$port" ] || fail "no metrics port in the log"
@@ -66,7 +81,29 @@ send() { # partition count tag
             "message $3 $j: how do I bake bread?" >/dev/null 2>>"$logs/send.log" || fail "guardctl send"
     done
 }
+# mono: now on the receiver's clock; pings A [B]: keep-alives that arrived
+# after A (and up to B); last_ping_before B: arrival of the last one up to B
+mono() { "$PY" -c 'import time; print("%.3f" % time.monotonic())'; }
+calc() { awk "BEGIN { print ($1) }"; }  # arithmetic on those times (1/0 for comparisons)
+pings() {
+    awk -v a="$1" -v b="${2:-1e18}" '$2 == "WATCHDOG=1" && $1 > a && $1 <= b { n++ } END { print n + 0 }' \
+        "$tmp/notify.log"
+}
+last_ping_before() {
+    awk -v b="$1" '$2 == "WATCHDOG=1" && $1 <= b { t = $1 } END { print t + 0 }' "$tmp/notify.log"
+}
+# wait_pings AFTER N SECONDS WHAT: polls until N keep-alives arrived after AFTER
+wait_pings() {
+    i=0
+    until [ "$(pings "$1")" -ge "$2" ]; do
+        i=$((i + 1))
+        [ $i -lt $(($3 * 5)) ] || fail "$4: $(pings "$1") WATCHDOG=1 within $3 s, want $2"
+        sleep 0.2
+    done
+}
 wait_ready 200 30 "start"
+grep -q "^[0-9.]* READY=1" "$tmp/notify.log" || fail "no READY=1 on NOTIFY_SOCKET"
+wait_pings 0 3 15 "start: keep-alives while healthy"
 
 step "P: a partition held paused behind guardd's back"
 echo "hold conversations/0" >"$faults"
@@ -91,14 +128,30 @@ check --expect-inputs 3 --timeout 60 || fail "P: outputs"
 step "C: the consumer thread hung"
 echo "block consumer" >"$faults"
 wait_log "$logs/g1.log" "fault=block_consumer state=blocked" 10
+t_block=$(mono)
 send 1 2 c
 wait_ready 503 45 "C: blocked consumer"
+t_503=$(mono)
 echo "503: $(cat "$tmp/readyz.body")"
 grep -q "stalled: consumer: its poll loop has not come round" "$tmp/readyz.body" \
     || fail "C: /readyz does not name the consumer"
 [ "$(gauge guardd_consumer_stalled)" = 1 ] || fail "C: guardd_consumer_stalled not 1"
 [ "$(count_log "$logs/g1.log" "event=consumer_stall ")" = 1 ] || fail "C: want one event=consumer_stall warning"
+# The quiet stretch: the stall is reported, so the keep-alives stop. A
+# keep-alive sent just before the cut-off may be received a little after
+# /readyz said 503 on a loaded machine: the stretch starts 2 s later.
+sleep 7
+t_rel=$(mono)
+late=$(pings "$(calc "$t_503 + 2")" "$t_rel")
+last=$(last_ping_before "$t_rel")
+echo "watchdog: blocked at $t_block, 503 at $t_503, last keep-alive at $last, released at $t_rel"
+[ "$late" = 0 ] || fail "C: $late WATCHDOG=1 in the 5 s after the stall was reported"
+# ... and stopped because of the stall, not at the block: they went on for
+# most of stall_seconds (10 s) with the consumer already hung
+[ "$(calc "$last >= $t_block + 5")" = 1 ] \
+    || fail "C: keep-alives stopped $(calc "$last - $t_block") s after the block, before the stall"
 rm -f "$faults"
+wait_pings "$t_rel" 2 15 "C: keep-alives after the release"
 wait_ready 200 30 "C: released"
 [ "$(gauge guardd_consumer_stalled)" = 0 ] || fail "C: gauge still set after the release"
 wait_log "$logs/g1.log" "event=consumer_stall_cleared" 5
