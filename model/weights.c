@@ -47,21 +47,27 @@
 
 #define STREAM_MAX_M 16     /* as gemm.c: streaming kernels up to here */
 
-typedef enum { FAM_GENERIC = 0, FAM_AVX2, FAM_AVX512 } Family;
+/* Slowest first: a forced family falls back to the best one below it.
+ * FAM_AVXVNNI is FAM_AVX2 with int8 on AVX-VNNI (every other precision
+ * runs its AVX2 code); AVX-512 CPUs need not have AVX-VNNI (Zen 4, Ice
+ * Lake do not), so it is only chosen by name on those that do. */
+typedef enum { FAM_GENERIC = 0, FAM_AVX2, FAM_AVXVNNI, FAM_AVX512, N_FAM } Family;
 
-static const char *const family_names[] = {"generic", "avx2", "avx512"};
+static const char *const family_names[N_FAM] = {"generic", "avx2", "avxvnni", "avx512"};
 static int g_family = -1;           /* -1: not chosen yet */
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static Family best_family(void) {
     if (wk_have_avx512bf16() || wk_have_avx512vnni()) return FAM_AVX512;
+    if (wk_have_avxvnni()) return FAM_AVXVNNI;
     if (wk_have_avx2()) return FAM_AVX2;
     return FAM_GENERIC;
 }
 
 static int family_by_name(const char *s) {
     if (!s || !*s || !strcmp(s, "auto")) return (int)best_family();
-    for (int i = 0; i < 3; i++)
+    if (!strcmp(s, "avxvnni") && !wk_have_avxvnni()) s = "avx2";   /* e.g. an AVX-512 CPU without it */
+    for (int i = 0; i < N_FAM; i++)
         if (!strcmp(s, family_names[i])) {
             int best = (int)best_family();
             return i < best ? i : best;
@@ -84,7 +90,7 @@ static Family family(void) {
         const char *env = getenv("GUARDD_KERNELS");
         int f = family_by_name(env);
         if (f < 0) {
-            fprintf(stderr, "weights: unknown GUARDD_KERNELS='%.20s' (auto, avx512, avx2, generic); "
+            fprintf(stderr, "weights: unknown GUARDD_KERNELS='%.20s' (auto, avx512, avxvnni, avx2, generic); "
                     "using auto\n", env);
             f = (int)best_family();
         }
@@ -97,11 +103,15 @@ static Family family(void) {
 
 /* Which path each precision takes in the current family. */
 static int bf16_dot(void) { return family() == FAM_AVX512 && wk_have_avx512bf16(); }
+static int avx2_code(void) { return family() == FAM_AVX2 || family() == FAM_AVXVNNI; }
 
-/* int8: vpdpwssd with AVX512_VNNI, vpmaddwd on any AVX2 CPU. */
+/* int8: vpdpwssd zmm with AVX512_VNNI, vpdpwssd ymm with AVX-VNNI,
+ * vpmaddwd on any AVX2 CPU. */
 static WkI8Family i8_family(void) {
     switch (family()) {
-    case FAM_AVX512: return wk_have_avx512vnni() ? WK_I8_AVX512 : WK_I8_AVX2;
+    case FAM_AVX512:
+        return wk_have_avx512vnni() ? WK_I8_AVX512 : wk_have_avxvnni() ? WK_I8_AVXVNNI : WK_I8_AVX2;
+    case FAM_AVXVNNI: return WK_I8_AVXVNNI;
     case FAM_AVX2: return WK_I8_AVX2;
     default: return WK_I8_GENERIC;
     }
@@ -111,9 +121,9 @@ const char *wm_kernels(Precision p) {
     switch (precision_resolve(p)) {
     case PREC_BF16:
         if (bf16_dot()) return "avx512bf16-split+onednn";
-        return family() == FAM_AVX2 ? "avx2-widen+blis" : "generic-widen+blis";
+        return avx2_code() ? "avx2-widen+blis" : "generic-widen+blis";
     case PREC_INT8: {
-        static const char *const names[] = {"generic", "avx2", "avx512vnni"};
+        static const char *const names[] = {"generic", "avx2", "avx512vnni", "avxvnni"};
         return names[i8_family()];
     }
     default:
@@ -412,7 +422,7 @@ static void bf16_matmul(const WeightMatrix *w, int M, const float *X, int ldx, f
     int K = w->cols, N = w->rows;
     if (!bf16_dot()) {
         if (M > STREAM_MAX_M) bf16_widen_blis(w, M, X, ldx, Y, ldy, accumulate, threads);
-        else if (family() == FAM_AVX2)
+        else if (avx2_code())
             wk_bf16_widen_avx2(M, N, K, X, ldx, w->bf16, Y, ldy, accumulate, threads);
         else wk_bf16_widen_generic(M, N, K, X, ldx, w->bf16, Y, ldy, accumulate, threads);
         return;

@@ -28,8 +28,11 @@
  *         weights), B = 2 for the embedding, the lm_head, wqkv and wo
  *         (WM_I8_BITS_OTHER). Activations quantized per token at run time to
  *         12 bits (scale = max|x| / 2047, int16). Products exact in integers
- *         (wkernels_i8.h): "avx512vnni" vpdpwssd, "avx2" vpmaddwd, "generic"
- *         plain C, all on the same unpacked int16 tiles, so every family and
+ *         (wkernels_i8.h): "avx512vnni" vpdpwssd zmm, "avxvnni" (AVX-VNNI
+ *         without AVX-512: Alder Lake and later client cores, E-core
+ *         servers) the AVX2 tiles on VEX vpdpwssd ymm, "avx2" vpmaddwd +
+ *         vpaddd, "generic" plain C, all on the same unpacked int16 tiles
+ *         and exact integer sums, so every family and
  *         every M gives the same bits. The embedding lookup (wm_row)
  *         dequantizes a row.
  *         Why not 8-bit weights and activations (what int8 first was):
@@ -43,14 +46,17 @@
  *         checkpoints' are; more bits do. Now: 2.7e-3..3.6e-3 on the
  *         t_numerics fixtures, 4.8e-3 on the 1B (weights 1.78 GB).
  *
- * Kernel family: chosen once from the CPU flags; env GUARDD_KERNELS
- * (auto|avx512|avx2|generic) or wm_set_kernels() forces a slower family so
- * every path can be tested. It selects this module's kernels only, not
+ * Kernel family: chosen once from the CPU flags (avx512 with AVX512_VNNI or
+ * AVX512_BF16, else avxvnni with AVX-VNNI, else avx2, else generic); env
+ * GUARDD_KERNELS (auto|avx512|avxvnni|avx2|generic) or wm_set_kernels()
+ * forces a slower family so every path can be tested (a family the CPU
+ * lacks gives the best one it has below; avxvnni on an AVX-512 CPU only if
+ * it also has AVX-VNNI). avxvnni differs from avx2 in int8 alone. It selects this module's kernels only, not
  * BLIS's kernel set (f32, and the engine under bf16's widened products),
  * which blis_setup() picks from model.blis_arch / BLIS_ARCH_TYPE: a forced
  * family is for tests and comparisons, and a daemon should not lose BLIS's
  * best kernels with it. To see what an AVX2-only CPU runs, force both
- * (bench_precision does: GUARDD_KERNELS=avx2 plus BLIS "zen3").
+ * (bench_precision does: GUARDD_KERNELS=avx2 or avxvnni plus BLIS "zen3").
  */
 #ifndef GUARDD_WEIGHTS_H
 #define GUARDD_WEIGHTS_H
@@ -76,7 +82,7 @@ const char *precision_name(Precision p);
 /* AUTO -> the form used on this CPU (bf16); others unchanged. */
 Precision precision_resolve(Precision p);
 
-/* Forces a kernel family: "auto" (NULL), "avx512", "avx2", "generic".
+/* Forces a kernel family: "auto" (NULL), "avx512", "avxvnni", "avx2", "generic".
  * Families the CPU lacks fall back to the best it has. -1 for unknown names. */
 int wm_set_kernels(const char *family);
 /* The kernels precision p runs on, e.g. "avx512bf16-split+onednn", "avx512vnni", "avx2-widen+blis". */

@@ -7,6 +7,7 @@
 #include "ops.h"
 #include "wkernels.h"
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 #endif
 
@@ -294,6 +295,16 @@ int wk_have_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
+/* AVX-VNNI: the VEX-encoded vpdpwssd on ymm, cpuid leaf 7 subleaf 1 EAX
+ * bit 4, read directly: clang 14 (the fuzz build) has no "avxvnni" for
+ * __builtin_cpu_supports. wk_have_avx2 covers the OS saving ymm state. */
+int wk_have_avxvnni(void) {
+    unsigned a, b, c, d;
+    if (!wk_have_avx2() || __get_cpuid_max(0, NULL) < 7) return 0;
+    __cpuid_count(7, 1, a, b, c, d);
+    (void)b; (void)c; (void)d;
+    return (a >> 4) & 1;
+}
 #else
 void wk_bf16_widen_avx2(int M, int N, int K, const float *X, int ldx, const uint16_t *W, float *Y,
                         int ldy, int accumulate, int threads) {
@@ -309,4 +320,5 @@ static void split_blocks_avx512(const float *x, int nb, uint16_t *out) {
 int wk_have_avx512bf16(void) { return 0; }
 int wk_have_avx512vnni(void) { return 0; }
 int wk_have_avx2(void) { return 0; }
+int wk_have_avxvnni(void) { return 0; }
 #endif

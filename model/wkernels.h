@@ -33,4 +33,5 @@ void wk_bf16_widen_generic(int M, int N, int K, const float *X, int ldx, const u
 int wk_have_avx512bf16(void);
 int wk_have_avx512vnni(void);
 int wk_have_avx2(void);
+int wk_have_avxvnni(void);   /* AVX2 + AVX-VNNI (vpdpwssd on ymm) */
 #endif

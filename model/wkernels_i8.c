@@ -6,7 +6,9 @@
  * multiple of 32 columns) in a per-thread buffer that stays in L2, then
  * every row of X runs past it in tiles. Each family only supplies the
  * unpacking, the tile and its vector copy of the float epilogue; the integer
- * sums cannot differ, and every epilogue takes the same rounded steps. AVX-512 and AVX2 code is compiled for its
+ * sums cannot differ, and every epilogue takes the same rounded steps. The
+ * AVX-VNNI family is the AVX2 one with vpdpwssd ymm in its tiles (asm).
+ * AVX-512 and AVX2 code is compiled for its
  * instruction set with target attributes (the build targets baseline
  * x86-64) and only called when the CPU has it (weights.c checks).
  */
@@ -249,10 +251,22 @@ static void unpack_avx2(const Job *j, int n0, int nb, int16_t *wb) {
     }
 }
 
+/* acc + madd(x, w) in 32-bit lanes: vpmaddwd + vpaddd, or with vnni (a
+ * constant in every caller) one VEX vpdpwssd, which sums the same two
+ * products into the lane without saturating: the same exact integers. In
+ * asm, so this AVX2-target code never needs the avxvnni target (the
+ * intrinsic would refuse to inline); only the avxvnni family passes 1. */
+__attribute__((target(TAVX2), always_inline)) static inline __m256i
+madd_acc(int vnni, __m256i acc, __m256i x, __m256i w) {
+    if (!vnni) return _mm256_add_epi32(acc, _mm256_madd_epi16(x, w));
+    __asm__("%{vex%} vpdpwssd %[w], %[x], %[a]" : [a] "+x"(acc) : [x] "x"(x), [w] "x"(w));
+    return acc;
+}
+
 /* s[i][0..15] += Σ over pairs kp0..kp1-1 of X row i against one panel; MR
  * is a constant in every caller, so the accumulators stay in registers. */
 __attribute__((target(TAVX2), always_inline)) static inline void
-tile_avx2(int MR, const int16_t *const x[A2_MR], const int16_t *w, int kp0, int kp1,
+tile_avx2(int MR, int vnni, const int16_t *const x[A2_MR], const int16_t *w, int kp0, int kp1,
           int64_t *s, int lds) {
     __m256i a[A2_MR][2];
 #pragma GCC unroll 6
@@ -265,8 +279,8 @@ tile_avx2(int MR, const int16_t *const x[A2_MR], const int16_t *w, int kp0, int 
             int32_t pair;
             memcpy(&pair, x[i] + 2 * kp, sizeof pair);
             __m256i xb = _mm256_set1_epi32(pair);
-            a[i][0] = _mm256_add_epi32(a[i][0], _mm256_madd_epi16(xb, w0));
-            a[i][1] = _mm256_add_epi32(a[i][1], _mm256_madd_epi16(xb, w1));
+            a[i][0] = madd_acc(vnni, a[i][0], xb, w0);
+            a[i][1] = madd_acc(vnni, a[i][1], xb, w1);
         }
     }
 #pragma GCC unroll 6
@@ -284,9 +298,11 @@ tile_avx2(int MR, const int16_t *const x[A2_MR], const int16_t *w, int kp0, int 
  * broadcasts ahead of the products and then spills accumulators (measured:
  * 8 stack reloads and stores per 12 vpmaddwd); here each broadcast is
  * consumed at once, so 12 accumulators + 2 W + 1 x + 1 product fit the 16
- * ymm registers. */
+ * ymm registers. vnni (the avxvnni family): each vpmaddwd + vpaddd pair is
+ * one VEX vpdpwssd (AVX-VNNI), same registers, same sums. */
 __attribute__((target(TAVX2), always_inline)) static inline void
-tile6_avx2(const int16_t *x0, long ldx, const int16_t *w, int kp0, int kp1, int64_t *s, int lds) {
+tile6_avx2(int vnni, const int16_t *x0, long ldx, const int16_t *w, int kp0, int kp1, int64_t *s,
+           int lds) {
     __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
             a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
     const int16_t *wp = w + (size_t)kp0 * 2 * A2_NR;
@@ -299,16 +315,25 @@ tile6_avx2(const int16_t *x0, long ldx, const int16_t *w, int kp0, int kp1, int6
         "vpaddd %%ymm15, %[" #a0 "], %[" #a0 "]\n\t"          \
         "vpmaddwd %%ymm13, %%ymm14, %%ymm14\n\t"             \
         "vpaddd %%ymm14, %[" #a1 "], %[" #a1 "]\n\t"
-        __asm__("vmovdqa (%[w]), %%ymm12\n\t"
-                "vmovdqa 32(%[w]), %%ymm13\n\t"
-                A2_ROW("(%[p])", a00, a01) A2_ROW("(%[p],%[ld],1)", a10, a11)
-                A2_ROW("(%[p],%[ld],2)", a20, a21) A2_ROW("(%[q])", a30, a31)
-                A2_ROW("(%[q],%[ld],1)", a40, a41) A2_ROW("(%[q],%[ld],2)", a50, a51)
-                : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11),
-                  [a20] "+x"(a20), [a21] "+x"(a21), [a30] "+x"(a30), [a31] "+x"(a31),
-                  [a40] "+x"(a40), [a41] "+x"(a41), [a50] "+x"(a50), [a51] "+x"(a51)
-                : [w] "r"(wp), [p] "r"(p), [q] "r"(q), [ld] "r"(ld)
-                : "xmm12", "xmm13", "xmm14", "xmm15", "memory");
+#define A2_ROW_VNNI(addr, a0, a1)                           \
+        "vpbroadcastd " addr ", %%ymm14\n\t"                 \
+        "%{vex%} vpdpwssd %%ymm12, %%ymm14, %[" #a0 "]\n\t"  \
+        "%{vex%} vpdpwssd %%ymm13, %%ymm14, %[" #a1 "]\n\t"
+#define A2_TILE6(ROW)                                                                        \
+        __asm__("vmovdqa (%[w]), %%ymm12\n\t"                                                \
+                "vmovdqa 32(%[w]), %%ymm13\n\t"                                              \
+                ROW("(%[p])", a00, a01) ROW("(%[p],%[ld],1)", a10, a11)                      \
+                ROW("(%[p],%[ld],2)", a20, a21) ROW("(%[q])", a30, a31)                      \
+                ROW("(%[q],%[ld],1)", a40, a41) ROW("(%[q],%[ld],2)", a50, a51)              \
+                : [a00] "+x"(a00), [a01] "+x"(a01), [a10] "+x"(a10), [a11] "+x"(a11),        \
+                  [a20] "+x"(a20), [a21] "+x"(a21), [a30] "+x"(a30), [a31] "+x"(a31),        \
+                  [a40] "+x"(a40), [a41] "+x"(a41), [a50] "+x"(a50), [a51] "+x"(a51)         \
+                : [w] "r"(wp), [p] "r"(p), [q] "r"(q), [ld] "r"(ld)                          \
+                : "xmm12", "xmm13", "xmm14", "xmm15", "memory")
+        if (vnni) A2_TILE6(A2_ROW_VNNI);
+        else A2_TILE6(A2_ROW);
+#undef A2_TILE6
+#undef A2_ROW_VNNI
 #undef A2_ROW
     }
     __m256i a[A2_MR][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
@@ -325,20 +350,22 @@ tile6_avx2(const int16_t *x0, long ldx, const int16_t *w, int kp0, int kp1, int6
 
 /* One tile of MR rows and one panel over all of K, chunk by chunk. */
 __attribute__((target(TAVX2), always_inline)) static inline void
-panel_avx2(int MR, const Job *j, const int16_t *const x[A2_MR], const int16_t *w, int64_t *s, int lds) {
+panel_avx2(int MR, int vnni, const Job *j, const int16_t *const x[A2_MR], const int16_t *w, int64_t *s,
+           int lds) {
     int kpn = j->Kp / 2, chunk = A2_LANE_K(j->B) / 2;
     for (int kp = 0; kp < kpn; kp += chunk) {
         int kp1 = kp + chunk < kpn ? kp + chunk : kpn;
-        if (MR == A2_MR) tile6_avx2(x[0], j->ldx, w, kp, kp1, s, lds);
-        else tile_avx2(MR, x, w, kp, kp1, s, lds);
+        if (MR == A2_MR) tile6_avx2(vnni, x[0], j->ldx, w, kp, kp1, s, lds);
+        else tile_avx2(MR, vnni, x, w, kp, kp1, s, lds);
     }
 }
 
 /* Tiles of A2_MR X rows against up to A2_GROUP channels (a group of
  * panels), then one store_sums call per row for the group: per panel, the
- * calls cost as much again as the conversion itself. */
-__attribute__((target(TAVX2)))
-static void block_avx2(const Job *j, int n0, int n1, int16_t *wb) {
+ * calls cost as much again as the conversion itself. vnni: a constant, per
+ * family (block_avx2, block_avxvnni). */
+__attribute__((target(TAVX2), always_inline)) static inline void
+block_a2(int vnni, const Job *j, int n0, int n1, int16_t *wb) {
     unpack_avx2(j, n0, n1 - n0, wb);
     for (int g0 = n0; g0 < n1; g0 += A2_GROUP) {
         int g1 = n1 - g0 < A2_GROUP ? n1 : g0 + A2_GROUP;
@@ -352,12 +379,12 @@ static void block_avx2(const Job *j, int n0, int n1, int16_t *wb) {
                 const int16_t *w = wb + (size_t)(n - n0) * j->Kp;
                 int64_t *sp = &s[0][n - g0];
                 switch (mc) {
-                case 6: panel_avx2(6, j, x, w, sp, A2_GROUP); break;
-                case 5: panel_avx2(5, j, x, w, sp, A2_GROUP); break;
-                case 4: panel_avx2(4, j, x, w, sp, A2_GROUP); break;
-                case 3: panel_avx2(3, j, x, w, sp, A2_GROUP); break;
-                case 2: panel_avx2(2, j, x, w, sp, A2_GROUP); break;
-                default: panel_avx2(1, j, x, w, sp, A2_GROUP); break;
+                case 6: panel_avx2(6, vnni, j, x, w, sp, A2_GROUP); break;
+                case 5: panel_avx2(5, vnni, j, x, w, sp, A2_GROUP); break;
+                case 4: panel_avx2(4, vnni, j, x, w, sp, A2_GROUP); break;
+                case 3: panel_avx2(3, vnni, j, x, w, sp, A2_GROUP); break;
+                case 2: panel_avx2(2, vnni, j, x, w, sp, A2_GROUP); break;
+                default: panel_avx2(1, vnni, j, x, w, sp, A2_GROUP); break;
                 }
             }
             for (int i = 0; i < mc; i++)
@@ -365,6 +392,23 @@ static void block_avx2(const Job *j, int n0, int n1, int16_t *wb) {
                                 j->Y + (size_t)(m + i) * j->ldy + g0, j->accumulate);
         }
     }
+}
+
+/* The AVX2 family: vpmaddwd + vpaddd, AVX2 only. */
+__attribute__((target(TAVX2), noinline)) static void block_avx2(const Job *j, int n0, int n1, int16_t *wb) {
+    block_a2(0, j, n0, n1, wb);
+}
+
+/* ---- AVX-VNNI: the AVX2 tiles on vpdpwssd ymm ----------------------------- */
+
+/* CPUs with AVX-VNNI but no AVX-512 (client cores since Alder Lake, E-core
+ * servers): the AVX2 family's panels, unpacking and chunks of K, with one
+ * VEX vpdpwssd per vpmaddwd + vpaddd (half the tile's uops). vpdpwssd, not
+ * vpdpwssds: it wraps like vpaddd, and the chunks keep every lane below
+ * 2^31 anyway, so the sums are the AVX2 family's to the bit. */
+__attribute__((target(TAVX2 ",avxvnni"), noinline))
+static void block_avxvnni(const Job *j, int n0, int n1, int16_t *wb) {
+    block_a2(1, j, n0, n1, wb);
 }
 
 /* ---- AVX-512: vpdpwssd (AVX512_VNNI) ------------------------------------ */
@@ -777,6 +821,7 @@ static void run_block(WkI8Family fam, const Job *j, int n0, int n1, int16_t *wb)
 #if defined(__x86_64__) && defined(__GNUC__)
     if (fam == WK_I8_AVX512) { block_avx512(j, n0, n1, wb); return; }
     if (fam == WK_I8_AVX2) { block_avx2(j, n0, n1, wb); return; }
+    if (fam == WK_I8_AVXVNNI) { block_avxvnni(j, n0, n1, wb); return; }
 #endif
     (void)fam;
     block_generic(j, n0, n1, wb);

@@ -17,12 +17,15 @@
  * bit for bit): the results agree bit for bit between families, between
  * M = 1 and any batch, and whatever the thread count.
  *
- * Why int16 products: vpdpwssd (AVX512_VNNI) and vpmaddwd (AVX2) multiply
+ * Families: AVX512_VNNI (vpdpwssd zmm), AVX-VNNI (the AVX2 tiles with one
+ * VEX vpdpwssd ymm per vpmaddwd + vpaddd), AVX2, generic.
+ *
+ * Why int16 products: vpdpwssd (AVX512_VNNI, AVX-VNNI) and vpmaddwd (AVX2) multiply
  * signed 16-bit pairs into 32-bit sums without saturating, so one integer
  * scheme runs on every family (u8 x s8 saturates without VNNI). Overflow:
  * a 32-bit lane of the dot-product tiles gathers at most K/8 products of at
  * most 2047 · WK_I8_W_MAX(B), so K <= WK_I8_MAX_K(B) never overflows; the
- * AVX2 tiles give each lane one (row, channel) and cut K into chunks of at
+ * AVX2 (and AVX-VNNI) tiles give each lane one (row, channel) and cut K into chunks of at
  * most 8192 >> B products (< 2^31 / (2047 · WK_I8_W_MAX(B))); lanes and
  * chunks are summed in 64 bits. The AVX-512 tiles add their sixteen lanes
  * in int32 where a row's whole sum fits (K · 2047 · WK_I8_W_MAX(B) < 2^31:
@@ -45,7 +48,7 @@
 #define WK_I8_LO_WORDS(K) (((K) + 31) / 32)
 #define WK_I8_PAD(K) (((K) + 31) & ~31)
 
-typedef enum { WK_I8_GENERIC = 0, WK_I8_AVX2, WK_I8_AVX512 } WkI8Family;
+typedef enum { WK_I8_GENERIC = 0, WK_I8_AVX2, WK_I8_AVX512, WK_I8_AVXVNNI } WkI8Family;
 
 /* Y (+)= X·Wᵀ for f32 X [M, K] (row stride ldx) and W [N, K] as above:
  * X quantized per row (at most 256 rows at a time), then the products. A

@@ -259,7 +259,7 @@ static WeightMatrix stored_as(TestModel *tm, const WeightMatrix *src, Precision 
  * CPU lacks runs its best one). */
 static const struct { Precision p; const char *family; } variants[] = {
     {PREC_F32, "auto"}, {PREC_BF16, "avx512"}, {PREC_BF16, "avx2"}, {PREC_BF16, "generic"},
-    {PREC_INT8, "avx512"}, {PREC_INT8, "avx2"}, {PREC_INT8, "generic"},
+    {PREC_INT8, "avx512"}, {PREC_INT8, "avxvnni"}, {PREC_INT8, "avx2"}, {PREC_INT8, "generic"},
 };
 #define N_VARIANTS (int)(sizeof variants / sizeof variants[0])
 #define VARIANT(i) precision_name(variants[i].p), variants[i].family

@@ -9,8 +9,8 @@
  * f32 activations themselves, which hi alone would miss by up to 2^-8). The
  * hi/lo packing is checked value by value (tails, padding, inf, NaN), and
  * the bf16 dot-product kernel for giving each row the same bits whatever M
- * it runs in. int8 is also checked to the last bit: every family (VNNI,
- * AVX2, plain C) against this file's own exact integer sum of the quantized
+ * it runs in. int8 is also checked to the last bit: every family
+ * (AVX512_VNNI, AVX-VNNI, AVX2, plain C) against this file's own exact integer sum of the quantized
  * activations and weights, for 1 and 2 low bits, odd M and K (tails of the
  * 32-column unpacking and of the 4-row tiles), blocks of several sizes, and
  * K past the 32-bit lanes' limit; and the quantizer's levels and bit planes.
@@ -105,7 +105,8 @@ static void check(Precision p, const char *fam, int M, int N, int K, int acc, do
     drop(&m);
 }
 
-static const char *const fams[] = {"avx512", "avx2", "generic"};
+static const char *const fams[] = {"avx512", "avxvnni", "avx2", "generic"};
+#define N_FAMS (int)(sizeof fams / sizeof fams[0])
 /* the last two: bf16 widened while packed (gemm_xwt_bf16) over several K
  * blocks with a tail, and over two N blocks (BLIS's KC, NC: 256, ~4000) */
 static const int shapes[][4] = {   /* M, N, K, accumulate */
@@ -163,7 +164,7 @@ START_TEST(test_int8_exact) {
             X[K / 2] = 40;   /* one outlier: the rest of its row uses few levels */
             for (int i = 0; i < M * ldy; i++) want[i] = 0.25f;
             exact_i8(&m, M, X, want, ldy, acc);
-            for (int f = 0; f < 3; f++) {
+            for (int f = 0; f < N_FAMS; f++) {
                 ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
                 for (int i = 0; i < M * ldy; i++) got[i] = 0.25f;
                 wm_matmul(&m.w, M, X, K, got, ldy, acc, 2);
@@ -278,7 +279,7 @@ START_TEST(test_int8_lane_bound) {
         float *got = malloc(sizeof(float) * (size_t)M * N);
         for (int i = 0; i < M * K; i++) X[i] = i / K == M - 1 ? -1.0f : 1.0f;
         exact_i8(&m, M, X, want, N, 0);
-        for (int f = 0; f < 3; f++) {
+        for (int f = 0; f < N_FAMS; f++) {
             ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
             wm_matmul(&m.w, M, X, K, got, N, 0, 2);
             ck_assert_msg(memcmp(got, want, sizeof(float) * (size_t)M * N) == 0,
@@ -314,7 +315,7 @@ START_TEST(test_int8_extremes) {
             for (int i = 0; i < M; i++)
                 for (int k = 0; k < K; k++) X[(size_t)i * K + k] = i % 3 == 1 ? -2.0f : 2.0f;
             exact_i8(&m, M, X, want, N, 0);
-            for (int f = 0; f < 3; f++) {
+            for (int f = 0; f < N_FAMS; f++) {
                 ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
                 wm_matmul(&m.w, M, X, K, got, N, 0, 2);
                 ck_assert_msg(memcmp(got, want, sizeof(float) * (size_t)M * N) == 0,
@@ -541,6 +542,11 @@ START_TEST(test_names) {
     ck_assert_str_eq(wm_kernels(PREC_INT8), "generic");
     ck_assert_int_eq(wm_set_kernels("avx2"), 0);
     ck_assert_str_eq(wm_kernels(PREC_INT8), wk_have_avx2() ? "avx2" : "generic");
+    /* avxvnni: int8 on vpdpwssd ymm, everything else AVX2's; without
+     * AVX-VNNI (also on AVX-512 CPUs) it falls back to avx2 */
+    ck_assert_int_eq(wm_set_kernels("avxvnni"), 0);
+    ck_assert_str_eq(wm_kernels(PREC_INT8), wk_have_avxvnni() ? "avxvnni" : wk_have_avx2() ? "avx2" : "generic");
+    ck_assert_str_eq(wm_kernels(PREC_BF16), wk_have_avx2() ? "avx2-widen+blis" : "generic-widen+blis");
     ck_assert_str_eq(wm_kernels(PREC_F32), "blis");
     ck_assert_uint_eq(wm_bytes(PREC_BF16, 3, 5, 0), 30);
     ck_assert_uint_eq(wm_bytes(PREC_INT8, 3, 5, 1), 15 + 3 * 8);
@@ -552,7 +558,7 @@ int main(void) {
     blis_setup(2, getenv("GUARDD_TEST_BLIS_ARCH"));
     Suite *s = suite_create("weights");
     TCase *tc = check_case(s, "core", 120);
-    tcase_add_loop_test(tc, test_products, 0, 3);
+    tcase_add_loop_test(tc, test_products, 0, N_FAMS);
     tcase_add_test(tc, test_int8_exact);
     tcase_add_test(tc, test_int8_extremes);
     tcase_add_test(tc, test_int8_long_rows);

@@ -9,14 +9,15 @@
 # off, sequences of 40+ tokens (past original_max_position_embeddings), a
 # sharded checkpoint and an f32 one. Each run puts several sequences of
 # different lengths in ONE batch, in each weight precision and on each
-# kernel family this CPU has (GUARDD_KERNELS=avx512/avx2/generic; weights.h).
+# kernel family this CPU has (GUARDD_KERNELS=avx512/avxvnni/avx2/generic;
+# weights.h).
 # Pass: for every sequence max|C - numpy| < tol * (max - min of the numpy
 # logits), tol = 1e-5 for f32, 2e-3 for bf16, 1e-2 for int8 (tol below).
 # Measured (Zen 5): f32 <= 4.7e-7 on every family; bf16 4.7e-6..5.9e-6 with
 # bf16 dot products (activations split into hi + lo bf16 pairs; hi alone
 # gave 2.9e-3..4.7e-3), <= 4.5e-7 widening on the bf16 checkpoints; int8
-# (9/10-bit weights, 12-bit activations, weights.h) the same on avx512, avx2
-# and generic (exact integers): untied_gqa1_rope3 2.7e-3, tied_gqa2_norope
+# (9/10-bit weights, 12-bit activations, weights.h) the same on avx512,
+# avxvnni, avx2 and generic (exact integers): untied_gqa1_rope3 2.7e-3, tied_gqa2_norope
 # 3.3e-3, untied_gqa4_rope3_theta 3.1e-3, tied_gqa4_rope3_sharded 3.1e-3,
 # untied_gqa2_f32 3.6e-3 (8-bit weights and activations gave 1.3e-2..1.9e-2,
 # tools/quant_sim.py). The f32 checkpoint is held to 6e-3 in
@@ -39,7 +40,7 @@ ids() { awk -v n="$1" -v s="$2" 'BEGIN { srand(s); for (i = 0; i < n; i++) print
 SEQS="$(ids 1 1) $(ids 7 2) $(ids 33 3) $(ids 47 4) $(ids 40 5)"
 
 PRECISIONS=${PRECISIONS:-f32 bf16 int8}
-FAMILIES=${FAMILIES:-avx512 avx2 generic}   # a family the CPU lacks runs its best one
+FAMILIES=${FAMILIES:-avx512 avxvnni avx2 generic}   # a family the CPU lacks runs its best one
 tol() { # precision, fixture arguments
     case $1 in
     f32) echo 1e-5 ;;

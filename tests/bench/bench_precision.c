@@ -23,7 +23,8 @@
  * BENCH_KERNELS="auto avx2" runs the table once per family), and the title
  * says so ("AVX2 kernels forced on <cpu>") with the CPU's model and the
  * instruction sets the kernel choice depends on.
- * With GUARDD_KERNELS=avx2 on a CPU that has AVX2, BLIS (f32, and the engine
+ * With GUARDD_KERNELS=avx2 or avxvnni (AVX2 code but for int8's vpdpwssd
+ * ymm: what an AVX-VNNI CPU without AVX-512 runs) on a CPU that has AVX2, BLIS (f32, and the engine
  * under bf16's widened tiles) is forced to its AVX2 kernel set "zen3" as
  * well, what Debian's BLIS runs on an AVX2-only Zen 3: GUARDD_KERNELS alone
  * does not reach BLIS, which on an AVX-512 CPU would keep its AVX-512 "skx"
@@ -226,7 +227,7 @@ int main(int argc, char **argv) {
                precision_name(precs[0]), precision_name(precs[0]));
     /* the BLIS set for the forced family (see the top of the file) */
     const char *fam = getenv("GUARDD_KERNELS"), *blis_arch = getenv("GUARDD_BENCH_BLIS_ARCH");
-    int avx2_forced = fam && !strcmp(fam, "avx2");
+    int avx2_forced = fam && (!strcmp(fam, "avx2") || !strcmp(fam, "avxvnni"));
 #if defined(__x86_64__)
     __builtin_cpu_init();
     avx2_forced = avx2_forced && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -280,7 +281,7 @@ int main(int argc, char **argv) {
     else
         printf("bench_precision: kernels chosen from the CPU flags on %s\n", cpu);
     printf("bench_precision: BLIS kernel set %s (%s)\n", blis_arch_name(),
-           blis_arch ? (avx2_forced && !getenv("GUARDD_BENCH_BLIS_ARCH") ? "BLIS's AVX2 set forced with GUARDD_KERNELS=avx2"
+           blis_arch ? (avx2_forced && !getenv("GUARDD_BENCH_BLIS_ARCH") ? "BLIS's AVX2 set forced with GUARDD_KERNELS=avx2|avxvnni"
                                                                       : "GUARDD_BENCH_BLIS_ARCH")
                      : "chosen from the CPU flags");
     printf("%-5s %-20s %7s %7s %9s %9s %12s %7s %10s %7s %10s %9s\n", "prec", "kernels", "load s", "fill s",
