@@ -103,7 +103,13 @@ static Family family(void) {
 
 /* Which path each precision takes in the current family. */
 static int bf16_dot(void) { return family() == FAM_AVX512 && wk_have_avx512bf16(); }
-static int avx2_code(void) { return family() == FAM_AVX2 || family() == FAM_AVXVNNI; }
+/* AVX2 code for bf16 without dot products: in the AVX2 families, and in the
+ * AVX-512 one on CPUs without AVX512_BF16 (Cascade Lake, Ice Lake servers),
+ * which would otherwise widen their decode steps in plain C. */
+static int avx2_code(void) {
+    Family f = family();
+    return f == FAM_AVX2 || f == FAM_AVXVNNI || (f == FAM_AVX512 && wk_have_avx2());
+}
 
 /* int8: vpdpwssd zmm with AVX512_VNNI, vpdpwssd ymm with AVX-VNNI,
  * vpmaddwd on any AVX2 CPU. */

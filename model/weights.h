@@ -17,7 +17,9 @@
  *         2^-8 of x off and cost 2.9e-3..4.7e-3 of the logit range against
  *         float64 (issue 9 asks <= 2e-3); hi + lo at most 2^-16: ~6e-6. The
  *         price is two bf16 products for the same weight bytes.
- *         "avx2"/"generic": the weights are widened to f32 inside the
+ *         "avx2-widen+blis" (any AVX2 CPU without AVX512_BF16, AVX-512
+ *         ones such as Cascade Lake and Ice Lake included) and
+ *         "generic-widen+blis": the weights are widened to f32 inside the
  *         product (f32 streaming for M <= 16; above, BLIS's f32
  *         microkernel on W widened as it is packed, gemm_xwt_bf16),
  *         activations stay f32: exact, f32's speed for prefill.

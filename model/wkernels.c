@@ -122,6 +122,25 @@ void wk_bf16_split_row(const float *x, int K, uint16_t *out) {
     }
 }
 
+/* Features masked by wk_mask_features (tests). */
+enum { MASK_BF16 = 1, MASK_VNNI512 = 2, MASK_AVXVNNI = 4, MASK_AVX2 = 8 };
+static _Atomic int g_mask;
+
+int wk_mask_features(const char *names) {
+    static const char *const known[] = {"avx512bf16", "avx512vnni", "avxvnni", "avx2"};
+    int mask = 0;
+    for (const char *p = names ? names : ""; *p;) {
+        size_t n = strcspn(p, ",");
+        int i = 0;
+        while (i < 4 && !(strlen(known[i]) == n && !strncmp(p, known[i], n))) i++;
+        if (i == 4) return -1;
+        mask |= 1 << i;
+        p += n + (p[n] == ',');
+    }
+    g_mask = mask;
+    return 0;
+}
+
 #if defined(__x86_64__) && defined(__GNUC__)
 /* ---- AVX2 ------------------------------------------------------------- */
 
@@ -282,16 +301,19 @@ void wk_bf16_dot_avx512(int M, int N, int K, const uint16_t *X, const uint16_t *
 }
 
 int wk_have_avx512bf16(void) {
+    if (g_mask & MASK_BF16) return 0;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
 }
 int wk_have_avx512vnni(void) {
+    if (g_mask & MASK_VNNI512) return 0;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
            __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
 }
 int wk_have_avx2(void) {
+    if (g_mask & MASK_AVX2) return 0;
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 }
@@ -300,7 +322,7 @@ int wk_have_avx2(void) {
  * __builtin_cpu_supports. wk_have_avx2 covers the OS saving ymm state. */
 int wk_have_avxvnni(void) {
     unsigned a, b, c, d;
-    if (!wk_have_avx2() || __get_cpuid_max(0, NULL) < 7) return 0;
+    if ((g_mask & MASK_AVXVNNI) || !wk_have_avx2() || __get_cpuid_max(0, NULL) < 7) return 0;
     __cpuid_count(7, 1, a, b, c, d);
     (void)b; (void)c; (void)d;
     return (a >> 4) & 1;

@@ -34,4 +34,11 @@ int wk_have_avx512bf16(void);
 int wk_have_avx512vnni(void);
 int wk_have_avx2(void);
 int wk_have_avxvnni(void);   /* AVX2 + AVX-VNNI (vpdpwssd on ymm) */
+
+/* Features the wk_have_* above report absent from now on, as a CPU without
+ * them would (tests: e.g. "avx512bf16" makes this CPU an AVX-512 one without
+ * bf16 dot products, as Ice Lake or Cascade Lake servers are). A comma list
+ * of avx512bf16, avx512vnni, avxvnni, avx2; NULL or "" masks nothing;
+ * returns -1 for an unknown name (nothing changed). */
+int wk_mask_features(const char *names);
 #endif

@@ -548,6 +548,18 @@ START_TEST(test_names) {
     ck_assert_str_eq(wm_kernels(PREC_INT8), wk_have_avxvnni() ? "avxvnni" : wk_have_avx2() ? "avx2" : "generic");
     ck_assert_str_eq(wm_kernels(PREC_BF16), wk_have_avx2() ? "avx2-widen+blis" : "generic-widen+blis");
     ck_assert_str_eq(wm_kernels(PREC_F32), "blis");
+    /* an AVX-512 CPU without AVX512_BF16 (Cascade Lake, Ice Lake): bf16
+     * widens on the AVX2 code, not in plain C */
+    ck_assert_int_eq(wk_mask_features("avx2,sse9"), -1);
+    if (wk_have_avx512vnni() && wk_have_avx2()) {
+        ck_assert_int_eq(wk_mask_features("avx512bf16"), 0);
+        ck_assert(!wk_have_avx512bf16());
+        ck_assert_int_eq(wm_set_kernels("auto"), 0);
+        ck_assert_str_eq(wm_kernels(PREC_BF16), "avx2-widen+blis");
+        ck_assert_str_eq(wm_kernels(PREC_INT8), "avx512vnni");
+        ck_assert_int_eq(wk_mask_features(NULL), 0);
+        ck_assert_int_eq(wm_set_kernels("auto"), 0);
+    }
     ck_assert_uint_eq(wm_bytes(PREC_BF16, 3, 5, 0), 30);
     ck_assert_uint_eq(wm_bytes(PREC_INT8, 3, 5, 1), 15 + 3 * 8);
     ck_assert_uint_eq(wm_bytes(PREC_INT8, 3, 40, 2), 120 + 3 * (4 * 4 + 4));
