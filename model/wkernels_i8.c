@@ -265,6 +265,20 @@ madd_acc(int vnni, __m256i acc, __m256i x, __m256i w) {
 
 /* s[i][0..15] += Σ over pairs kp0..kp1-1 of X row i against one panel; MR
  * is a constant in every caller, so the accumulators stay in registers. */
+/* Adds a tile's 32-bit lane sums into its 64-bit sums s (row stride lds). */
+__attribute__((target(TAVX2), always_inline)) static inline void
+flush_tile_avx2(int MR, __m256i a[A2_MR][2], int64_t *s, int lds) {
+#pragma GCC unroll 6
+    for (int i = 0; i < MR; i++)
+        for (int h = 0; h < 2; h++) {
+            __m256i *d = (__m256i *)(s + (size_t)i * lds + h * 8);
+            _mm256_storeu_si256(d, _mm256_add_epi64(_mm256_loadu_si256(d),
+                                                    _mm256_cvtepi32_epi64(_mm256_castsi256_si128(a[i][h]))));
+            _mm256_storeu_si256(d + 1, _mm256_add_epi64(_mm256_loadu_si256(d + 1),
+                                                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(a[i][h], 1))));
+        }
+}
+
 __attribute__((target(TAVX2), always_inline)) static inline void
 tile_avx2(int MR, int vnni, const int16_t *const x[A2_MR], const int16_t *w, int kp0, int kp1,
           int64_t *s, int lds) {
@@ -283,15 +297,7 @@ tile_avx2(int MR, int vnni, const int16_t *const x[A2_MR], const int16_t *w, int
             a[i][1] = madd_acc(vnni, a[i][1], xb, w1);
         }
     }
-#pragma GCC unroll 6
-    for (int i = 0; i < MR; i++)
-        for (int h = 0; h < 2; h++) {
-            __m256i *d = (__m256i *)(s + (size_t)i * lds + h * 8);
-            _mm256_storeu_si256(d, _mm256_add_epi64(_mm256_loadu_si256(d),
-                                                    _mm256_cvtepi32_epi64(_mm256_castsi256_si128(a[i][h]))));
-            _mm256_storeu_si256(d + 1, _mm256_add_epi64(_mm256_loadu_si256(d + 1),
-                                                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(a[i][h], 1))));
-        }
+    flush_tile_avx2(MR, a, s, lds);
 }
 
 /* tile_avx2 for MR = 6 with the loop body in asm: GCC hoists all six
@@ -337,15 +343,7 @@ tile6_avx2(int vnni, const int16_t *x0, long ldx, const int16_t *w, int kp0, int
 #undef A2_ROW
     }
     __m256i a[A2_MR][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
-#pragma GCC unroll 6
-    for (int i = 0; i < A2_MR; i++)
-        for (int h = 0; h < 2; h++) {
-            __m256i *d = (__m256i *)(s + (size_t)i * lds + h * 8);
-            _mm256_storeu_si256(d, _mm256_add_epi64(_mm256_loadu_si256(d),
-                                                    _mm256_cvtepi32_epi64(_mm256_castsi256_si128(a[i][h]))));
-            _mm256_storeu_si256(d + 1, _mm256_add_epi64(_mm256_loadu_si256(d + 1),
-                                                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(a[i][h], 1))));
-        }
+    flush_tile_avx2(A2_MR, a, s, lds);
 }
 
 /* One tile of MR rows and one panel over all of K, chunk by chunk. */
