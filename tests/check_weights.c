@@ -62,6 +62,15 @@ static Mat make_bits(Precision p, int N, int K, int lo_bits) {
 
 static Mat make(Precision p, int N, int K) { return make_bits(p, N, K, WM_I8_BITS_MLP); }
 
+/* An int8 m quantized again from m.f, after a test has written the values
+ * it wants there. */
+static void requantize(Mat *m) {
+    int N = m->w.rows, K = m->w.cols, bits = m->w.lo_bits, words = wm_lo_words(K, bits);
+    for (int r = 0; r < N; r++)
+        m->w.scale[r] = wm_quantize_row(m->f + (size_t)r * K, K, bits, m->w.q + (size_t)r * K,
+                                        m->w.lo + (size_t)r * words);
+}
+
 static void drop(Mat *m) { free(m->f); free(m->a); free(m->b); free(m->c); }
 
 /* Y = X·Wᵀ (+ 0.5 when accumulating) against f64 over the stored weights;
@@ -143,6 +152,28 @@ static void exact_i8(const Mat *m, int M, const float *X, float *Y, int ldy, int
     free(xq);
 }
 
+/* Runs m·X in every family and fails unless each gives exact_i8's result
+ * bit for bit. Y has ldy floats a row, each set to fill first (both the
+ * kernel's and the reference's), so the columns past N and an accumulated
+ * Y start alike; why says what a difference would mean. */
+static void expect_exact(const Mat *m, int M, const float *X, int ldy, int acc, float fill, const char *why) {
+    int N = m->w.rows, K = m->w.cols;
+    size_t n = (size_t)M * ldy;
+    float *want = malloc(sizeof(float) * n), *got = malloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) want[i] = fill;
+    exact_i8(m, M, X, want, ldy, acc);
+    for (int f = 0; f < N_FAMS; f++) {
+        ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
+        for (size_t i = 0; i < n; i++) got[i] = fill;
+        wm_matmul(&m->w, M, X, K, got, ldy, acc, 2);
+        size_t i = 0;
+        while (i < n && memcmp(&got[i], &want[i], sizeof(float)) == 0) i++;
+        ck_assert_msg(i == n, "%s (%s) bits=%d M=%d N=%d K=%d: %s (y[%zu] = %a, want %a)", fams[f],
+                      wm_kernels(PREC_INT8), m->w.lo_bits, M, N, K, why, i, got[i], want[i]);
+    }
+    free(want); free(got);
+}
+
 /* Every family == the exact integers, bit for bit: odd and even M (tiles of
  * 4 and 2 rows, M <= 16 and block sizes above), K with and without a tail
  * of the 32-column unpacking, 1 and 2 low bits, accumulate. */
@@ -158,21 +189,11 @@ START_TEST(test_int8_exact) {
         for (size_t s = 0; s < sizeof shp / sizeof shp[0]; s++) {
             int M = shp[s][0], N = shp[s][1], K = shp[s][2], ldy = N + 2, acc = (int)s % 2;
             Mat m = make_bits(PREC_INT8, N, K, bits);
-            float *X = malloc(sizeof(float) * (size_t)M * K), *want = malloc(sizeof(float) * (size_t)M * ldy);
-            float *got = malloc(sizeof(float) * (size_t)M * ldy);
+            float *X = malloc(sizeof(float) * (size_t)M * K);
             for (int i = 0; i < M * K; i++) X[i] = frand() * 3;
             X[K / 2] = 40;   /* one outlier: the rest of its row uses few levels */
-            for (int i = 0; i < M * ldy; i++) want[i] = 0.25f;
-            exact_i8(&m, M, X, want, ldy, acc);
-            for (int f = 0; f < N_FAMS; f++) {
-                ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
-                for (int i = 0; i < M * ldy; i++) got[i] = 0.25f;
-                wm_matmul(&m.w, M, X, K, got, ldy, acc, 2);
-                ck_assert_msg(memcmp(got, want, sizeof(float) * (size_t)M * ldy) == 0,
-                              "%s (%s) bits=%d M=%d N=%d K=%d: not the exact integer result", fams[f],
-                              wm_kernels(PREC_INT8), bits, M, N, K);
-            }
-            free(X); free(want); free(got);
+            expect_exact(&m, M, X, ldy, acc, 0.25f, "not the exact integer result");
+            free(X);
             drop(&m);
         }
 }
@@ -261,32 +282,16 @@ END_TEST
  * negated. Bit for bit against the exact integers. */
 START_TEST(test_int8_lane_bound) {
     for (int bits = 1; bits <= 2; bits++) {
-        int M = 7, N = 3, K = WK_I8_MAX_K(bits), words = wm_lo_words(K, bits);
-        Mat m = {0};
-        m.f = malloc(sizeof(float) * (size_t)N * K);
-        m.a = malloc((size_t)N * K);
-        m.b = malloc(sizeof(float) * N);
-        m.c = malloc(sizeof(uint32_t) * (size_t)N * words);
-        m.w = (WeightMatrix){.prec = PREC_INT8, .rows = N, .cols = K, .q = m.a, .scale = m.b,
-                             .lo = m.c, .lo_bits = bits};
-        for (int r = 0; r < N; r++) {
+        int M = 7, N = 3, K = WK_I8_MAX_K(bits);
+        Mat m = make_bits(PREC_INT8, N, K, bits);
+        for (int r = 0; r < N; r++)
             for (int k = 0; k < K; k++) m.f[(size_t)r * K + k] = r == 0 ? 1.0f : r == 1 ? -1.0f : (k % 2 ? 1.0f : -1.0f);
-            m.w.scale[r] = wm_quantize_row(m.f + (size_t)r * K, K, bits, m.w.q + (size_t)r * K,
-                                           m.w.lo + (size_t)r * words);
-        }
+        requantize(&m);
         ck_assert_int_eq(wk_i8_weight(m.w.q, m.w.lo, bits, K, 1, K - 1), -WK_I8_W_MAX(bits));
-        float *X = malloc(sizeof(float) * (size_t)M * K), *want = malloc(sizeof(float) * (size_t)M * N);
-        float *got = malloc(sizeof(float) * (size_t)M * N);
+        float *X = malloc(sizeof(float) * (size_t)M * K);
         for (int i = 0; i < M * K; i++) X[i] = i / K == M - 1 ? -1.0f : 1.0f;
-        exact_i8(&m, M, X, want, N, 0);
-        for (int f = 0; f < N_FAMS; f++) {
-            ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
-            wm_matmul(&m.w, M, X, K, got, N, 0, 2);
-            ck_assert_msg(memcmp(got, want, sizeof(float) * (size_t)M * N) == 0,
-                          "%s (%s) bits=%d K=%d: a 32-bit lane overflowed (%g, want %g)", fams[f],
-                          wm_kernels(PREC_INT8), bits, K, got[0], want[0]);
-        }
-        free(X); free(want); free(got);
+        expect_exact(&m, M, X, N, 0, NAN, "a 32-bit lane overflowed");
+        free(X);
         drop(&m);
     }
 }
@@ -304,25 +309,14 @@ START_TEST(test_int8_extremes) {
             int M = shp[s][0], N = shp[s][1], K = shp[s][2];
             if (K > WK_I8_MAX_K(bits)) continue;
             Mat m = make_bits(PREC_INT8, N, K, bits);
-            for (int r = 0; r < N; r++) {
-                for (int k = 0; k < K; k++) m.f[(size_t)r * K + k] = r % 2 ? -1.0f : 1.0f;
-                m.w.scale[r] = wm_quantize_row(m.f + (size_t)r * K, K, bits, m.w.q + (size_t)r * K,
-                                               m.w.lo + (size_t)r * wm_lo_words(K, bits));
+            for (int i = 0; i < N * K; i++) m.f[i] = i / K % 2 ? -1.0f : 1.0f;
+            requantize(&m);
+            for (int r = 0; r < N; r++)
                 ck_assert_int_eq(wk_i8_weight(m.w.q, m.w.lo, bits, K, r, K - 1), r % 2 ? -WK_I8_W_MAX(bits) : WK_I8_W_MAX(bits));
-            }
-            float *X = malloc(sizeof(float) * (size_t)M * K), *want = malloc(sizeof(float) * (size_t)M * N);
-            float *got = malloc(sizeof(float) * (size_t)M * N);
-            for (int i = 0; i < M; i++)
-                for (int k = 0; k < K; k++) X[(size_t)i * K + k] = i % 3 == 1 ? -2.0f : 2.0f;
-            exact_i8(&m, M, X, want, N, 0);
-            for (int f = 0; f < N_FAMS; f++) {
-                ck_assert_int_eq(wm_set_kernels(fams[f]), 0);
-                wm_matmul(&m.w, M, X, K, got, N, 0, 2);
-                ck_assert_msg(memcmp(got, want, sizeof(float) * (size_t)M * N) == 0,
-                              "%s (%s) bits=%d M=%d K=%d: not the exact integer result", fams[f],
-                              wm_kernels(PREC_INT8), bits, M, K);
-            }
-            free(X); free(want); free(got);
+            float *X = malloc(sizeof(float) * (size_t)M * K);
+            for (int i = 0; i < M * K; i++) X[i] = i / K % 3 == 1 ? -2.0f : 2.0f;
+            expect_exact(&m, M, X, N, 0, NAN, "not the exact integer result");
+            free(X);
             drop(&m);
         }
 }
@@ -334,9 +328,7 @@ START_TEST(test_int8_long_rows) {
     int M = 2, N = 3, K = WK_I8_MAX_K(2) + 40;
     Mat m = make_bits(PREC_INT8, N, K, 2);
     for (int i = 0; i < N * K; i++) m.f[i] = 1;
-    for (int r = 0; r < N; r++)
-        m.w.scale[r] = wm_quantize_row(m.f + (size_t)r * K, K, 2, m.w.q + (size_t)r * K,
-                                       m.w.lo + (size_t)r * wm_lo_words(K, 2));
+    requantize(&m);
     float *X = malloc(sizeof(float) * (size_t)M * K), *Y = malloc(sizeof(float) * (size_t)M * N);
     for (int i = 0; i < M * K; i++) X[i] = 1;
     ck_assert_int_eq(wm_set_kernels("avx512"), 0);
