@@ -1,10 +1,11 @@
 #!/bin/sh
 # t_guardd_notify - the real guardd binary speaking the systemd notify protocol.
 #
-# A python3 receiver plays the service manager: it binds an AF_UNIX datagram
-# socket, starts guardd with NOTIFY_SOCKET pointing at it and WATCHDOG_USEC=2s
-# (embedded Kafka cluster, the tiny random-weight fixture model), and checks
-# that the datagrams arrive in the order systemd needs:
+# tests/e2e/notify_recv.py plays the service manager: it binds an AF_UNIX
+# datagram socket and logs every datagram, timed on arrival; guardd starts
+# with NOTIFY_SOCKET pointing at it and WATCHDOG_USEC=2s (embedded Kafka
+# cluster, the tiny random-weight fixture model), and the script below
+# checks that the datagrams arrive in the order systemd needs:
 #   STATUS=... before READY=1; WATCHDOG=1 keep-alives while running;
 #   SIGHUP -> RELOADING=1 (with MONOTONIC_USEC) then READY=1;
 #   an event of ~20,000 tokens (seconds of engine work in one batch) keeps
@@ -18,13 +19,8 @@
 # Every wait is bounded; guardd is killed if the test gives up.
 set -eu
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-MODEL=${GUARDD_TINY_MODEL:-$BUILD/fixtures/tiny}
-[ -x "$BUILD/guardd" ] || { echo "FAIL: $BUILD/guardd not built"; exit 1; }
-[ -f "$MODEL/model.safetensors" ] || { echo "skip: no tiny fixture model at $MODEL"; exit 77; }
-case $MODEL in /*) ;; *) MODEL=$PWD/$MODEL ;; esac
-tmp=$(mktemp -d /tmp/t_guardd_notify.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT INT TERM
+. tests/e2e/lib.sh
+e2e_init t_guardd_notify model
 
 cat >"$tmp/guardd.conf" <<EOF
 kafka = {
@@ -40,21 +36,20 @@ metrics = { listen = ""; };
 log = { level = "debug"; };
 shutdown_timeout_ms = 5000;
 EOF
-"$BUILD/guardd" --check-config "$tmp/guardd.conf" >/dev/null 2>&1 || { echo "FAIL: test config rejected"; exit 1; }
+"$G" --check-config "$tmp/guardd.conf" >/dev/null 2>&1 || fail "test config rejected"
+start_notify_recv
 
-python3 - "$BUILD/guardd" "$tmp" "$BUILD/guardctl" <<'EOF'
-import json, os, re, signal, socket, subprocess, sys, time
+"$PY" - "$G" "$tmp/guardd.conf" "$C" "$NOTIFY_SOCK" "$NOTIFY_LOG" "$logs/guardd.log" <<'EOF'
+import atexit, json, os, re, signal, subprocess, sys, time
 
-guardd, tmp, guardctl = sys.argv[1], sys.argv[2], sys.argv[3]
-path = os.path.join(tmp, "notify.sock")
-sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-sock.bind(path)
-env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="2000000")
+guardd, conf, guardctl, notify_sock, notify_log, logpath = sys.argv[1:7]
+env = dict(os.environ, NOTIFY_SOCKET=notify_sock, WATCHDOG_USEC="2000000")
 env.pop("WATCHDOG_PID", None)
-log = open(os.path.join(tmp, "guardd.log"), "w")
-proc = subprocess.Popen([guardd, "--config", os.path.join(tmp, "guardd.conf")],
-                        env=env, stdout=log, stderr=subprocess.STDOUT)
-seen = []   # every datagram, in arrival order
+log = open(logpath, "w")
+proc = subprocess.Popen([guardd, "--config", conf], env=env, stdout=log, stderr=subprocess.STDOUT)
+atexit.register(lambda: proc.poll() is None and proc.kill())   # not left behind by an exception
+seen = []   # every datagram, in arrival order (newlines shown as |)
+notes, partial = open(notify_log), ""
 
 def fail(msg):
     proc.kill()
@@ -63,33 +58,43 @@ def fail(msg):
     print("FAIL:", msg)
     print("datagrams:", seen)
     print("guardd log (tail):")
-    print("".join(open(os.path.join(tmp, "guardd.log")).readlines()[-30:]))
+    print("".join(open(logpath).readlines()[-30:]))
     sys.exit(1)
 
+def recv(timeout):
+    """The next datagram notify_recv.py logged, as (arrival time, text), or
+    None after timeout seconds without one."""
+    global partial
+    deadline = time.monotonic() + timeout
+    while True:
+        partial += notes.readline()
+        if partial.endswith("\n"):
+            t, _, msg = partial[:-1].partition(" ")
+            partial = ""
+            seen.append(msg)
+            return float(t), msg
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.02)
+
 def wait_for(pred, what, timeout):
-    """Receives datagrams until one satisfies pred; returns it."""
+    """Takes datagrams until one satisfies pred; returns it."""
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
             fail("timed out after %ds waiting for %s" % (timeout, what))
-        if proc.poll() is not None and what != "exit":
-            # drain what is already queued before declaring failure
-            sock.settimeout(0.1)
-        else:
-            sock.settimeout(min(left, 0.5))
-        try:
-            msg = sock.recv(4096).decode()
-        except socket.timeout:
+        # once guardd is gone, only what it sent before is still to come
+        got = recv(0.2 if proc.poll() is not None else min(left, 0.5))
+        if got is None:
             if proc.poll() is not None:
                 fail("guardd exited (code %s) while waiting for %s" % (proc.returncode, what))
             continue
-        seen.append(msg)
-        if pred(msg):
-            return msg
+        if pred(got[1]):
+            return got[1]
 
 def has(key):
-    return lambda m: any(line.startswith(key) for line in m.split("\n"))
+    return lambda m: any(field.startswith(key) for field in m.split("|"))
 
 wait_for(has("READY=1"), "READY=1", 120)
 if not any(m.startswith("STATUS=") for m in seen[:-1]):
@@ -102,7 +107,7 @@ print("ok: WATCHDOG=1 keep-alives while running")
 t_hup = time.monotonic_ns() // 1000
 proc.send_signal(signal.SIGHUP)
 r = wait_for(has("RELOADING=1"), "RELOADING=1 after SIGHUP", 30)
-fields = dict(l.split("=", 1) for l in r.split("\n") if "=" in l)
+fields = dict(l.split("=", 1) for l in r.split("|") if "=" in l)
 if "MONOTONIC_USEC" not in fields:
     fail("RELOADING=1 without MONOTONIC_USEC: %r" % r)
 mono = int(fields["MONOTONIC_USEC"])
@@ -112,7 +117,6 @@ wait_for(has("READY=1"), "READY=1 after the reload", 30)
 print("ok: SIGHUP -> RELOADING=1 (MONOTONIC_USEC) -> READY=1")
 
 # One long event: its batch takes seconds; keep-alives must keep coming.
-logpath = os.path.join(tmp, "guardd.log")
 boot = None
 for line in open(logpath):
     m = re.search(r"event=embedded_broker bootstrap=(\S+)", line)
@@ -128,15 +132,11 @@ logf, text, next_read = open(logpath), "", 0.0
 while done is None:
     if time.monotonic() > deadline:
         fail("no batch result for the long event after 600 s")
-    sock.settimeout(0.1)
-    try:   # datagrams first, timed as they arrive; the log only twice a second
-        msg = sock.recv(4096).decode()
-        seen.append(msg)
-        if has("WATCHDOG=1")(msg):
-            pings.append(time.monotonic())
+    got = recv(0.1)   # datagrams first (timed on arrival); the log only twice a second
+    if got is not None:
+        if has("WATCHDOG=1")(got[1]):
+            pings.append(got[0])
         continue
-    except socket.timeout:
-        pass
     if time.monotonic() < next_read:
         continue
     next_read = time.monotonic() + 0.5
@@ -191,11 +191,7 @@ if secs > 6:
 elif not abandoned:
     print("note: batches too short here to test abandoning one at SIGTERM")
 # Nothing may claim readiness after STOPPING=1.
-sock.settimeout(0.2)
-try:
-    while True:
-        seen.append(sock.recv(4096).decode())
-except socket.timeout:
+while recv(0.5) is not None:
     pass
 stop = max(i for i, m in enumerate(seen) if has("STOPPING=1")(m))
 if any(has("READY=1")(m) for m in seen[stop:]):

@@ -47,15 +47,9 @@ log = { level = "info"; };
 shutdown_timeout_ms = 10000;
 EOF2
 faults=$tmp/faults
-# the service manager's side: every datagram, timed on arrival (CLOCK_MONOTONIC)
-"$PY" tests/e2e/notify_recv.py "$tmp/notify.sock" "$tmp/notify.log" 900 &
-pids="$pids $!"
-i=0
-while [ ! -e "$tmp/notify.log" ]; do
-    i=$((i + 1)); [ $i -lt 100 ] || fail "notify receiver did not start"; sleep 0.1
-done
+start_notify_recv   # every datagram, timed on arrival (CLOCK_MONOTONIC)
 unset WATCHDOG_PID
-NOTIFY_SOCKET=$tmp/notify.sock WATCHDOG_USEC=2000000 GUARDD_TEST_FAULTS=$faults start_guardd g1; G1=$LAST_PID
+NOTIFY_SOCKET=$NOTIFY_SOCK WATCHDOG_USEC=2000000 GUARDD_TEST_FAULTS=$faults start_guardd g1; G1=$LAST_PID
 wait_log "$logs/g1.log" "event=ready" 60
 port=$(metrics_port "$logs/g1.log")
 [ -n "$port" ] || fail "no metrics port in the log"
@@ -87,10 +81,10 @@ mono() { "$PY" -c 'import time; print("%.3f" % time.monotonic())'; }
 calc() { awk "BEGIN { print ($1) }"; }  # arithmetic on those times (1/0 for comparisons)
 pings() {
     awk -v a="$1" -v b="${2:-1e18}" '$2 == "WATCHDOG=1" && $1 > a && $1 <= b { n++ } END { print n + 0 }' \
-        "$tmp/notify.log"
+        "$NOTIFY_LOG"
 }
 last_ping_before() {
-    awk -v b="$1" '$2 == "WATCHDOG=1" && $1 <= b { t = $1 } END { print t + 0 }' "$tmp/notify.log"
+    awk -v b="$1" '$2 == "WATCHDOG=1" && $1 <= b { t = $1 } END { print t + 0 }' "$NOTIFY_LOG"
 }
 # wait_pings AFTER N SECONDS WHAT: polls until N keep-alives arrived after AFTER
 wait_pings() {
@@ -102,7 +96,7 @@ wait_pings() {
     done
 }
 wait_ready 200 30 "start"
-grep -q "^[0-9.]* READY=1" "$tmp/notify.log" || fail "no READY=1 on NOTIFY_SOCKET"
+grep -q "^[0-9.]* READY=1" "$NOTIFY_LOG" || fail "no READY=1 on NOTIFY_SOCKET"
 wait_pings 0 3 15 "start: keep-alives while healthy"
 
 step "P: a partition held paused behind guardd's back"

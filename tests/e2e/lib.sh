@@ -1,6 +1,7 @@
 # lib.sh - shell helpers shared by the end-to-end script tests that run the real
-# guardd against `guardctl broker` (t_daemon_e2e.sh, t_chaos.sh, t_event_wire.sh, t_daemon_8b.sh,
-# bench/kafka_throughput.sh). Source it from the repository root, then either
+# guardd against `guardctl broker` or under a stand-in service manager
+# (t_daemon_e2e.sh, t_chaos.sh, t_event_wire.sh, t_stall.sh, t_guardd_notify.sh,
+# t_daemon_8b.sh, bench/kafka_throughput.sh). Source it from the repository root, then either
 # call e2e_init (the tests' common opening) or set yourself:
 #   G, C   guardd and guardctl binaries      PY   python3 with msgpack
 #   tmp    scratch directory (removed on exit) logs  directory for process logs
@@ -86,6 +87,21 @@ send_keys() {
 
 check() { # args for check_outputs.py
     "$PY" tests/e2e/check_outputs.py --guardctl "$C" --brokers "$B" "$@"
+}
+
+# start_notify_recv [SECONDS]: the service manager's side of the notify
+# protocol (tests/e2e/notify_recv.py) on NOTIFY_SOCK=$tmp/notify.sock, every
+# datagram appended to NOTIFY_LOG=$tmp/notify.log as "<CLOCK_MONOTONIC
+# seconds> <datagram, newlines as |>"; returns once the socket is bound. The
+# receiver exits by itself after SECONDS (default 900).
+start_notify_recv() {
+    NOTIFY_SOCK=$tmp/notify.sock NOTIFY_LOG=$tmp/notify.log
+    "$PY" tests/e2e/notify_recv.py "$NOTIFY_SOCK" "$NOTIFY_LOG" "${1:-900}" &
+    pids="$pids $!"
+    i=0
+    while [ ! -e "$NOTIFY_LOG" ]; do
+        i=$((i + 1)); [ $i -lt 100 ] || fail "notify receiver did not start"; sleep 0.1
+    done
 }
 
 # metrics_port LOG: the port guardd logged for /metrics

@@ -14,6 +14,8 @@ e.g. "1234.567 WATCHDOG=1". The time is taken on arrival, on the clock that
 compare the arrivals with moments of its own. The socket exists before OUT
 does: a test waits for OUT, then starts guardd. Exits by itself after
 MAX_SECONDS (default 600) so a test that dies cannot leave it behind.
+tests/e2e/lib.sh's start_notify_recv starts it that way (t_stall.sh,
+t_guardd_notify.sh).
 """
 import os
 import socket
