@@ -67,12 +67,10 @@ send_keys "$tmp/a" a
 total=240
 # start the next member right after a fresh pause of g1, so that the
 # rebalance finds it paused (a queue of 64 takes seconds to drain to 32)
+pauses() { count_log "$logs/g1.log" "event=backpressure_pause"; }
+paused_since() { [ "$(pauses)" -gt "$1" ]; }
 fresh_pause() {
-    n=$(count_log "$logs/g1.log" "event=backpressure_pause")
-    i=0
-    while [ "$(count_log "$logs/g1.log" "event=backpressure_pause")" -le "$n" ]; do
-        i=$((i + 1)); [ $i -lt 400 ] || fail "g1 did not pause again"; sleep 0.1
-    done
+    wait_until 40 paused_since "$(pauses)" || fail "g1 did not pause again"
 }
 wait_log "$logs/g1.log" "event=backpressure_pause" 30
 fresh_pause

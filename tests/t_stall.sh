@@ -60,14 +60,10 @@ readyz() { curl -sS -o "$tmp/readyz.body" -w '%{http_code}' "$url/readyz" 2>/dev
 gauge() { # name -> value ("" when absent)
     curl -fsS "$url/metrics" | awk -v n="$1" '$1 == n { print $2 }'
 }
-# wait_ready CODE SECONDS WHAT: polls /readyz twice a second until CODE
+ready_is() { [ "$(readyz)" = "$1" ]; }
+# wait_ready CODE SECONDS WHAT: polls /readyz until CODE
 wait_ready() {
-    i=0
-    until [ "$(readyz)" = "$1" ]; do
-        i=$((i + 1))
-        [ $i -lt $(($2 * 2)) ] || fail "$3: /readyz not $1 within $2 s (body: $(cat "$tmp/readyz.body"))"
-        sleep 0.5
-    done
+    wait_until "$2" ready_is "$1" || fail "$3: /readyz not $1 within $2 s (body: $(cat "$tmp/readyz.body"))"
 }
 send() { # partition count tag
     for j in $(seq 1 "$2"); do
@@ -86,14 +82,10 @@ pings() {
 last_ping_before() {
     awk -v b="$1" '$2 == "WATCHDOG=1" && $1 <= b { t = $1 } END { print t + 0 }' "$NOTIFY_LOG"
 }
+pings_since() { [ "$(pings "$1")" -ge "$2" ]; }   # AFTER N: N keep-alives since AFTER
 # wait_pings AFTER N SECONDS WHAT: polls until N keep-alives arrived after AFTER
 wait_pings() {
-    i=0
-    until [ "$(pings "$1")" -ge "$2" ]; do
-        i=$((i + 1))
-        [ $i -lt $(($3 * 5)) ] || fail "$4: $(pings "$1") WATCHDOG=1 within $3 s, want $2"
-        sleep 0.2
-    done
+    wait_until "$3" pings_since "$1" "$2" || fail "$4: $(pings "$1") WATCHDOG=1 within $3 s, want $2"
 }
 wait_ready 200 30 "start"
 grep -q "^[0-9.]* READY=1" "$NOTIFY_LOG" || fail "no READY=1 on NOTIFY_SOCKET"
@@ -128,12 +120,8 @@ wait_ready 503 45 "C: blocked consumer"
 # The partition with c's records and the consumer both pass stall_seconds
 # about then: the first 503 may name only the partition (seen under ASan),
 # so wait for the consumer to be named too.
-i=0
-until [ "$(readyz)" = 503 ] && grep -q "stalled: consumer: its poll loop has not come round" "$tmp/readyz.body"; do
-    i=$((i + 1))
-    [ $i -lt 30 ] || fail "C: /readyz does not name the consumer (body: $(cat "$tmp/readyz.body"))"
-    sleep 0.5
-done
+consumer_named() { ready_is 503 && grep -q "stalled: consumer: its poll loop has not come round" "$tmp/readyz.body"; }
+wait_until 15 consumer_named || fail "C: /readyz does not name the consumer (body: $(cat "$tmp/readyz.body"))"
 t_503=$(mono)
 echo "503: $(cat "$tmp/readyz.body")"
 [ "$(gauge guardd_consumer_stalled)" = 1 ] || fail "C: guardd_consumer_stalled not 1"

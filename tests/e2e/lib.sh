@@ -50,10 +50,7 @@ start_broker() {
         --bootstrap-file "$tmp/bootstrap" >"$logs/broker.log" 2>&1 &
     BROKER_PID=$!
     pids="$pids $BROKER_PID"
-    i=0
-    while [ ! -s "$tmp/bootstrap" ]; do
-        i=$((i + 1)); [ $i -lt 100 ] || fail "broker did not start"; sleep 0.1
-    done
+    wait_until 10 test -s "$tmp/bootstrap" || fail "broker did not start"
     B=$(sed 's/^bootstrap=//' "$tmp/bootstrap")
     echo "bootstrap $B"
 }
@@ -66,11 +63,20 @@ start_guardd() {
     pids="$pids $LAST_PID"
 }
 
-wait_log() { # file pattern seconds
-    i=0
-    while ! grep -q "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ $i -lt $(($3 * 10)) ] || fail "no '$2' in $1 after $3 s"; sleep 0.1
+# wait_until SECONDS COMMAND [ARGS...]: runs COMMAND every 0.1 s until it
+# succeeds; returns 1 after SECONDS * 10 tries (the caller says what failed,
+# as `wait_until 10 ready || fail "..."`). Its counter is its own, so a
+# caller's loop variables are safe.
+wait_until() {
+    _wait_n=$(($1 * 10)); shift
+    until "$@"; do
+        _wait_n=$((_wait_n - 1)); [ $_wait_n -gt 0 ] || return 1
+        sleep 0.1
     done
+}
+
+wait_log() { # file pattern seconds
+    wait_until "$3" grep -q "$2" "$1" 2>/dev/null || fail "no '$2' in $1 after $3 s"
 }
 count_log() { grep -c "$2" "$1" 2>/dev/null || true; }
 
@@ -98,10 +104,7 @@ start_notify_recv() {
     NOTIFY_SOCK=$tmp/notify.sock NOTIFY_LOG=$tmp/notify.log
     "$PY" tests/e2e/notify_recv.py "$NOTIFY_SOCK" "$NOTIFY_LOG" "${1:-900}" &
     pids="$pids $!"
-    i=0
-    while [ ! -e "$NOTIFY_LOG" ]; do
-        i=$((i + 1)); [ $i -lt 100 ] || fail "notify receiver did not start"; sleep 0.1
-    done
+    wait_until 10 test -e "$NOTIFY_LOG" || fail "notify receiver did not start"
 }
 
 # metrics_port LOG: the port guardd logged for /metrics
