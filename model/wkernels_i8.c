@@ -75,6 +75,144 @@ static void store_sums_avx2(const int64_t *s, int cnt, float sx, const float *sw
 }
 #endif
 
+/* ---- activation quantization ------------------------------------------
+ *
+ * Per row: scale = max|x| / 2047 (1 for a row of zeros), inv = 1 / scale,
+ * q = round(clamp(x · inv, ±2047)). The scalar functions are the
+ * reference; the AVX2 and AVX-512 copies below take the same steps on 8 or
+ * 16 values at once and give the same int16 and scale bit for bit
+ * (check_weights test_int8_quantize_act): the maximum of |x| is the same
+ * value in any order (NaN never wins a comparison, in either form: maxps
+ * returns its second operand, the running maximum, when one is NaN, as
+ * `a > amax` keeps amax); scale and inv are computed once per row in scalar
+ * code by both; x · inv, the clamps and the rounding are the same IEEE
+ * operations in the same order, each in the current rounding mode and
+ * under the same MXCSR (denormal flags included). */
+
+/* x / scale rounded to the nearest integer (ties to even, as lrintf, but
+ * inline: adding and removing 1.5 · 2^23 leaves the rounded value for
+ * |t| < 2^22, and without -ffast-math the compiler keeps both steps; lrintf
+ * was a libm call per element here), clamped first. */
+static inline int16_t quantize_one(float x, float inv) {
+    const float big = 12582912.0f;
+    float t = x * inv;
+    t = t < WK_I8_ACT_MAX ? t : WK_I8_ACT_MAX;     /* NaN: the top level */
+    t = t > -WK_I8_ACT_MAX ? t : -WK_I8_ACT_MAX;
+    return (int16_t)(int)((t + big) - big);
+}
+
+static inline float scale_of(float amax) {
+    return amax > 0 ? amax / (float)WK_I8_ACT_MAX : 1.0f;
+}
+
+static float act_scale(const float *x, int K) {
+    float amax = 0;
+    for (int k = 0; k < K; k++) {
+        float a = fabsf(x[k]);
+        if (a > amax) amax = a;
+    }
+    return scale_of(amax);
+}
+
+float wk_i8_quantize_act(const float *x, int K, int16_t *out, int ldx) {
+    float scale = act_scale(x, K), inv = 1.0f / scale;
+    for (int k = 0; k < K; k++) out[k] = quantize_one(x[k], inv);
+    for (int k = K; k < ldx; k++) out[k] = 0;
+    return scale;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define QBIG 12582912.0f   /* 1.5 · 2^23, as in quantize_one */
+
+/* AVX2: max|x| in four accumulators (max is exact in any order), then 16
+ * values per step: mulps, minps (t < top ? t : top, NaN -> top, as the
+ * scalar clamp), maxps, + big - big, truncation, packed to int16. */
+__attribute__((target("avx2"), optimize("fp-contract=off"), noinline))
+static float quantize_act_avx2(const float *x, int K, int16_t *out, int ldx) {
+    const __m256 absm = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 m0 = _mm256_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    int k = 0;
+    for (; k + 32 <= K; k += 32) {
+        m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k), absm), m0);
+        m1 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k + 8), absm), m1);
+        m2 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k + 16), absm), m2);
+        m3 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k + 24), absm), m3);
+    }
+    for (; k + 8 <= K; k += 8) m0 = _mm256_max_ps(_mm256_and_ps(_mm256_loadu_ps(x + k), absm), m0);
+    m0 = _mm256_max_ps(_mm256_max_ps(m0, m1), _mm256_max_ps(m2, m3));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m0), _mm256_extractf128_ps(m0, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    float amax = _mm_cvtss_f32(h);
+    for (; k < K; k++) {
+        float a = fabsf(x[k]);
+        if (a > amax) amax = a;
+    }
+    float scale = scale_of(amax), inv = 1.0f / scale;
+    const __m256 vinv = _mm256_set1_ps(inv), top = _mm256_set1_ps(WK_I8_ACT_MAX),
+                 bot = _mm256_set1_ps(-WK_I8_ACT_MAX), big = _mm256_set1_ps(QBIG);
+#define Q8(p)                                                                                     \
+    _mm256_cvttps_epi32(_mm256_sub_ps(                                                            \
+        _mm256_add_ps(_mm256_max_ps(_mm256_min_ps(_mm256_mul_ps(_mm256_loadu_ps(p), vinv), top), bot), big), big))
+    for (k = 0; k + 16 <= K; k += 16) {
+        __m256i p = _mm256_packs_epi32(Q8(x + k), Q8(x + k + 8));   /* 0-3 8-11 4-7 12-15 */
+        _mm256_storeu_si256((__m256i *)(void *)(out + k), _mm256_permute4x64_epi64(p, 0xd8));
+    }
+#undef Q8
+    for (; k < K; k++) out[k] = quantize_one(x[k], inv);
+    for (; k < ldx; k++) out[k] = 0;
+    return scale;
+}
+
+/* AVX-512 (the family's target): the same steps 16 at a time, the tail
+ * masked (masked-off lanes load 0, which cannot raise the maximum). */
+__attribute__((target("avx512f,avx512bw,avx512vl"), optimize("fp-contract=off"), noinline))
+static float quantize_act_avx512(const float *x, int K, int16_t *out, int ldx) {
+    __m512 m0 = _mm512_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    int k = 0;
+    for (; k + 64 <= K; k += 64) {
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + k)), m0);
+        m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + k + 16)), m1);
+        m2 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + k + 32)), m2);
+        m3 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + k + 48)), m3);
+    }
+    for (; k < K; k += 16) {
+        __mmask16 t = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(t, x + k)), m0);
+    }
+    m0 = _mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3));
+    __m256 h8 = _mm256_max_ps(_mm512_castps512_ps256(m0),
+                              _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(m0), 1)));
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    float scale = scale_of(_mm_cvtss_f32(h)), inv = 1.0f / scale;
+    const __m512 vinv = _mm512_set1_ps(inv), top = _mm512_set1_ps(WK_I8_ACT_MAX),
+                 bot = _mm512_set1_ps(-WK_I8_ACT_MAX), big = _mm512_set1_ps(QBIG);
+    int end = ldx > K ? ldx : K;
+    for (k = 0; k < end; k += 16) {
+        int n = K - k < 0 ? 0 : K - k;
+        __mmask16 t = n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1);
+        __mmask16 st = end - k >= 16 ? 0xffff : (__mmask16)((1u << (end - k)) - 1);
+        __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(t, x + k), vinv);
+        v = _mm512_sub_ps(_mm512_add_ps(_mm512_max_ps(_mm512_min_ps(v, top), bot), big), big);
+        __m512i q = _mm512_maskz_mov_epi32(t, _mm512_cvttps_epi32(v));   /* 0 past K */
+        _mm256_mask_storeu_epi16(out + k, st, _mm512_cvtepi32_epi16(q));
+    }
+    return scale;
+}
+#endif
+
+/* The row quantizer of a family: the scalar one for generic. */
+static float quantize_row(WkI8Family fam, const float *x, int K, int16_t *out, int ldx) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (fam == WK_I8_AVX512) return quantize_act_avx512(x, K, out, ldx);
+    if (fam == WK_I8_AVX2 || fam == WK_I8_AVXVNNI) return quantize_act_avx2(x, K, out, ldx);
+#endif
+    (void)fam;
+    return wk_i8_quantize_act(x, K, out, ldx);
+}
+
 /* Arguments shared by the block functions. */
 typedef struct {
     int M, K, Kp, ldx, ldy, accumulate, B;
@@ -825,34 +963,6 @@ static void run_block(WkI8Family fam, const Job *j, int n0, int n1, int16_t *wb)
     block_generic(j, n0, n1, wb);
 }
 
-/* x / scale rounded to the nearest integer (ties to even, as lrintf, but
- * inline: adding and removing 1.5 · 2^23 leaves the rounded value for
- * |t| < 2^22, and without -ffast-math the compiler keeps both steps; lrintf
- * was a libm call per element here), clamped first. */
-static inline int16_t quantize_one(float x, float inv) {
-    const float big = 12582912.0f;
-    float t = x * inv;
-    t = t < WK_I8_ACT_MAX ? t : WK_I8_ACT_MAX;     /* NaN: the top level */
-    t = t > -WK_I8_ACT_MAX ? t : -WK_I8_ACT_MAX;
-    return (int16_t)(int)((t + big) - big);
-}
-
-static float act_scale(const float *x, int K) {
-    float amax = 0;
-    for (int k = 0; k < K; k++) {
-        float a = fabsf(x[k]);
-        if (a > amax) amax = a;
-    }
-    return amax > 0 ? amax / (float)WK_I8_ACT_MAX : 1.0f;
-}
-
-float wk_i8_quantize_act(const float *x, int K, int16_t *out, int ldx) {
-    float scale = act_scale(x, K), inv = 1.0f / scale;
-    for (int k = 0; k < K; k++) out[k] = quantize_one(x[k], inv);
-    for (int k = K; k < ldx; k++) out[k] = 0;
-    return scale;
-}
-
 /* No memory for buffers: the same integers, one weight at a time. */
 static void matmul_unbuffered(int M, int N, int K, const float *X, int ldx, const int8_t *hi,
                               const uint32_t *lo, int B, const float *sw, float *Y, int ldy,
@@ -912,13 +1022,30 @@ void wk_i8_matmul(WkI8Family fam, int M, int N, int K, const float *X, int ldx, 
         int mb = M - m0 < rows ? M - m0 : rows;
 #pragma omp parallel for schedule(static) num_threads(threads)
         for (int m = 0; m < mb; m++)
-            sx[m] = wk_i8_quantize_act(X + (size_t)(m0 + m) * ldx, K, xq + (size_t)m * Kp, Kp);
+            sx[m] = quantize_row(fam, X + (size_t)(m0 + m) * ldx, K, xq + (size_t)m * Kp, Kp);
         Job j = {mb, K, Kp, Kp, ldy, accumulate, B, xq, sx, sw, hi, lo, Y + (size_t)m0 * ldy, N};
         products(fam, &j, N, threads);
     }
 }
 
-/* ---- the epilogue alone (tests) ----------------------------------------- */
+/* ---- the epilogue and the quantizer alone (tests) ------------------------ */
+
+int wk_i8_quantize_variant(int variant, const float *x, int K, int16_t *out, int ldx, float *scale) {
+    if (variant == 0) { *scale = wk_i8_quantize_act(x, K, out, ldx); return 1; }
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (variant == 1 && __builtin_cpu_supports("avx2")) {
+        *scale = quantize_act_avx2(x, K, out, ldx);
+        return 1;
+    }
+    if (variant == 2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl")) {
+        *scale = quantize_act_avx512(x, K, out, ldx);
+        return 1;
+    }
+#endif
+    return 0;
+}
 
 int wk_i8_epilogue(int variant, const int64_t *s, int cnt, float sx, const float *sw, float *y,
                    int accumulate) {

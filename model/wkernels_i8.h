@@ -59,8 +59,16 @@ void wk_i8_matmul(WkI8Family fam, int M, int N, int K, const float *X, int ldx, 
                   const uint32_t *lo, int B, const float *sw, float *Y, int ldy, int accumulate,
                   int threads);
 
-/* One row of activations -> int16 out[0, ldx) (zero past K); returns its scale. */
+/* One row of activations -> int16 out[0, ldx) (zero past K); returns its
+ * scale. The scalar reference, which the generic family runs. */
 float wk_i8_quantize_act(const float *x, int K, int16_t *out, int ldx);
+
+/* The row quantizer of a family, for the tests: variant 0 the reference
+ * above, 1 the AVX2 family's (also AVX-VNNI's), 2 the AVX-512 family's;
+ * each must give the reference's int16 and scale bit for bit for every
+ * input, NaN and infinities included. Returns 0 (and writes nothing) if
+ * the CPU lacks the variant's instructions. */
+int wk_i8_quantize_variant(int variant, const float *x, int K, int16_t *out, int ldx, float *scale);
 
 /* The float epilogue alone, for the tests: variant 0 the reference
  * (scalar, used by the generic family), 1 the AVX2 family's, 2 the AVX-512

@@ -16,6 +16,8 @@
  * K past the 32-bit lanes' limit; and the quantizer's levels and bit planes.
  */
 #include "check_main.h"
+#include <fenv.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +272,117 @@ START_TEST(test_int8_epilogue) {
     for (int i = 0; i < NS; i++) ck_assert(got[i] == epi_ref(S[i], sxs[0], sw[i], y0[i], 1));
     if (!tried) fprintf(stderr, "check_weights: no vector epilogue on this CPU\n");
     free(S); free(sw); free(y0); free(want); free(got);
+}
+END_TEST
+
+/* The activation quantizer's vector copies (AVX2, AVX-512) against the
+ * scalar reference, bit for bit (int16 values, padding and scale), on rows
+ * of 1..70 and of model lengths (every tail of the 8-, 16- and 64-value
+ * loops) in all four rounding modes: random rows of many magnitudes; exact
+ * ties n + 0.5 (scale 2^e: x · inv exact); the clamp bound (±max|x| and its
+ * neighbours, whose x · inv lands on either side of 2047); zeros and -0;
+ * denormals (a row whose max|x| / 2047 underflows to scale 0 and inv =
+ * inf, and denormals among normals); FLT_MAX; NaN and ±inf, each placed at
+ * every position of short rows (lanes, tails). Division instead of
+ * multiplication by inv, another order of the clamps, a NaN that wins the
+ * maximum or a rounding other than the current mode's each differ on some. */
+static int q_case(float *x, int K, int c, int pos) {
+    float e = ldexpf(1.0f, (c % 13) * 5 - 30);
+    switch (c % 9) {
+    case 0: for (int k = 0; k < K; k++) x[k] = frand() * e; break;
+    case 1:   /* ties: scale 2^e exactly, x = (n + 0.5) · 2^e */
+        for (int k = 0; k < K; k++) x[k] = ((float)((int)(frand() * 2047) - (k % 2)) + 0.5f) * e;
+        x[pos] = 2047 * e * (c % 2 ? -1 : 1);
+        break;
+    case 2: {   /* the clamp bound */
+        float a = 3.7f * e;
+        for (int k = 0; k < K; k++) {
+            float v = k % 4 == 0 ? a : k % 4 == 1 ? nextafterf(a, 0) : k % 4 == 2 ? a * 2046.5f / 2047 : frand() * a;
+            x[k] = k % 3 == 0 ? -v : v;
+        }
+        x[pos] = -a;
+        break;
+    }
+    case 3:   /* zeros, -0 */
+        for (int k = 0; k < K; k++) x[k] = k % 2 ? -0.0f : 0.0f;
+        if (c % 2) x[pos] = 1e-3f;
+        break;
+    case 4:   /* denormals alone: scale may underflow to 0 */
+        for (int k = 0; k < K; k++) x[k] = (k % 3 - 1) * FLT_TRUE_MIN * (float)(k % 5);
+        x[pos] = c % 2 ? FLT_TRUE_MIN : -FLT_TRUE_MIN * 3;
+        break;
+    case 5:   /* denormals among normals */
+        for (int k = 0; k < K; k++) x[k] = k % 2 ? FLT_MIN * frand() : frand() * 1e-30f;
+        break;
+    case 6:   /* huge */
+        for (int k = 0; k < K; k++) x[k] = frand() * FLT_MAX;
+        x[pos] = c % 2 ? FLT_MAX : -FLT_MAX;
+        break;
+    case 7:   /* NaN among values */
+        for (int k = 0; k < K; k++) x[k] = frand() * e;
+        x[pos] = c % 2 ? NAN : -NAN;
+        break;
+    default:   /* infinities */
+        for (int k = 0; k < K; k++) x[k] = frand() * e;
+        x[pos] = c % 2 ? INFINITY : -INFINITY;
+        if (K > 3) x[(pos + 2) % K] = NAN;
+        break;
+    }
+    return 1;
+}
+
+START_TEST(test_int8_quantize_act) {
+    static const int modes[] = {FE_TONEAREST, FE_UPWARD, FE_DOWNWARD, FE_TOWARDZERO};
+    enum { KMAX = 8256 };
+    float *x = malloc(sizeof(float) * KMAX);
+    int16_t *want = malloc(sizeof(int16_t) * KMAX), *got = malloc(sizeof(int16_t) * KMAX);
+    int Ks[90], nK = 0, tried = 0, rows = 0;
+    for (int K = 1; K <= 70; K++) Ks[nK++] = K;
+    static const int big[] = {127, 128, 2047, 2048, 2051, 8192, 8193};
+    for (size_t i = 0; i < sizeof big / sizeof *big; i++) Ks[nK++] = big[i];
+    for (size_t md = 0; md < sizeof modes / sizeof *modes; md++) {
+        ck_assert_int_eq(fesetround(modes[md]), 0);
+        for (int ki = 0; ki < nK; ki++) {
+            int K = Ks[ki], ldx = WK_I8_PAD(K) + (ki % 2) * 16;
+            for (int c = 0; c < 36; c++) {
+                int npos = K <= 70 && c % 9 >= 6 ? K : 1;   /* specials at every position */
+                for (int pos0 = 0; pos0 < npos; pos0++) {
+                    int pos = npos == 1 ? (c * 7919) % K : pos0;
+                    q_case(x, K, c, pos);
+                    float ws, gs;
+                    for (int i = 0; i < ldx; i++) want[i] = 0x5a5a;
+                    ck_assert_int_eq(wk_i8_quantize_variant(0, x, K, want, ldx, &ws), 1);
+                    rows++;
+                    for (int v = 1; v <= 2; v++) {
+                        for (int i = 0; i < ldx; i++) got[i] = 0x5a5a;
+                        if (!wk_i8_quantize_variant(v, x, K, got, ldx, &gs)) continue;
+                        tried++;
+                        ck_assert_msg(memcmp(&gs, &ws, sizeof gs) == 0,
+                                      "variant %d mode %zu K=%d case %d pos %d: scale %a, want %a", v, md, K,
+                                      c, pos, gs, ws);
+                        for (int i = 0; i < ldx; i++)
+                            ck_assert_msg(got[i] == want[i],
+                                          "variant %d mode %zu K=%d case %d pos %d: out[%d] = %d, want %d "
+                                          "(x = %a)", v, md, K, c, pos, i, got[i], want[i],
+                                          i < K ? x[i] : 0.0f);
+                    }
+                }
+            }
+        }
+    }
+    fesetround(FE_TONEAREST);
+    /* the reference itself: ties to even, NaN and +inf to the top level,
+     * -inf to the bottom, zeros past K (scale 1: the row's max is 2047) */
+    float r[6] = {2047, 0.5f, 1.5f, -2.5f, NAN, -INFINITY};
+    int16_t q[8];
+    ck_assert_float_eq(wk_i8_quantize_act(r, 4, q, 8), 1.0f);
+    ck_assert(q[0] == 2047 && q[1] == 0 && q[2] == 2 && q[3] == -2 && q[4] == 0 && q[7] == 0);
+    float s = wk_i8_quantize_act(r, 6, q, 8);   /* max|x| = inf: inv = 0, inf · 0 = NaN */
+    ck_assert(isinf(s));
+    ck_assert(q[0] == 0 && q[4] == 2047 && q[5] == 2047);
+    if (!tried) fprintf(stderr, "check_weights: no vector quantizer on this CPU\n");
+    else fprintf(stderr, "check_weights: quantizer: %d rows, %d vector comparisons\n", rows, tried);
+    free(x); free(want); free(got);
 }
 END_TEST
 
@@ -568,6 +681,7 @@ int main(void) {
     tcase_add_test(tc, test_int8_long_rows);
     tcase_add_test(tc, test_int8_lane_bound);
     tcase_add_test(tc, test_int8_epilogue);
+    tcase_add_test(tc, test_int8_quantize_act);
     tcase_add_test(tc, test_int8_quantize);
     tcase_add_test(tc, test_int8_quantize_exact);
     tcase_add_test(tc, test_bf16_split);
