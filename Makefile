@@ -167,4 +167,7 @@ clean:
 	rm -rf build build-san build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(CTL_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
+# test and bench programs too, so that editing a header they share (tests/check_main.h)
+# rebuilds them
+-include $(TEST_BIN:=.d) $(TEST_HELPER_OBJ:.o=.d) $(BENCH_BIN:=.d)
 -include $(FUZZ_LIB_OBJ:.o=.d) $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/tests/fuzz/%.d,$(FUZZ_SRC))
