@@ -16,6 +16,7 @@
  * event, and every turn-3 event must have reused its history.
  */
 #include "check_main.h"
+#include "check_fixture.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -141,8 +142,7 @@ START_TEST(test_cached_history_batches_by_new_tokens) {
     log_set_level(s.log_level);
     ClassifierOptions o = {.model_dir = model_dir, .threads = 1, .threshold = -1,
                            .max_prompt_tokens = s.max_prompt_tokens};
-    Classifier *clf = classifier_open(&o, err, sizeof err);
-    ck_assert_msg(clf != NULL, "%s", err);
+    Classifier *clf = check_classifier_open(&o);
     Pipeline *p = pipeline_start(&s, bs, clf, err, sizeof err);
     ck_assert_msg(p != NULL, "%s", err);
 

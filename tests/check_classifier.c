@@ -12,6 +12,7 @@
  * any cache at every step.
  */
 #include "check_main.h"
+#include "check_fixture.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -171,10 +172,7 @@ static Classifier *open_clf(float threshold, int category_scores, int max_prompt
     ClassifierOptions o = {.model_dir = model_dir, .tokenizer_path = tok_path, .threads = 2,
                            .precision = PREC_F32, .threshold = threshold, .max_decode_tokens = 12,
                            .category_scores = category_scores, .max_prompt_tokens = max_prompt};
-    char err[512];
-    Classifier *c = classifier_open(&o, err, sizeof err);
-    ck_assert_msg(c != NULL, "%s", err);
-    return c;
+    return check_classifier_open(&o);
 }
 
 typedef struct { Conversation conv; CategoryList cats; int custom; } Conv;
@@ -510,10 +508,7 @@ static Classifier *open_f32(float threshold, int category_scores, int step) {
                            .threshold = threshold, .max_decode_tokens = 12,
                            .category_scores = category_scores, .step_tokens = step,
                            .precision = PREC_F32};
-    char err[512];
-    Classifier *c = classifier_open(&o, err, sizeof err);
-    ck_assert_msg(c != NULL, "%s", err);
-    return c;
+    return check_classifier_open(&o);
 }
 
 /* Forward passes are cut at step_tokens rows (prefixes, prompts and decode
@@ -742,9 +737,7 @@ END_TEST
 static Classifier *open_8b(int category_scores) {
     ClassifierOptions o = {.model_dir = model_dir, .tokenizer_path = tok_path, .threads = 2, .threshold = -1,
                            .max_decode_tokens = 8, .category_scores = category_scores, .prompt_format = L8};
-    char err[512];
-    Classifier *c = classifier_open(&o, err, sizeof err);
-    ck_assert_msg(c != NULL, "%s", err);
+    Classifier *c = check_classifier_open(&o);
     ck_assert_int_eq(classifier_prompt_format(c), L8);
     ck_assert_str_eq(classifier_prompt_format_note(c), "configured");
     ck_assert_int_eq(classifier_default_categories(c)->n, 14);

@@ -13,6 +13,7 @@
  * rewriting a fixture's header.
  */
 #include "check_main.h"
+#include "check_fixture.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,19 +23,6 @@
 #include "bf16.h"
 #include "fixture.h"
 #include "model.h"
-
-static char tmpdir[256];
-
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_loader_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
 
 /* ---- config.json ---------------------------------------------------- */
 
@@ -64,7 +52,7 @@ static const char *config_with(const char *key, const char *value) {
     } else if (key) {
         json_object_del(root, key);
     }
-    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", tmpdir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/config.json", check_tmpdir);
     ck_assert_int_eq(json_dump_file(root, cfg_path, 0), 0);
     json_decref(root);
     return cfg_path;
@@ -193,7 +181,7 @@ END_TEST
 
 START_TEST(config_bad_files) {
     char path[512];
-    snprintf(path, sizeof path, "%s/none.json", tmpdir);
+    snprintf(path, sizeof path, "%s/none.json", check_tmpdir);
     expect_refused(path, "cannot open");
     FILE *f = fopen(path, "w");
     fputs("{\"architectures\": [", f);
@@ -225,7 +213,7 @@ static FixtureSpec small_spec(StDtype dt, int shards, int tied, uint64_t seed) {
 static const char *write_fixture(const char *sub, const FixtureSpec *sp) {
     static char dir[512];
     char err[512];
-    snprintf(dir, sizeof dir, "%s/%s", tmpdir, sub);
+    snprintf(dir, sizeof dir, "%s/%s", check_tmpdir, sub);
     ck_assert_msg(fixture_write(dir, sp, err, sizeof err) == 0, "%s", err);
     return dir;
 }
@@ -651,7 +639,7 @@ END_TEST
 
 START_TEST(missing_files) {
     char dir[512];
-    snprintf(dir, sizeof dir, "%s/nothing", tmpdir);
+    snprintf(dir, sizeof dir, "%s/nothing", check_tmpdir);
     expect_load_fail(dir, "config.json", NULL);
     FixtureSpec sp = small_spec(ST_BF16, 1, 0, 3);
     const char *d = write_fixture("nost", &sp);
@@ -665,14 +653,14 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("loader");
     TCase *tc = check_case(s, "config", 0);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, check_tmpdir_setup, check_tmpdir_teardown);
     tcase_add_test(tc, real_config_parses);
     tcase_add_test(tc, config_variants);
     tcase_add_test(tc, config_refusals);
     tcase_add_test(tc, config_bad_numbers);
     tcase_add_test(tc, config_bad_files);
     TCase *rt = check_case(s, "round_trip", 0);
-    tcase_add_checked_fixture(rt, setup, teardown);
+    tcase_add_checked_fixture(rt, check_tmpdir_setup, check_tmpdir_teardown);
     tcase_add_loop_test(rt, round_trip, 0, 12);
     tcase_add_loop_test(rt, round_trip_stored, 0, 12);
     tcase_add_loop_test(rt, round_trip_multi_chunk, 0, 3);

@@ -7,6 +7,7 @@
  * them, in order, with what systemd must see.
  */
 #include "check_main.h"
+#include "check_fixture.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,15 +19,15 @@
 #include "notify.h"
 
 static int sock = -1;
-static char dir[64], path[128];
+static char path[512];
 
 static void setup(void) {
-    strcpy(dir, "/tmp/guardd-notify-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/notify", dir);
+    check_tmpdir_setup();
+    snprintf(path, sizeof path, "%s", check_path("notify"));
     sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(sock, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(path), sizeof sa.sun_path);
     strcpy(sa.sun_path, path);
     ck_assert_int_eq(bind(sock, (struct sockaddr *)&sa, sizeof sa), 0);
     setenv("NOTIFY_SOCKET", path, 1);
@@ -36,8 +37,7 @@ static void setup(void) {
 
 static void teardown(void) {
     if (sock >= 0) close(sock);
-    unlink(path);
-    rmdir(dir);
+    check_tmpdir_teardown();
 }
 
 /* Next pending datagram as a string, or NULL when none is queued. */

@@ -14,6 +14,7 @@
  * committed, and the group's committed offsets must equal the input's end.
  */
 #include "check_main.h"
+#include "check_fixture.h"
 #include <fcntl.h>
 #include <jansson.h>
 #include <msgpack.h>
@@ -282,8 +283,7 @@ static void member_start(Member *m, const char *bs) {
     ck_assert_msg(settings_load(conf_path, &m->s, err, sizeof err) == 0, "%s", err);
     log_set_level(m->s.log_level);
     ClassifierOptions o = {.model_dir = model_dir, .threads = 1, .threshold = -1};
-    m->clf = classifier_open(&o, err, sizeof err);
-    ck_assert_msg(m->clf != NULL, "%s", err);
+    m->clf = check_classifier_open(&o);
     m->p = pipeline_start(&m->s, bs, m->clf, err, sizeof err);
     ck_assert_msg(m->p != NULL, "%s", err);
 }

@@ -14,6 +14,7 @@
  * what the run then prefills.
  */
 #include "check_main.h"
+#include "check_fixture.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,10 +31,7 @@ static Classifier *open_prec(int block, long long budget, int collide, Precision
                            .threshold = 2.0f, .max_decode_tokens = 8, .keep_logits = 1,
                            .cache_block_tokens = block, .cache_max_bytes = budget,
                            .cache_test_collide = collide};
-    char err[512];
-    Classifier *c = classifier_open(&o, err, sizeof err);
-    ck_assert_msg(c != NULL, "%s", err);
-    return c;
+    return check_classifier_open(&o);
 }
 
 static Classifier *open_clf(int block, long long budget, int collide) {

@@ -12,6 +12,7 @@
  * guardd's own copies.
  */
 #include "check_main.h"
+#include "check_fixture.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -466,38 +467,25 @@ END_TEST
 
 /* ---- template recognition -------------------------------------------------- */
 
-static char dir[64];
+/* Each of these tests has a scratch directory, check_tmpdir (check_fixture.h),
+ * for the model directory that detection reads. */
 
-static void make_dir(void) {
-    strcpy(dir, "/tmp/check_prompt_8b.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
-}
-
-static void remove_dir(void) {
-    char path[128];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    unlink(path);
-    rmdir(dir);
-}
-
-/* Writes dir/tokenizer_config.json with chat_template = tpl (a string, or
- * wrapped in a list of named templates). */
+/* Writes check_tmpdir/tokenizer_config.json with chat_template = tpl (a
+ * string, or wrapped in a list of named templates). */
 static void write_config(const char *tpl, int as_list) {
     json_t *t = json_string(tpl);
     ck_assert_ptr_nonnull(t);
     json_t *root = as_list ? json_pack("{s:s,s:[{s:s,s:o}]}", "bos_token", "<|begin_of_text|>",
                                        "chat_template", "name", "default", "template", t)
                            : json_pack("{s:s,s:o}", "bos_token", "<|begin_of_text|>", "chat_template", t);
-    char path[128];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    ck_assert_int_eq(json_dump_file(root, path, JSON_INDENT(2)), 0);
+    ck_assert_int_eq(json_dump_file(root, check_path("tokenizer_config.json"), JSON_INDENT(2)), 0);
     json_decref(root);
 }
 
 static int detect(PromptFormat *f, char *err, size_t errlen) {
     char note[512];
     *f = PROMPT_FORMAT_AUTO;
-    return prompt_format_detect(dir, f, note, sizeof note, err, errlen);
+    return prompt_format_detect(check_tmpdir, f, note, sizeof note, err, errlen);
 }
 
 START_TEST(recognises_both_templates) {
@@ -507,7 +495,6 @@ START_TEST(recognises_both_templates) {
     char err[512] = "";
     ck_assert_int_eq(prompt_format_recognise(t1, n1), PROMPT_FORMAT_LG3_1B);
     ck_assert_int_eq(prompt_format_recognise(t8, n8), L8);
-    make_dir();
     write_config(t8, 0);
     ck_assert_int_eq(detect(&f, err, sizeof err), 0);
     ck_assert_int_eq(f, L8);
@@ -531,7 +518,6 @@ START_TEST(recognises_both_templates) {
     free(crlf);
     free(t1);
     free(t8);
-    remove_dir();
 }
 END_TEST
 
@@ -542,13 +528,12 @@ START_TEST(refuses_a_modified_template) {
     ck_assert_ptr_nonnull(p);
     p[5] = 'c'; /* "code Interpreter Abuse." */
     ck_assert_int_eq(prompt_format_recognise(t8, n8), PROMPT_FORMAT_AUTO);
-    make_dir();
     write_config(t8, 0);
     PromptFormat f;
     char err[512] = "";
     ck_assert_int_eq(detect(&f, err, sizeof err), -1);
-    char path[128];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    char path[512];
+    snprintf(path, sizeof path, "%s", check_path("tokenizer_config.json"));
     ck_assert_msg(strstr(err, path) && strstr(err, "model.prompt_format"), "unclear error: %s", err);
     /* a one-space difference is a difference too */
     char *t1 = slurp(REF1 "chat_template.jinja", &n8);
@@ -561,58 +546,42 @@ START_TEST(refuses_a_modified_template) {
     strcpy(sp + at + 1, t1 + at);
     ck_assert_int_eq(prompt_format_recognise(sp, strlen(sp)), PROMPT_FORMAT_AUTO);
     /* not JSON */
-    FILE *fp = fopen(path, "w");
-    fputs("{\"chat_template\": ", fp);
-    fclose(fp);
+    check_write_file("tokenizer_config.json", "{\"chat_template\": ");
     ck_assert_int_eq(detect(&f, err, sizeof err), -1);
     ck_assert_ptr_nonnull(strstr(err, path));
     free(sp);
     free(t1);
     free(t8);
-    remove_dir();
 }
 END_TEST
 
 /* No tokenizer_config.json, or no chat_template in it: the 1B, with a note. */
 START_TEST(missing_template_means_1b) {
-    make_dir();
     PromptFormat f;
     char err[512] = "", note[512] = "";
-    ck_assert_int_eq(prompt_format_detect(dir, &f, note, sizeof note, err, sizeof err), 1);
+    ck_assert_int_eq(prompt_format_detect(check_tmpdir, &f, note, sizeof note, err, sizeof err), 1);
     ck_assert_int_eq(f, PROMPT_FORMAT_LG3_1B);
     ck_assert_ptr_nonnull(strstr(note, "not found"));
-    char path[128];
-    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
-    FILE *fp = fopen(path, "w");
-    fputs("{\"bos_token\": \"<|begin_of_text|>\"}", fp);
-    fclose(fp);
-    ck_assert_int_eq(prompt_format_detect(dir, &f, note, sizeof note, err, sizeof err), 1);
+    check_write_file("tokenizer_config.json", "{\"bos_token\": \"<|begin_of_text|>\"}");
+    ck_assert_int_eq(prompt_format_detect(check_tmpdir, &f, note, sizeof note, err, sizeof err), 1);
     ck_assert_int_eq(f, PROMPT_FORMAT_LG3_1B);
     ck_assert_ptr_nonnull(strstr(note, "no chat_template"));
-    remove_dir();
 }
 END_TEST
 
 /* ... unless config.json has the 8B's shape: then the 1B prompt would be a
  * known-wrong guess, and detection refuses, naming the way out. */
 START_TEST(missing_template_with_8b_shape_refused) {
-    make_dir();
-    char cpath[128], err[512] = "", note[512] = "";
-    snprintf(cpath, sizeof cpath, "%s/config.json", dir);
-    FILE *fp = fopen(cpath, "w");
-    fputs("{\"hidden_size\": 4096, \"num_hidden_layers\": 32}", fp);
-    fclose(fp);
+    char err[512] = "", note[512] = "";
+    check_write_file("config.json", "{\"hidden_size\": 4096, \"num_hidden_layers\": 32}");
     PromptFormat f = PROMPT_FORMAT_AUTO;
-    ck_assert_int_lt(prompt_format_detect(dir, &f, note, sizeof note, err, sizeof err), 0);
+    ck_assert_int_lt(prompt_format_detect(check_tmpdir, &f, note, sizeof note, err, sizeof err), 0);
     ck_assert_ptr_nonnull(strstr(err, "tokenizer_config.json not found"));
     ck_assert_ptr_nonnull(strstr(err, "model.prompt_format"));
-    fp = fopen(cpath, "w");          /* the 1B's shape: assumed, with a note */
-    fputs("{\"hidden_size\": 2048, \"num_hidden_layers\": 16}", fp);
-    fclose(fp);
-    ck_assert_int_eq(prompt_format_detect(dir, &f, note, sizeof note, err, sizeof err), 1);
+    /* the 1B's shape: assumed, with a note */
+    check_write_file("config.json", "{\"hidden_size\": 2048, \"num_hidden_layers\": 16}");
+    ck_assert_int_eq(prompt_format_detect(check_tmpdir, &f, note, sizeof note, err, sizeof err), 1);
     ck_assert_int_eq(f, PROMPT_FORMAT_LG3_1B);
-    unlink(cpath);
-    remove_dir();
 }
 END_TEST
 
@@ -638,6 +607,7 @@ int main(void) {
     tcase_add_test(t8, extensions_8b);
     tcase_add_test(t8, format_names_and_errors);
     TCase *tr = check_case(s, "recognition", 0);
+    tcase_add_checked_fixture(tr, check_tmpdir_setup, check_tmpdir_teardown);
     tcase_add_test(tr, recognises_both_templates);
     tcase_add_test(tr, refuses_a_modified_template);
     tcase_add_test(tr, missing_template_means_1b);

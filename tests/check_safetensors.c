@@ -7,6 +7,7 @@
  * cases check that tensors are found and their bytes decode as written.
  */
 #include "check_main.h"
+#include "check_fixture.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,24 +16,11 @@
 #include "bf16.h"
 #include "safetensors.h"
 
-static char tmpdir[256];
-
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_st_XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-/* Writes name in tmpdir: length prefix `hlen` (or strlen(header) when
+/* Writes name in check_tmpdir: length prefix `hlen` (or strlen(header) when
  * hlen < 0), the header, then ndata bytes counting 0, 1, 2, ... */
 static const char *write_raw(const char *name, const char *header, long long hlen, size_t ndata) {
     static char path[512];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    snprintf(path, sizeof path, "%s/%s", check_tmpdir, name);
     FILE *f = fopen(path, "wb");
     ck_assert_ptr_nonnull(f);
     unsigned long long n = hlen < 0 ? strlen(header) : (unsigned long long)hlen;
@@ -84,7 +72,7 @@ END_TEST
 
 START_TEST(truncated_file) {
     char path[512];
-    snprintf(path, sizeof path, "%s/short.safetensors", tmpdir);
+    snprintf(path, sizeof path, "%s/short.safetensors", check_tmpdir);
     FILE *f = fopen(path, "wb");
     fwrite("\x10\0\0", 1, 3, f);
     fclose(f);
@@ -240,7 +228,7 @@ static void write_shards(const char *index) {
     write_raw("s1.safetensors", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", -1, 4);
     write_raw("s2.safetensors", "{\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[0,4]}}", -1, 4);
     char path[512];
-    snprintf(path, sizeof path, "%s/model.safetensors.index.json", tmpdir);
+    snprintf(path, sizeof path, "%s/model.safetensors.index.json", check_tmpdir);
     FILE *f = fopen(path, "w");
     fputs(index, f);
     fclose(f);
@@ -250,8 +238,8 @@ static void write_shards(const char *index) {
 static void expect_dir_fail_at(int line, const char *w1, const char *w2) {
     StSet s;
     char err[1024] = "";
-    ck_assert_msg(st_open_dir(&s, tmpdir, err, sizeof err) == -1, "line %d: opened", line);
-    ck_assert_msg(strstr(err, tmpdir), "error does not name a file: %s", err);
+    ck_assert_msg(st_open_dir(&s, check_tmpdir, err, sizeof err) == -1, "line %d: opened", line);
+    ck_assert_msg(strstr(err, check_tmpdir), "error does not name a file: %s", err);
     if (w1) ck_assert_msg(strstr(err, w1), "error lacks \"%s\": %s", w1, err);
     if (w2) ck_assert_msg(strstr(err, w2), "error lacks \"%s\": %s", w2, err);
 }
@@ -260,7 +248,7 @@ START_TEST(sharded_ok) {
     write_shards("{\"metadata\":{},\"weight_map\":{\"a\":\"s1.safetensors\",\"b\":\"s2.safetensors\"}}");
     StSet s;
     char err[512];
-    ck_assert_msg(st_open_dir(&s, tmpdir, err, sizeof err) == 0, "%s", err);
+    ck_assert_msg(st_open_dir(&s, check_tmpdir, err, sizeof err) == 0, "%s", err);
     ck_assert_int_eq(s.n_files, 2);
     ck_assert_int_eq(s.n_tensors, 2);
     const StTensor *b = st_find(&s, "b");
@@ -352,7 +340,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("safetensors");
     TCase *tc = check_case(s, "files", 0);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, check_tmpdir_setup, check_tmpdir_teardown);
     tcase_add_test(tc, valid_file_reads_back);
     tcase_add_test(tc, truncated_file);
     tcase_add_test(tc, header_length_beyond_file);

@@ -9,6 +9,7 @@
  * whole lines when several threads log at once.
  */
 #include "check_main.h"
+#include "check_fixture.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -19,34 +20,10 @@
 #include "log.h"
 #include "settings.h"
 
-static char tmpdir[256];
-
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/check_settings.XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-}
-
-static void teardown(void) {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
-}
-
-/* Writes text to tmpdir/name and returns the path (static buffer). */
-static const char *write_conf(const char *name, const char *text) {
-    static char path[400];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    FILE *f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(text, f);
-    fclose(f);
-    return path;
-}
-
 /* Loads text, expects failure, and checks the error starts with
  * "PATH:LINE: SETTING: " and contains the given words. */
 static void expect_error(const char *text, int line, const char *setting, const char *words) {
-    const char *path = write_conf("t.conf", text);
+    const char *path = check_write_file("t.conf", text);
     char err[1024], want[600];
     Settings s;
     int rc = settings_load(path, &s, err, sizeof err);
@@ -61,7 +38,7 @@ static void expect_error(const char *text, int line, const char *setting, const 
 }
 
 static Settings load_ok(const char *text) {
-    const char *path = write_conf("ok.conf", text);
+    const char *path = check_write_file("ok.conf", text);
     char err[1024];
     Settings s;
     int rc = settings_load(path, &s, err, sizeof err);
@@ -335,7 +312,7 @@ START_TEST(error_kafka_properties_checked_by_librdkafka) {
                  "kafka.properties", "producer: `acks` must be set to `all`");
     /* a secret's value is not echoed, whether librdkafka's complaint is about
      * it or not */
-    const char *path = write_conf("t.conf", "kafka = {\n properties = ( (\"sasl.password\", \"hunter2\"),\n"
+    const char *path = check_write_file("t.conf", "kafka = {\n properties = ( (\"sasl.password\", \"hunter2\"),\n"
                                             " (\"security.protocol\", \"sasl_plaintext\"),\n"
                                             " (\"sasl.mechanisms\", \"hunter2\") );\n};\n");
     char err[1024];
@@ -376,9 +353,9 @@ END_TEST
 
 START_TEST(error_in_included_file_names_that_file) {
     char inc[400];
-    snprintf(inc, sizeof inc, "%s/inc.conf", tmpdir);
-    write_conf("inc.conf", "max_events = 1;\n\nmax_tokenz = 5;\n");
-    const char *path = write_conf("main.conf", "batch = {\n  @include \"inc.conf\"\n};\n");
+    snprintf(inc, sizeof inc, "%s/inc.conf", check_tmpdir);
+    check_write_file("inc.conf", "max_events = 1;\n\nmax_tokenz = 5;\n");
+    const char *path = check_write_file("main.conf", "batch = {\n  @include \"inc.conf\"\n};\n");
     Settings s;
     char err[1024], want[600];
     ck_assert_int_eq(settings_load(path, &s, err, sizeof err), -1);
@@ -425,7 +402,7 @@ END_TEST
 /* Runs settings_check_main with stderr captured into a file; returns the text. */
 static int run_check_main(const char *path, char *out, size_t outlen) {
     char cap[400];
-    snprintf(cap, sizeof cap, "%s/stderr.txt", tmpdir);
+    snprintf(cap, sizeof cap, "%s/stderr.txt", check_tmpdir);
     fflush(stderr);
     int saved = dup(2), fd = open(cap, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ck_assert(saved >= 0 && fd >= 0);
@@ -444,11 +421,11 @@ static int run_check_main(const char *path, char *out, size_t outlen) {
 
 START_TEST(check_main_reports) {
     char out[1024], want[600];
-    const char *good = write_conf("good.conf", "watchdog = false;\n");
+    const char *good = check_write_file("good.conf", "watchdog = false;\n");
     ck_assert_int_eq(run_check_main(good, out, sizeof out), 0);
     snprintf(want, sizeof want, "%s: OK\n", good);
     ck_assert_str_eq(out, want);
-    const char *bad = write_conf("bad.conf", "\nwatchdog = 3;\n");
+    const char *bad = check_write_file("bad.conf", "\nwatchdog = 3;\n");
     ck_assert_int_eq(run_check_main(bad, out, sizeof out), 1);
     snprintf(want, sizeof want, "%s:2: watchdog: expected a boolean", bad);
     ck_assert_msg(!strncmp(out, want, strlen(want)), "%s", out);
@@ -468,7 +445,7 @@ static char *read_all(const char *path) {
 }
 
 static int log_to_file(const char *name, char *path, size_t n) {
-    snprintf(path, n, "%s/%s", tmpdir, name);
+    snprintf(path, n, "%s/%s", check_tmpdir, name);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ck_assert(fd >= 0);
     unsetenv("JOURNAL_STREAM");
@@ -570,7 +547,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("settings");
     TCase *tc = check_case(s, "settings", 0);
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, check_tmpdir_setup, check_tmpdir_teardown);
     tcase_add_test(tc, shipped_config_loads_with_documented_defaults);
     tcase_add_test(tc, empty_config_equals_shipped_defaults);
     tcase_add_test(tc, full_config_values_are_read);
@@ -592,7 +569,7 @@ int main(void) {
     tcase_add_test(tc, secrets_are_redacted);
     tcase_add_test(tc, check_main_reports);
     TCase *lg = check_case(s, "log", 0);
-    tcase_add_checked_fixture(lg, setup, teardown);
+    tcase_add_checked_fixture(lg, check_tmpdir_setup, check_tmpdir_teardown);
     tcase_add_test(lg, log_levels_filter);
     tcase_add_test(lg, log_journal_prefix);
     tcase_add_test(lg, log_quote_values);
