@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "utf8.h"
 
 typedef struct {
     const EventLimits *lim;
@@ -52,29 +53,16 @@ static int oom(Dec *d) { return bad(d, "too_large", "out of memory"); }
 
 /* ---- text checks --------------------------------------------------------- */
 
-/* Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF) and no NUL, which
- * would silently cut the C string the prompt builder sees. */
+/* Well-formed UTF-8 (utf8.h) and no NUL, which would silently cut the C
+ * string the prompt builder sees. */
 static const char *text_problem(const uint8_t *s, size_t n) {
-    size_t i = 0;
-    while (i < n) {
-        uint8_t b = s[i];
-        if (b == 0) return "contains a NUL byte";
-        if (b < 0x80) { i++; continue; }
-        int k;
-        uint32_t cp;
-        if (b >= 0xc2 && b <= 0xdf) { k = 1; cp = b & 0x1f; }
-        else if (b >= 0xe0 && b <= 0xef) { k = 2; cp = b & 0x0f; }
-        else if (b >= 0xf0 && b <= 0xf4) { k = 3; cp = b & 0x07; }
-        else return "is not valid UTF-8";
-        if (n - i <= (size_t)k) return "is not valid UTF-8";
-        for (int j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80) return "is not valid UTF-8";
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-            (cp >= 0xd800 && cp <= 0xdfff))
-            return "is not valid UTF-8";
-        i += (size_t)k + 1;
+    unsigned cp;
+    for (size_t i = 0; i < n;) {
+        if (s[i] == 0) return "contains a NUL byte";
+        if (s[i] < 0x80) { i++; continue; }
+        size_t k = utf8_decode(s + i, n - i, &cp);
+        if (!k) return "is not valid UTF-8";
+        i += k;
     }
     return NULL;
 }

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include "utf8.h"
 
 #define JSON_MAX_DEPTH 64
 
@@ -38,24 +39,6 @@ static char *base64(const uint8_t *p, size_t n) {
     return out;
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static size_t utf8_seq(const uint8_t *s, size_t n) {
-    uint8_t b = s[0];
-    size_t k;
-    if (b < 0x80) return 1;
-    if (b >= 0xc2 && b <= 0xdf) k = 1;
-    else if (b >= 0xe0 && b <= 0xef) k = 2;
-    else if (b >= 0xf0 && b <= 0xf4) k = 3;
-    else return 0;
-    if (n <= k) return 0;
-    for (size_t j = 1; j <= k; j++)
-        if ((s[j] & 0xc0) != 0x80) return 0;
-    if ((b == 0xe0 && s[1] < 0xa0) || (b == 0xed && s[1] >= 0xa0) || (b == 0xf0 && s[1] < 0x90) ||
-        (b == 0xf4 && s[1] >= 0x90))
-        return 0;
-    return k + 1;
-}
-
 /* jansson only takes valid UTF-8: invalid bytes become U+FFFD. */
 static json_t *json_text(const uint8_t *s, size_t n) {
     json_t *j = json_stringn((const char *)s, n);
@@ -63,8 +46,9 @@ static json_t *json_text(const uint8_t *s, size_t n) {
     char *fixed = malloc(n * 3 + 1);
     if (!fixed) return NULL;
     size_t o = 0;
+    unsigned cp;
     for (size_t i = 0; i < n;) {
-        size_t k = utf8_seq(s + i, n - i);
+        size_t k = utf8_decode(s + i, n - i, &cp);
         if (k) { memcpy(fixed + o, s + i, k); o += k; i += k; }
         else { memcpy(fixed + o, "\xef\xbf\xbd", 3); o += 3; i++; }
     }

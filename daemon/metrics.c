@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "utf8.h"
 
 #ifndef GUARDD_VERSION
 #define GUARDD_VERSION "0.1.0"
@@ -39,37 +40,20 @@
 
 /* ---- label values -------------------------------------------------------- */
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if invalid. */
-static int utf8_seq(const unsigned char *s) {
-    unsigned char c = s[0];
-    int n;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) n = 3;
-    else if (c >= 0xF0 && c <= 0xF4) n = 4;
-    else return 0;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    /* overlong 3/4-byte forms, UTF-16 surrogates, > U+10FFFF */
-    if (c == 0xE0 && s[1] < 0xA0) return 0;
-    if (c == 0xED && s[1] > 0x9F) return 0;
-    if (c == 0xF0 && s[1] < 0x90) return 0;
-    if (c == 0xF4 && s[1] > 0x8F) return 0;
-    return n;
-}
-
 void metrics_clean_label(const char *in, char *out, size_t outlen) {
     size_t o = 0;
     if (!in || !*in) in = "unknown";
     const unsigned char *s = (const unsigned char *)in;
-    while (*s) {
-        int n = utf8_seq(s);
-        size_t take = n ? (size_t)n : 1;
+    size_t len = strlen(in);
+    unsigned cp;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_decode(s + i, len - i, &cp);
+        size_t take = n ? n : 1;
         if (o + take >= outlen || o + take > LABEL_MAX) break;
-        if (n) memcpy(out + o, s, take);
+        if (n) memcpy(out + o, s + i, take);
         else out[o] = '?';
         o += take;
-        s += take;
+        i += take;
     }
     out[o] = 0;
 }

@@ -41,6 +41,7 @@
 #include "prompt.h"
 #include "prompt_format.h"
 #include "transformer.h"
+#include "utf8.h"
 #include "verdict.h"
 
 #define CAT_FORCED 3 /* "unsafe" "\n" "S" */

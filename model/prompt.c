@@ -15,40 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "utf8.h"
 
-
-/* ---- UTF-8 ---------------------------------------------------------------- */
-
-/* Decodes one code point at s[i] (i < len). Returns its byte length, 0 if the
- * sequence is invalid. */
-static size_t utf8_decode(const unsigned char *s, size_t len, size_t i, unsigned *cp) {
-    unsigned c = s[i];
-    size_t n;
-    unsigned min;
-    if (c < 0x80) { *cp = c; return 1; }
-    if (c >= 0xC2 && c <= 0xDF) { n = 2; min = 0x80; *cp = c & 0x1F; }
-    else if (c >= 0xE0 && c <= 0xEF) { n = 3; min = 0x800; *cp = c & 0x0F; }
-    else if (c >= 0xF0 && c <= 0xF4) { n = 4; min = 0x10000; *cp = c & 0x07; }
-    else return 0;
-    if (len - i < n) return 0;
-    for (size_t k = 1; k < n; k++) {
-        if ((s[i + k] & 0xC0) != 0x80) return 0;
-        *cp = (*cp << 6) | (s[i + k] & 0x3F);
-    }
-    if (*cp < min || *cp > 0x10FFFF || (*cp >= 0xD800 && *cp <= 0xDFFF)) return 0;
-    return n;
-}
-
-int utf8_valid(const char *s, size_t len) {
-    const unsigned char *u = (const unsigned char *)s;
-    unsigned cp;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_decode(u, len, i, &cp);
-        if (!n) return 0;
-        i += n;
-    }
-    return 1;
-}
+/* ---- whitespace (UTF-8 text, utf8.h) ------------------------------------------ */
 
 /* Python's str.isspace() (Unicode White_Space minus nothing, plus the four
  * ASCII information separators \x1c-\x1f that Python counts as whitespace). */
@@ -74,13 +43,13 @@ size_t prompt_strip(const char *s, size_t len, size_t *start) {
     unsigned cp;
     size_t a = 0, b = len;
     while (a < b) {
-        size_t n = utf8_decode(u, b, a, &cp);
+        size_t n = utf8_decode(u + a, b - a, &cp);
         if (!n || !py_isspace(cp)) break;
         a += n;
     }
     while (b > a) {
         size_t p = utf8_prev(u, b);
-        if (p < a || utf8_decode(u, b, p, &cp) != b - p || !py_isspace(cp)) break;
+        if (p < a || utf8_decode(u + p, b - p, &cp) != b - p || !py_isspace(cp)) break;
         b = p;
     }
     *start = a;

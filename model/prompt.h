@@ -104,7 +104,4 @@ int prompt_tokenize(const Tokenizer *t, const Prompt *p, TokenVec *prefix_ids,
  * U+202F, U+205F, U+3000; not U+200B nor U+FEFF). s must be valid UTF-8. */
 size_t prompt_strip(const char *s, size_t len, size_t *start);
 
-/* 1 if s[0..len) is valid UTF-8 (no overlongs, surrogates or > U+10FFFF). */
-int utf8_valid(const char *s, size_t len);
-
 #endif

@@ -21,6 +21,7 @@
 #include "classifier.h"
 #include "prompt.h"
 #include "transformer.h"
+#include "utf8.h"
 
 #define REF "tests/reference/prompt/"
 #define REF8 "tests/reference/prompt-8b/"

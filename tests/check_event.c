@@ -337,6 +337,8 @@ static void c_long_id(B *b) {
 }
 static void c_bad_utf8(B *b) { ev_head(b, 0); s_(b, "messages"); a_(b, 1); msg(b, "user", "caf\xc3"); }
 static void c_overlong(B *b) { ev_head(b, 0); s_(b, "messages"); a_(b, 1); msg(b, "user", "\xc0\xaf"); }
+static void c_overlong3(B *b) { ev_head(b, 0); s_(b, "messages"); a_(b, 1); msg(b, "user", "\xe0\x80\xaf"); }
+static void c_surrogate(B *b) { ev_head(b, 0); s_(b, "messages"); a_(b, 1); msg(b, "user", "x\xed\xa0\x80"); }
 static void c_nul(B *b) {
     ev_head(b, 0); s_(b, "messages"); a_(b, 1); m_(b, 2); kv(b, "role", "user"); s_(b, "content"); sn(b, "a\0b", 3);
 }
@@ -433,6 +435,8 @@ static const BadCase bad_cases[] = {
     {"long id", c_long_id, "bad_id", "256"},
     {"bad utf8", c_bad_utf8, "bad_text", "UTF-8"},
     {"overlong utf8", c_overlong, "bad_text", "UTF-8"},
+    {"overlong 3-byte utf8", c_overlong3, "bad_text", "UTF-8"},
+    {"surrogate utf8", c_surrogate, "bad_text", "UTF-8"},
     {"nul in text", c_nul, "bad_text", "NUL"},
     {"too many messages", c_too_many, "too_many_messages", "9 messages"},
     {"message too large", c_msg_too_large, "message_too_large", "256"},

@@ -15,6 +15,7 @@
 #include "event.h"
 #include "prompt.h"
 #include "tokenizer.h"
+#include "utf8.h"
 #include <string.h>
 
 static const EventLimits lim = {.max_event_bytes = 65536, .max_messages = 16, .max_message_bytes = 2048};
