@@ -275,19 +275,16 @@ END_TEST
 
 static Suite *suite(void) {
     Suite *s = suite_create("mockbroker");
-    TCase *tc = tcase_create("cluster");
-    tcase_set_timeout(tc, 60);
+    TCase *tc = check_case(s, "cluster", 60);
     tcase_add_test(tc, test_start_bootstraps);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_topic_partitions);
     tcase_add_test(tc, test_produce_consume);
     tcase_add_test(tc, test_broker_down_up);
     tcase_add_test(tc, test_request_errors);
-    suite_add_tcase(s, tc);
-    TCase *tu = tcase_create("util");
+    TCase *tu = check_case(s, "util", 0);
     tcase_add_test(tu, test_conf_errors);
     tcase_add_test(tu, test_prop_parse);
-    suite_add_tcase(s, tu);
     return s;
 }
 

@@ -224,7 +224,7 @@ END_TEST
 
 static Suite *suite(void) {
     Suite *s = suite_create("queue");
-    TCase *tc = tcase_create("core");
+    TCase *tc = check_case(s, "core", 0);
     tcase_add_test(tc, test_fifo_and_max_events);
     tcase_add_test(tc, test_token_budget);
     tcase_add_test(tc, test_cost_function);
@@ -234,7 +234,6 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_pending_acks_also_pause);
     tcase_add_test(tc, test_low_water_clamped);
     tcase_add_test(tc, test_remove_revoked_items);
-    suite_add_tcase(s, tc);
     return s;
 }
 

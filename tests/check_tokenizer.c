@@ -664,8 +664,7 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("tokenizer");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 120);
+    TCase *tc = check_case(s, "core", 120);
     tcase_add_test(tc, test_verdict_token_ids);
     tcase_add_test(tc, test_token_id_lookup);
     tcase_add_test(tc, test_empty);
@@ -686,7 +685,6 @@ static Suite *suite(void)
     tcase_add_test(tc, test_threads);
     tcase_add_test(tc, test_load_errors);
     tcase_add_test(tc, test_synthetic_tokenizer);
-    suite_add_tcase(s, tc);
     return s;
 }
 
