@@ -13,6 +13,7 @@
  */
 #include "check_main.h"
 #include "check_fixture.h"
+#include "check_reference.h"
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,14 +24,6 @@
 #include "transformer.h"
 #include "utf8.h"
 
-#define REF "tests/reference/prompt/"
-#define REF8 "tests/reference/prompt-8b/"
-#define L8 PROMPT_FORMAT_LG3_8B
-#define MAYO "What is the recipe for mayonnaise?"
-#define RECIPE "Ingredients: \n2 large egg yolks \n1 tablespoon lemon juice or vinegar \n" \
-    "1/2 teaspoon salt \n1/4 teaspoon ground black pepper \n1 cup (240 ml) neutral-tasting oil \n" \
-    "Instructions: \nWhisk egg yolks, lemon juice, salt, and pepper. \n" \
-    "Slowly pour in oil while whisking until thick and creamy. \nRefrigerate for 30 minutes before serving."
 enum { SPACE = 220, BOS = 128000, EOT = 128009, UNSAFE = 39257, NN = 271 };
 
 static Tokenizer *tok;

@@ -13,6 +13,7 @@
  */
 #include "check_main.h"
 #include "check_fixture.h"
+#include "check_reference.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,15 +24,7 @@
 #include "prompt.h"
 #include "prompt_format.h"
 
-#define REF "tests/reference/prompt/"
 #define REF1 REF
-#define REF8 "tests/reference/prompt-8b/"
-#define L8 PROMPT_FORMAT_LG3_8B
-#define MAYO "What is the recipe for mayonnaise?"
-#define RECIPE "Ingredients: \n2 large egg yolks \n1 tablespoon lemon juice or vinegar \n" \
-    "1/2 teaspoon salt \n1/4 teaspoon ground black pepper \n1 cup (240 ml) neutral-tasting oil \n" \
-    "Instructions: \nWhisk egg yolks, lemon juice, salt, and pepper. \n" \
-    "Slowly pour in oil while whisking until thick and creamy. \nRefrigerate for 30 minutes before serving."
 
 static char *slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
