@@ -653,14 +653,14 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("loader");
     TCase *tc = check_case(s, "config", 0);
-    tcase_add_checked_fixture(tc, check_tmpdir_setup, check_tmpdir_teardown);
+    check_tmpdir_case(tc);
     tcase_add_test(tc, real_config_parses);
     tcase_add_test(tc, config_variants);
     tcase_add_test(tc, config_refusals);
     tcase_add_test(tc, config_bad_numbers);
     tcase_add_test(tc, config_bad_files);
     TCase *rt = check_case(s, "round_trip", 0);
-    tcase_add_checked_fixture(rt, check_tmpdir_setup, check_tmpdir_teardown);
+    check_tmpdir_case(rt);
     tcase_add_loop_test(rt, round_trip, 0, 12);
     tcase_add_loop_test(rt, round_trip_stored, 0, 12);
     tcase_add_loop_test(rt, round_trip_multi_chunk, 0, 3);

@@ -194,6 +194,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("notify");
     TCase *tc = check_case(s, "notify", 0);
+    tcase_add_unchecked_fixture(tc, check_tmpbase_setup, check_tmpbase_teardown);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, lifecycle_in_order);
     tcase_add_test(tc, status_is_one_line);

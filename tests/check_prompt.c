@@ -600,7 +600,7 @@ int main(void) {
     tcase_add_test(t8, extensions_8b);
     tcase_add_test(t8, format_names_and_errors);
     TCase *tr = check_case(s, "recognition", 0);
-    tcase_add_checked_fixture(tr, check_tmpdir_setup, check_tmpdir_teardown);
+    check_tmpdir_case(tr);
     tcase_add_test(tr, recognises_both_templates);
     tcase_add_test(tr, refuses_a_modified_template);
     tcase_add_test(tr, missing_template_means_1b);

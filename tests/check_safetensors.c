@@ -340,7 +340,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("safetensors");
     TCase *tc = check_case(s, "files", 0);
-    tcase_add_checked_fixture(tc, check_tmpdir_setup, check_tmpdir_teardown);
+    check_tmpdir_case(tc);
     tcase_add_test(tc, valid_file_reads_back);
     tcase_add_test(tc, truncated_file);
     tcase_add_test(tc, header_length_beyond_file);

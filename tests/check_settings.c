@@ -547,7 +547,7 @@ END_TEST
 int main(void) {
     Suite *s = suite_create("settings");
     TCase *tc = check_case(s, "settings", 0);
-    tcase_add_checked_fixture(tc, check_tmpdir_setup, check_tmpdir_teardown);
+    check_tmpdir_case(tc);
     tcase_add_test(tc, shipped_config_loads_with_documented_defaults);
     tcase_add_test(tc, empty_config_equals_shipped_defaults);
     tcase_add_test(tc, full_config_values_are_read);
@@ -569,7 +569,7 @@ int main(void) {
     tcase_add_test(tc, secrets_are_redacted);
     tcase_add_test(tc, check_main_reports);
     TCase *lg = check_case(s, "log", 0);
-    tcase_add_checked_fixture(lg, check_tmpdir_setup, check_tmpdir_teardown);
+    check_tmpdir_case(lg);
     tcase_add_test(lg, log_levels_filter);
     tcase_add_test(lg, log_journal_prefix);
     tcase_add_test(lg, log_quote_values);
