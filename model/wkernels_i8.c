@@ -25,7 +25,10 @@
 
 #define SMALL_M_ROWS 16          /* W rows per block when M <= 16: work split finely */
 #define SMALL_M_ROWS_AVX512 64   /* AVX-512: its first group's unpacking is the one not overlapped */
-#define BLOCK_BYTES (256u << 10) /* unpacked block size for large M (L2) */
+/* Unpacked block size for large M (L2; Zen 3 has 512 KiB). Measured as for
+ * CHUNK_ROWS below (Zen 4, AVX2 family): 128 KiB (32 rows at K = 2048) 3-9 %
+ * slower, 512 KiB (32 rows of w2, K = 8192) no faster on that matrix. */
+#define BLOCK_BYTES (256u << 10)
 
 /* The float epilogue, the reference every family's version equals bit for
  * bit: t = sx·sw[j], v = (float)S·t, y = y + v or v, each step rounded
@@ -1014,7 +1017,16 @@ static void products(WkI8Family fam, const Job *j, int N, int threads) {
     }
 }
 
-#define CHUNK_ROWS 256   /* rows of X quantized at once: bounds the int16 copy */
+/* Rows of X quantized at once: bounds the int16 copy, and balances X's
+ * locality (a chunk, 1 MiB at K = 2048, is re-read by every W block of the
+ * call) against W's unpacking (once per chunk). Measured
+ * (Zen 4, AVX2 family, one thread, M = 1024 through the 1B's four layer
+ * shapes, each variant alternating with this one in one process, 7 reps):
+ * the whole batch at once (each W block unpacked once, but all of X re-read
+ * by every block) 6-7 % slower, chunks of 128 rows 9-11 % slower, 512
+ * no faster; prefetching the next W block into L2 during the tiles did not
+ * help either. */
+#define CHUNK_ROWS 256
 
 void wk_i8_matmul(WkI8Family fam, int M, int N, int K, const float *X, int ldx, const int8_t *hi,
                   const uint32_t *lo, int B, const float *sw, float *Y, int ldy, int accumulate,
