@@ -25,9 +25,10 @@
 
 #define SMALL_M_ROWS 16          /* W rows per block when M <= 16: work split finely */
 #define SMALL_M_ROWS_AVX512 64   /* AVX-512: its first group's unpacking is the one not overlapped */
-/* Unpacked block size for large M (L2; Zen 3 has 512 KiB). Measured as for
- * CHUNK_ROWS below (Zen 4, AVX2 family): 128 KiB (32 rows at K = 2048) 3-9 %
- * slower, 512 KiB (32 rows of w2, K = 8192) no faster on that matrix. */
+/* Unpacked block size for large M (L2; Zen 3 has 512 KiB). Measured as
+ * for CHUNK_ROWS below (Zen 4, AVX2 family, one thread, 256-row chunks):
+ * 128 KiB (32 rows at K = 2048) 3-9 % slower, 512 KiB (32 rows of w2,
+ * K = 8192) no faster on that matrix. */
 #define BLOCK_BYTES (256u << 10)
 
 /* The float epilogue, the reference every family's version equals bit for
@@ -1017,16 +1018,21 @@ static void products(WkI8Family fam, const Job *j, int N, int threads) {
     }
 }
 
-/* Rows of X quantized at once: bounds the int16 copy, and balances X's
- * locality (a chunk, 1 MiB at K = 2048, is re-read by every W block of the
- * call) against W's unpacking (once per chunk). Measured
- * (Zen 4, AVX2 family, one thread, M = 1024 through the 1B's four layer
- * shapes, each variant alternating with this one in one process, 7 reps):
- * the whole batch at once (each W block unpacked once, but all of X re-read
- * by every block) 6-7 % slower, chunks of 128 rows 9-11 % slower, 512
- * no faster; prefetching the next W block into L2 during the tiles did not
- * help either. */
-#define CHUNK_ROWS 256
+/* Rows of X quantized at once (halved while the int16 copy would pass
+ * CHUNK_BYTES, down to 256): a 16 x 64 prefill (M = 1024) is quantized
+ * once and each W block unpacked once per call, not once per 256-row chunk
+ * with a parallel region and its barrier each. Measured (Zen 4, AVX2
+ * family, two threads, M = 1024 through the 1B's four layer shapes, both
+ * builds alternating call by call in one process, 7 reps, X rows skewed
+ * off 4 KiB as ldq makes them): 1024 rows against 256 took 0.86 / 0.86 /
+ * 0.86 of the time (median, three runs; 0.94 with both the same build, the
+ * order's bias), and with the order reversed 256 took 1.11. One thread saw
+ * no difference; before the skew (X rows 4 KiB apart) one thread was 6 %
+ * slower at 1024, chunks of 128 rows 9-11 % slower, 512 no faster, and
+ * prefetching the next W block into L2 during the tiles did not help. The
+ * copy: 16.8 MB at K = 8192 (was 4.2), against 1.78 GB of weights. */
+#define CHUNK_ROWS 1024
+#define CHUNK_BYTES (32u << 20)
 
 void wk_i8_matmul(WkI8Family fam, int M, int N, int K, const float *X, int ldx, const int8_t *hi,
                   const uint32_t *lo, int B, const float *sw, float *Y, int ldy, int accumulate,
@@ -1036,6 +1042,7 @@ void wk_i8_matmul(WkI8Family fam, int M, int N, int K, const float *X, int ldx, 
     if (K > WK_I8_MAX_K(B)) fam = WK_I8_GENERIC;   /* 32-bit lanes could overflow */
     /* ldq: the int16 rows 64 bytes apart from a 4 KiB multiple (GROUP_LD) */
     int Kp = WK_I8_PAD(K), ldq = Kp + 32, rows = M < CHUNK_ROWS ? M : CHUNK_ROWS;
+    while (rows > 256 && sizeof(int16_t) * (size_t)rows * ldq > CHUNK_BYTES) rows /= 2;
     size_t xbytes = sizeof(int16_t) * (size_t)rows * ldq;   /* a multiple of 64 */
     int16_t *xq = scratch(SLOT_X, xbytes + sizeof(float) * (size_t)rows);
     if (!xq) {

@@ -51,7 +51,7 @@
 typedef enum { WK_I8_GENERIC = 0, WK_I8_AVX2, WK_I8_AVX512, WK_I8_AVXVNNI } WkI8Family;
 
 /* Y (+)= X·Wᵀ for f32 X [M, K] (row stride ldx) and W [N, K] as above:
- * X quantized per row (at most 256 rows at a time), then the products. A
+ * X quantized per row (up to 1024 rows at a time), then the products. A
  * family the CPU lacks must not be asked for (weights.c checks); K over
  * WK_I8_MAX_K(B) runs the generic code. If no buffer can be had the same
  * integers are computed one weight at a time (slow, never wrong). */

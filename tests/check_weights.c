@@ -183,6 +183,7 @@ START_TEST(test_int8_exact) {
     static const int shp[][3] = {   /* M, N, K */
         {1, 300, 2051}, {2, 7, 31}, {3, 33, 64}, {5, 9, 33}, {16, 65, 1000}, {17, 70, 96},
         {39, 300, 2051}, {64, 130, 4100}, {300, 21, 70},
+        {1030, 19, 40},   /* past wk_i8_matmul's 1024-row chunks of X */
         /* AVX-512 M <= 16: chunks of 2048 columns (the last one short, with
          * a tail), 1..4 row tiles, blocks of 64 W rows and a short last one */
         {16, 47, 4100}, {13, 70, 2048}, {9, 21, 96}, {6, 130, 2051}, {4, 200, 64},
