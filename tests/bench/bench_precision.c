@@ -3,6 +3,7 @@
  * logits and P(unsafe) are from f32's, all in one run so ratios are fair.
  *
  *   bench_precision [--model DIR] [--threads N] [--reps N] [--precisions f32,bf16,int8]
+ *                   [--shape BxL]
  * Model directory: --model, else env GUARDD_BENCH_MODEL (tools/bench.sh sets
  * it to the full-shape Llama Guard 3 1B fixture).
  *
@@ -11,7 +12,9 @@
  * 64 random tokens as one batch (prefill tokens/s, best of --reps after a
  * warm-up; their last-position logits are kept), then decode steps of the
  * 16 sequences one token each (M = 16 rows through every layer and the
- * lm_head; best of 3 after a warm-up). The first precision listed is the
+ * lm_head; best of 3 after a warm-up). --shape BxL runs B sequences of L
+ * tokens instead (B <= 64; decode steps then have M = B), e.g. 1x32 for the
+ * short products of a lone event's suffix. The first precision listed is the
  * reference, normally f32 (for a model whose f32 form does not fit in memory,
  * such as the 8B, list bf16 or int8 first). f32 as the reference
  * (it agrees with a float64 implementation to ~1e-6 of the logit range,
@@ -50,8 +53,9 @@
 #include "transformer.h"
 #include "weights.h"
 
-#define B 16
-#define L 64
+#define B_MAX 64
+/* sequences per batch and prompt tokens each (--shape BxL) */
+static int B = 16, L = 64;
 #define UNSAFE_ID 39257
 #define MAX_PREC 3
 
@@ -93,8 +97,8 @@ static Result run_one(const char *dir, Precision p, int threads, int reps, const
     Transformer *t = transformer_new(m, threads);
     int *tok = malloc(sizeof(int) * B * (L + 1));
     float *logits = malloc(sizeof(float) * (size_t)B * V);
-    KVCache *kv[B];
-    SeqInput s[B];
+    KVCache *kv[B_MAX];
+    SeqInput s[B_MAX];
     if (!t || !tok || !logits) { fprintf(stderr, "bench_precision: out of memory\n"); exit(1); }
     unsigned x = 12345;
     for (int i = 0; i < B * (L + 1); i++) { x = x * 1103515245u + 12345u; tok[i] = (int)((x >> 8) % (unsigned)V); }
@@ -209,6 +213,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]) > 0 ? atoi(argv[i + 1]) : 1;
         else if (!strcmp(argv[i], "--precisions")) list = argv[i + 1];
+        else if (!strcmp(argv[i], "--shape")) {
+            if (sscanf(argv[i + 1], "%dx%d", &B, &L) != 2 || B < 1 || B > B_MAX || L < 1) {
+                fprintf(stderr, "bench_precision: --shape BxL, 1 <= B <= %d\n", B_MAX);
+                return 2;
+            }
+        }
         else { fprintf(stderr, "bench_precision: unknown option %s\n", argv[i]); return 2; }
     }
     if (!dir) { fprintf(stderr, "bench_precision: no model (--model DIR or GUARDD_BENCH_MODEL)\n"); return 2; }
@@ -269,8 +279,8 @@ int main(int argc, char **argv) {
     char cpu[256];
     cpu_desc(cpu, sizeof cpu);
     blis_setup(threads, blis_arch);   /* this process: to name the set the children ran */
-    printf("bench_precision: %s, %d layers, dim %d; %d threads; 16x64 prefill, decode step M=16\n",
-           dir, cfg.n_layers, cfg.dim, threads > 0 ? threads : blis_threads());
+    printf("bench_precision: %s, %d layers, dim %d; %d threads; %dx%d prefill, decode step M=%d\n",
+           dir, cfg.n_layers, cfg.dim, threads > 0 ? threads : blis_threads(), B, L, B);
     if (fam && *fam && strcmp(fam, "auto")) {
         char up[16];
         size_t i = 0;
