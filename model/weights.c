@@ -15,12 +15,22 @@
  * does: bf16's gain is the halved memory and the memory-bound decode, not
  * compute-bound prefill.
  *
- * Small M (<= 16: decode, short suffixes) runs on this module's own 4 x 4
- * tile kernel (wkernels.c), whose summation order never depends on M. Large
- * M runs on oneDNN's bf16 matmul, twice (hi, then lo added by a sum post-op):
- * measured (2 threads, quiet Zen 5, X[1024, K]·W[N, K]) 321 vs 281 GFLOP/s
- * for the tile kernel at K = 2048, N = 16384 and 275 vs 151 at K = 8192
- * (BLIS f32: 291 and 293). oneDNN's summation order changes with M, which
+ * Small M (<= WM_BF16_TILE_MAX_M = 64: decode, short suffixes) runs on this
+ * module's own 4 x 4 tile kernel (wkernels.c), whose summation order never
+ * depends on M. Large M runs on oneDNN's bf16 matmul, twice (hi, then lo
+ * added by a sum post-op): measured (2 threads, quiet Zen 5, X[1024, K]·W[N,
+ * K]) 321 vs 281 GFLOP/s for the tile kernel at K = 2048, N = 16384 and 275
+ * vs 151 at K = 8192 (BLIS f32: 291 and 293). Each oneDNN call also pays a
+ * cost that does not shrink with M (its copy of W into its own layout, per
+ * run, and the hi/lo copies), so small M is the tile kernel's: on Zen 4
+ * (AVX-512 on 256-bit units; one thread, CPU time, one layer's qkv + o +
+ * gate/up + down) tile / oneDNN time was 0.70 at M = 17, 0.76 at 32, 0.88-0.90
+ * at 64, 0.95 at 96, 0.96 at 128, 1.00 at 192, 1.01-1.07 at 256 and
+ * 1.11-1.19 at 1024 (the same ~1.13 as Zen 5's at K = 2048); 2 threads on
+ * the busy machine, 0.75 at M = 32 and 64, 0.79 at 96. The threshold was
+ * 16 (gemm.c's f32 one), never a measured crossover; 64 keeps most of Zen
+ * 4's gain and a margin for CPUs where oneDNN gains more per row (Zen 5's
+ * crossover was not measured). oneDNN's summation order changes with M, which
  * with hi alone made a sequence's logits depend on its batch (a rounding to
  * bf16 flipped by a last-bit difference upstream: 7.7e-4 of the logit
  * range); with lo carrying what hi's rounding dropped, a flipped rounding
@@ -433,7 +443,7 @@ static void bf16_matmul(const WeightMatrix *w, int M, const float *X, int ldx, f
         else wk_bf16_widen_generic(M, N, K, X, ldx, w->bf16, Y, ldy, accumulate, threads);
         return;
     }
-    if (M > STREAM_MAX_M && !bf16_split_onednn(w, M, X, ldx, Y, ldy, accumulate, threads)) return;
+    if (M > WM_BF16_TILE_MAX_M && !bf16_split_onednn(w, M, X, ldx, Y, ldy, accumulate, threads)) return;
     int ldx2 = wk_bf16_split_ld(K);
     uint16_t *xs = malloc(sizeof(uint16_t) * (size_t)M * ldx2);
     if (!xs) {

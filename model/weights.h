@@ -11,8 +11,8 @@
  *         "avx512bf16-split+onednn": each activation is split into two
  *         bf16 as a GEMM input, hi = bf16(x) and lo = bf16(x - hi), and the
  *         product is W·hi + W·lo in f32: vdpbf16ps on 4 x 4 tiles for
- *         M <= 16 (the same bits whatever M), oneDNN's bf16 matmul twice
- *         above (faster; its order follows M, results stay within f32
+ *         M <= WM_BF16_TILE_MAX_M (the same bits whatever M), oneDNN's
+ *         bf16 matmul twice above (faster; its order follows M, results stay within f32
  *         rounding: batched == one at a time to 1e-5). hi alone is up to
  *         2^-8 of x off and cost 2.9e-3..4.7e-3 of the logit range against
  *         float64 (issue 9 asks <= 2e-3); hi + lo at most 2^-16: ~6e-6. The
@@ -97,6 +97,11 @@ WeightMatrix wm_f32(float *w, int rows, int cols);
  * adds into Y. threads <= 0: blis_threads(). */
 void wm_matmul(const WeightMatrix *w, int M, const float *X, int ldx, float *Y, int ldy,
                int accumulate, int threads);
+
+/* bf16 with vdpbf16ps: products of up to this many rows run on the tile
+ * kernel (each row's bits independent of M and of the other rows), larger
+ * ones on oneDNN (weights.c has the measurements). */
+#define WM_BF16_TILE_MAX_M 64
 
 /* Drops the oneDNN primitives this module keeps for bf16 products (per
  * shape, bounded; weights.c) that no product is running; model_free()

@@ -2,7 +2,8 @@
  * instruction-set family. Internal to weights.c and its tests.
  *
  * All of them read W [N, K] (row stride K) exactly once, four rows at a time,
- * each row dotted with the M (<= 16) activation rows, which stay in cache;
+ * each row dotted with the M (<= 16; the bf16 dot-product kernel: up to
+ * WM_BF16_TILE_MAX_M, weights.h) activation rows, which stay in cache;
  * their cost is W's memory traffic. Rows [0, N) are split over `threads`
  * OpenMP threads. The avx512/avx2 variants exist only on x86-64 and must be
  * called only when the CPU has the instructions (weights.c checks).

@@ -565,23 +565,26 @@ START_TEST(test_bf16_split) {
 }
 END_TEST
 
-/* Up to 16 rows (the tile kernel) each row of X gets the same bits from the
- * bf16 product whatever M is and whichever rows share its tile; above, on
- * oneDNN, whose summation order follows M, each row stays within f32
- * rounding of its one-at-a-time result (batched == one at a time, 1e-5). */
+/* Up to WM_BF16_TILE_MAX_M rows (the tile kernel) each row of X gets the
+ * same bits from the bf16 product whatever M is and whichever rows share
+ * its tile (M = 40: past the old limit of 16, where oneDNN's bits differed);
+ * above, on oneDNN, whose summation order follows M, each row stays within
+ * f32 rounding of its one-at-a-time result (batched == one at a time, 1e-5). */
 START_TEST(test_bf16_rows_independent) {
     const char *fam = "avx512";   /* the widened paths take BLIS above M = 16 */
     ck_assert_int_eq(wm_set_kernels(fam), 0);
     int N = 37, K = 2083;
     Mat m = make(PREC_BF16, N, K);
-    for (int M = 13; M <= 71; M += 58) {
+    const int Ms[] = {13, 40, WM_BF16_TILE_MAX_M + 7};
+    for (int t = 0; t < 3; t++) {
+        int M = Ms[t];
         float *X = malloc(sizeof(float) * (size_t)M * K), *all = malloc(sizeof(float) * (size_t)M * N);
         float *one = malloc(sizeof(float) * N);
         for (int i = 0; i < M * K; i++) X[i] = frand() * 4;
         wm_matmul(&m.w, M, X, K, all, N, 0, 2);
         for (int i = 0; i < M; i++) {
             wm_matmul(&m.w, 1, X + (size_t)i * K, K, one, N, 0, 1);
-            if (M <= 16) {
+            if (M <= WM_BF16_TILE_MAX_M) {
                 ck_assert_msg(memcmp(one, all + (size_t)i * N, sizeof(float) * N) == 0,
                               "%s (%s): row %d of %d differs alone", fam, wm_kernels(PREC_BF16), i, M);
                 continue;
@@ -608,7 +611,7 @@ END_TEST
  * rows (or none). */
 START_TEST(test_bf16_prim_cache) {
     ck_assert_int_eq(wm_set_kernels("avx512"), 0);
-    int N = 24, K = 96, Mmax = 17 + 70;
+    int N = 24, K = 96, M0 = WM_BF16_TILE_MAX_M + 1, Mmax = M0 + 70;
     Mat m = make(PREC_BF16, N, K);
     float *X = malloc(sizeof(float) * (size_t)Mmax * K), *rows = malloc(sizeof(float) * (size_t)Mmax * N);
     float *all = malloc(sizeof(float) * (size_t)Mmax * N);
@@ -616,7 +619,7 @@ START_TEST(test_bf16_prim_cache) {
     for (int i = 0; i < Mmax; i++) wm_matmul(&m.w, 1, X + (size_t)i * K, K, rows + (size_t)i * N, N, 0, 1);
     for (int pass = 0; pass < 3; pass++) {
         if (pass == 2) wm_free_cache();
-        for (int M = 17; M <= (pass ? 18 : Mmax); M++) {
+        for (int M = M0; M <= (pass ? M0 + 1 : Mmax); M++) {
             for (int acc = 0; acc < 2; acc++) {
                 for (int i = 0; i < M * N; i++) all[i] = acc ? -rows[i] : 1e30f;
                 wm_matmul(&m.w, M, X, K, all, N, acc, 2);
