@@ -47,8 +47,13 @@ int notify_watchdog_enabled(unsigned long long *usec) {
     return on;
 }
 
+static _Atomic unsigned long long last_sent; /* of a keep-alive; 0 = never */
+
+void notify_watchdog_reset(void) {
+    atomic_store(&last_sent, 0);
+}
+
 void notify_watchdog(void) {
-    static _Atomic unsigned long long last_sent; /* 0 = never */
     unsigned long long period;
     if (!notify_watchdog_enabled(&period)) return;
     unsigned long long now = mono_usec();

@@ -27,5 +27,10 @@ void notify_stopping(void);
 /* 1 when systemd asked for keep-alives (WATCHDOG_USEC set for this pid), else 0.
  * *usec (may be NULL) receives the interval. */
 int notify_watchdog_enabled(unsigned long long *usec);
+/* Forgets the last keep-alive, so that the next notify_watchdog() sends at
+ * once, as the first one of a process does. For tests that run one after
+ * another in one process (check_notify under CK_FORK=no); guardd has no use
+ * for it. */
+void notify_watchdog_reset(void);
 
 #endif
