@@ -7,12 +7,18 @@
 #
 #   1. guardd g1 falls behind a backlog of padded events and pauses its
 #      partitions; g2 joins the group while g1 is paused (rebalance while paused).
+#      The backlog is on the broker before g1 starts, so g1 reads it far faster
+#      than it classifies whatever the load: sent while g1 ran, a slow sender
+#      let g1 keep up and its queue never reached 64 (seen under a loaded
+#      make check).
 #   2. records whose key or header is ~99.5 kB with message.max.bytes = 100000:
 #      a valid event with a huge key, one with a huge traceparent header, raw
 #      invalid bytes with a huge key; and events with an empty key.
 #   3. every broker down for 8 s (guardctl broker SIGUSR1/SIGUSR2).
 #   4. kill -9 of g2 (g1 takes its partitions back after the session timeout),
-#      then g3 joins and leaves (SIGTERM) while more input arrives.
+#      then a second backlog, sent while g1's consumer is held (the test fault
+#      "block consumer", daemon/testhook.h) so that it is all there when g1
+#      reads again; g3 joins while g1 is paused on it and leaves (SIGTERM).
 # Then: tests/e2e/check_outputs.py --full over everything; how many
 # rebalances hit g1 while it was paused (usually >= 1; a fast machine may
 # drain first, so that is reported, not required); g1 ends unpaused and ready
@@ -60,20 +66,21 @@ big() { # N CHAR: N copies of CHAR
 }
 
 step "1: backlog, g1 pauses, g2 joins"
-start_guardd g1; G1=$LAST_PID
-wait_log "$logs/g1.log" "event=ready" 30
 "$PY" tests/e2e/gen_events.py "$tmp/a" a 8 30 --pad 60 >/dev/null
 send_keys "$tmp/a" a
 total=240
+faults=$tmp/faults      # g1's test fault file (step 4)
+GUARDD_TEST_FAULTS=$faults start_guardd g1; G1=$LAST_PID
+wait_log "$logs/g1.log" "event=ready" 30
 # start the next member right after a fresh pause of g1, so that the
 # rebalance finds it paused (a queue of 64 takes seconds to drain to 32)
 pauses() { count_log "$logs/g1.log" "event=backpressure_pause"; }
 paused_since() { [ "$(pauses)" -gt "$1" ]; }
-fresh_pause() {
-    wait_until 40 paused_since "$(pauses)" || fail "g1 did not pause again"
+fresh_pause() { # N: waits for g1's pause number N + 1
+    wait_until 60 paused_since "$1" || fail "g1 did not pause again"
 }
-wait_log "$logs/g1.log" "event=backpressure_pause" 30
-fresh_pause
+wait_log "$logs/g1.log" "event=backpressure_pause" 60
+fresh_pause "$(pauses)"
 start_guardd g2; G2=$LAST_PID
 wait_log "$logs/g2.log" "event=partitions_assigned count=[1-9]" 40
 
@@ -89,13 +96,25 @@ kill -USR1 "$BROKER_PID"
 sleep 8
 kill -USR2 "$BROKER_PID"
 
-step "4: kill -9 g2, g3 joins and leaves"
+step "4: kill -9 g2, g1 takes all, g3 joins and leaves"
 kill -9 "$G2"
 wait "$G2" 2>/dev/null || true
+# g1 holds every partition once g2's session has expired
+owns_all() {
+    grep -E "event=partitions_(assigned|revoked) " "$logs/g1.log" | tail -n 1 |
+        grep -q "event=partitions_assigned count=4 "
+}
+wait_until 60 owns_all || fail "g1 did not take g2's partitions"
+# the second backlog is sent while g1's consumer is held, so g1 finds all of
+# it when it reads again, however slowly it was sent
+echo "block consumer" >"$faults"
+wait_log "$logs/g1.log" "fault=block_consumer state=blocked" 10
 "$PY" tests/e2e/gen_events.py "$tmp/b" b 4 25 --valid-only --pad 60 >/dev/null
 send_keys "$tmp/b" b
 total=$((total + 100))
-fresh_pause
+n=$(pauses)
+rm -f "$faults"
+fresh_pause "$n"
 start_guardd g3; G3=$LAST_PID
 wait_log "$logs/g3.log" "event=partitions_assigned count=[1-9]" 60
 sleep 3
