@@ -27,6 +27,22 @@ static MockBroker *start(int n) {
     return mb;
 }
 
+/* A quiet producer for mb's cluster, or the test fails with the error. */
+static KafkaProducer *producer(MockBroker *mb) {
+    char err[256] = "";
+    KafkaProducer *p = kafka_producer_new(mockbroker_bootstraps(mb), quiet, 1, err, sizeof err);
+    ck_assert_msg(p != NULL, "kafka_producer_new: %s", err);
+    return p;
+}
+
+/* p's delivery reports so far: ok delivered, bad failed. */
+static void expect_deliveries(KafkaProducer *p, long ok, long bad) {
+    long got_ok, got_bad;
+    kafka_producer_stats(p, &got_ok, &got_bad);
+    ck_assert_int_eq(got_ok, ok);
+    ck_assert_int_eq(got_bad, bad);
+}
+
 /* ---- cluster basics ---- */
 
 START_TEST(test_start_bootstraps) {
@@ -68,8 +84,7 @@ START_TEST(test_topic_partitions) {
     MockBroker *mb = start(1);
     ck_assert_int_eq(mockbroker_create_topic(mb, "three", 3, err, sizeof err), 0);
     ck_assert_int_eq(mockbroker_create_topic(mb, "seven", 7, err, sizeof err), 0);
-    KafkaProducer *p = kafka_producer_new(mockbroker_bootstraps(mb), quiet, 1, err, sizeof err);
-    ck_assert_msg(p != NULL, "%s", err);
+    KafkaProducer *p = producer(mb);
     rd_kafka_t *rk = kafka_producer_handle(p);
     ck_assert_int_eq(kafka_topic_partitions(rk, "three", 5000, err, sizeof err), 3);
     ck_assert_int_eq(kafka_topic_partitions(rk, "seven", 5000, err, sizeof err), 7);
@@ -137,17 +152,13 @@ START_TEST(test_produce_consume) {
     char err[256] = "";
     MockBroker *mb = start(3);
     ck_assert_int_eq(mockbroker_create_topic(mb, "events", 4, err, sizeof err), 0);
-    KafkaProducer *p = kafka_producer_new(mockbroker_bootstraps(mb), quiet, 1, err, sizeof err);
-    ck_assert_msg(p != NULL, "%s", err);
+    KafkaProducer *p = producer(mb);
     send_range(p, "events", "a", 0, 40);
     ck_assert_msg(kafka_producer_flush(p, 10000, err, sizeof err) == 0, "flush: %s", err);
     /* one more through the synchronous path */
     ck_assert_msg(kafka_produce_sync(p, "events", 2, "k-0", 3, "z-0", 3, NULL, 0,
                                      10000, err, sizeof err) == 0, "sync: %s", err);
-    long ok, bad;
-    kafka_producer_stats(p, &ok, &bad);
-    ck_assert_int_eq(ok, 41);
-    ck_assert_int_eq(bad, 0);
+    expect_deliveries(p, 41, 0);
     kafka_producer_destroy(p);
     /* read_expect checks key and header of each "a-i" (z-0 is skipped) */
     ck_assert_int_eq(read_expect(mockbroker_bootstraps(mb), "events", "a", 40, 15000), 40);
@@ -164,8 +175,7 @@ START_TEST(test_broker_down_up) {
     ck_assert_int_eq(mockbroker_create_topic(mb, "f", 2, err, sizeof err), 0);
     ck_assert_int_eq(mockbroker_partition_set_leader(mb, "f", 0, 2), 0);
     ck_assert_int_eq(mockbroker_partition_set_leader(mb, "f", 1, 2), 0);
-    KafkaProducer *p = kafka_producer_new(bs, quiet, 1, err, sizeof err);
-    ck_assert_msg(p != NULL, "%s", err);
+    KafkaProducer *p = producer(mb);
     send_range(p, "f", "b", 0, 20);
     ck_assert_msg(kafka_producer_flush(p, 10000, err, sizeof err) == 0, "flush 1: %s", err);
 
@@ -175,10 +185,7 @@ START_TEST(test_broker_down_up) {
     ck_assert_int_gt(kafka_producer_flush(p, 500, err, sizeof err), 0);
     ck_assert_int_eq(mockbroker_broker_up(mb, 2), 0);
     ck_assert_msg(kafka_producer_flush(p, 20000, err, sizeof err) == 0, "flush 2: %s", err);
-    long ok, bad;
-    kafka_producer_stats(p, &ok, &bad);
-    ck_assert_int_eq(ok, 40);
-    ck_assert_int_eq(bad, 0);
+    expect_deliveries(p, 40, 0);
     kafka_producer_destroy(p);
     ck_assert_int_eq(read_expect(bs, "f", "b", 40, 20000), 40);
     mockbroker_stop(mb);
@@ -188,10 +195,8 @@ END_TEST
 START_TEST(test_request_errors) {
     char err[256] = "";
     MockBroker *mb = start(1);
-    const char *bs = mockbroker_bootstraps(mb);
     ck_assert_int_eq(mockbroker_create_topic(mb, "e", 1, err, sizeof err), 0);
-    KafkaProducer *p = kafka_producer_new(bs, quiet, 1, err, sizeof err);
-    ck_assert_msg(p != NULL, "%s", err);
+    KafkaProducer *p = producer(mb);
     /* warm up: metadata and connection in place before errors are armed */
     ck_assert_int_eq(kafka_produce_sync(p, "e", 0, "k-0", 3, "c-0", 3, NULL, 0, 10000,
                                         err, sizeof err), 0);
@@ -210,10 +215,7 @@ START_TEST(test_request_errors) {
     ck_assert_int_eq(kafka_produce_sync(p, "e", 0, "k-2", 3, "c-2", 3, NULL, 0, 15000,
                                         err, sizeof err), -1);
     ck_assert_msg(strstr(err, "failed") && strstr(err, "e [0]"), "err: %s", err);
-    long ok, bad;
-    kafka_producer_stats(p, &ok, &bad);
-    ck_assert_int_eq(ok, 2);
-    ck_assert_int_eq(bad, 1);
+    expect_deliveries(p, 2, 1);
     /* And the producer keeps working afterwards. */
     ck_assert_int_eq(kafka_produce_sync(p, "e", 0, "k-3", 3, "c-3", 3, NULL, 0, 10000,
                                         err, sizeof err), 0);
