@@ -391,8 +391,9 @@ int event_decode(const void *buf, size_t len, const EventLimits *lim,
         bad(&d, "too_large", "%zu bytes, the limit is %zu", len, lim->max_event_bytes);
         return -1;
     }
-    MpCur c = {buf, (const uint8_t *)buf + len};
-    if (!buf) c.end = c.p;
+    /* no bytes at all (msgpack-c's empty sbuffer has data NULL): NULL + 0
+     * is undefined behaviour in C, so the end is not computed from it */
+    MpCur c = {buf, buf ? (const uint8_t *)buf + len : buf};
     if (decode_map(&d, &c, ev) < 0) {
         event_free(ev);
         return -1;
