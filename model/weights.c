@@ -15,22 +15,27 @@
  * does: bf16's gain is the halved memory and the memory-bound decode, not
  * compute-bound prefill.
  *
- * Small M (<= WM_BF16_TILE_MAX_M = 64: decode, short suffixes) runs on this
- * module's own 4 x 4 tile kernel (wkernels.c), whose summation order never
- * depends on M. Large M runs on oneDNN's bf16 matmul, twice (hi, then lo
- * added by a sum post-op): measured (2 threads, quiet Zen 5, X[1024, K]·W[N,
- * K]) 321 vs 281 GFLOP/s for the tile kernel at K = 2048, N = 16384 and 275
- * vs 151 at K = 8192 (BLIS f32: 291 and 293). Each oneDNN call also pays a
- * cost that does not shrink with M (its copy of W into its own layout, per
- * run, and the hi/lo copies), so small M is the tile kernel's: on Zen 4
- * (AVX-512 on 256-bit units; one thread, CPU time, one layer's qkv + o +
- * gate/up + down) tile / oneDNN time was 0.70 at M = 17, 0.76 at 32, 0.88-0.90
- * at 64, 0.95 at 96, 0.96 at 128, 1.00 at 192, 1.01-1.07 at 256 and
- * 1.11-1.19 at 1024 (the same ~1.13 as Zen 5's at K = 2048); 2 threads on
- * the busy machine, 0.75 at M = 32 and 64, 0.79 at 96. The threshold was
- * 16 (gemm.c's f32 one), never a measured crossover; 64 keeps most of Zen
- * 4's gain and a margin for CPUs where oneDNN gains more per row (Zen 5's
- * crossover was not measured). oneDNN's summation order changes with M, which
+ * Small M (decode, short suffixes) runs on this module's own 4 x 4 tile
+ * kernel (wkernels.c), whose summation order never depends on M; large M
+ * on oneDNN's bf16 matmul, twice (hi, then lo added by a sum post-op).
+ * Where they cross depends on the CPU (wm_bf16_tile_max_m):
+ *   Zen 5 (2 threads, quiet, X[M, K]·W[N, K] over one layer's four
+ *   matrices, GFLOP/s oneDNN vs tile, two runs): M = 17: 113-129 vs 89-95,
+ *   32: 157-177 vs 117-123, 64: 233-241 vs 126-136, 256: 308-324 vs 136-139;
+ *   at M = 1024, 321 vs 281 (K = 2048, N = 16384) and 275 vs 151 (K =
+ *   8192). So oneDNN from M = 17 on: limit 16, which keeps the decode steps
+ *   (M <= 16, W read once) on the tile kernel.
+ *   Zen 4 (AVX-512 on 256-bit units; one thread, CPU time, one layer's qkv
+ *   + o + gate/up + down) tile / oneDNN time was 0.70 at M = 17, 0.76 at 32,
+ *   0.88-0.90 at 64, 0.95 at 96, 0.96 at 128, 1.00 at 192, 1.01-1.07 at 256
+ *   and 1.11-1.19 at 1024; 2 threads on a busy machine, 0.75 at M = 32 and
+ *   64, 0.79 at 96: limit 64 on AMD family 19h (Zen 4; Zen 3 has no
+ *   AVX512_BF16).
+ * oneDNN pays a per-call cost that does not shrink with M (its copy of W
+ * into its own layout, per run, and the hi/lo copies), which the tile
+ * kernel does not; on Zen 5 its kernels win anyway. Intel's AVX512_BF16
+ * CPUs get oneDNN's own tuning (and AMX) from M = 17 on.
+ * oneDNN's summation order changes with M, which
  * with hi alone made a sequence's logits depend on its batch (a rounding to
  * bf16 flipped by a last-bit difference upstream: 7.7e-4 of the logit
  * range); with lo carrying what hi's rounding dropped, a flipped rounding
@@ -113,6 +118,33 @@ static Family family(void) {
 
 /* Which path each precision takes in the current family. */
 static int bf16_dot(void) { return family() == FAM_AVX512 && wk_have_avx512bf16(); }
+/* The bf16 tile kernel's row limit (weights.h): 64 on AMD family 19h,
+ * 16 elsewhere; 0 in g_tile_max_m means "not chosen yet". */
+static int g_tile_max_m;
+
+static int cpu_tile_max_m(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_is("amd") && __builtin_cpu_is("amdfam19h")) return 64;
+#endif
+    return 16;
+}
+
+int wm_bf16_tile_max_m(void) {
+    int m = __atomic_load_n(&g_tile_max_m, __ATOMIC_RELAXED);
+    if (!m) {
+        m = cpu_tile_max_m();
+        __atomic_store_n(&g_tile_max_m, m, __ATOMIC_RELAXED);
+    }
+    return m;
+}
+
+int wm_set_bf16_tile_max_m(int m) {
+    if (m != 0 && (m < 16 || m > 4096)) return -1;
+    __atomic_store_n(&g_tile_max_m, m ? m : cpu_tile_max_m(), __ATOMIC_RELAXED);
+    return 0;
+}
+
 /* AVX2 code for bf16 without dot products: in the AVX2 families, and in the
  * AVX-512 one on CPUs without AVX512_BF16 (Cascade Lake, Ice Lake servers),
  * which would otherwise widen their decode steps in plain C. */
@@ -443,7 +475,7 @@ static void bf16_matmul(const WeightMatrix *w, int M, const float *X, int ldx, f
         else wk_bf16_widen_generic(M, N, K, X, ldx, w->bf16, Y, ldy, accumulate, threads);
         return;
     }
-    if (M > WM_BF16_TILE_MAX_M && !bf16_split_onednn(w, M, X, ldx, Y, ldy, accumulate, threads)) return;
+    if (M > wm_bf16_tile_max_m() && !bf16_split_onednn(w, M, X, ldx, Y, ldy, accumulate, threads)) return;
     int ldx2 = wk_bf16_split_ld(K);
     uint16_t *xs = malloc(sizeof(uint16_t) * (size_t)M * ldx2);
     if (!xs) {

@@ -11,7 +11,7 @@
  *         "avx512bf16-split+onednn": each activation is split into two
  *         bf16 as a GEMM input, hi = bf16(x) and lo = bf16(x - hi), and the
  *         product is W·hi + W·lo in f32: vdpbf16ps on 4 x 4 tiles for
- *         M <= WM_BF16_TILE_MAX_M (the same bits whatever M), oneDNN's
+ *         M <= wm_bf16_tile_max_m() (the same bits whatever M), oneDNN's
  *         bf16 matmul twice above (faster; its order follows M, results stay within f32
  *         rounding: batched == one at a time to 1e-5). hi alone is up to
  *         2^-8 of x off and cost 2.9e-3..4.7e-3 of the logit range against
@@ -98,10 +98,18 @@ WeightMatrix wm_f32(float *w, int rows, int cols);
 void wm_matmul(const WeightMatrix *w, int M, const float *X, int ldx, float *Y, int ldy,
                int accumulate, int threads);
 
-/* bf16 with vdpbf16ps: products of up to this many rows run on the tile
- * kernel (each row's bits independent of M and of the other rows), larger
- * ones on oneDNN (weights.c has the measurements). */
-#define WM_BF16_TILE_MAX_M 64
+/* bf16 with vdpbf16ps: products of up to wm_bf16_tile_max_m() rows run on
+ * the tile kernel (each row's bits independent of M and of the other rows),
+ * larger ones on oneDNN. The limit is chosen once per CPU (weights.c has
+ * the measurements): 64 on AMD family 19h (Zen 4, whose 512-bit operations
+ * run on 256-bit units and where the tile kernel is faster up to M ~ 192),
+ * 16 elsewhere (Zen 5, where oneDNN is 1.2-1.8x faster from M = 17 on, and
+ * Intel's AVX512_BF16/AMX CPUs, oneDNN's own ground). Never below 16: the
+ * decode steps stay on the tile kernel, which reads W once. */
+int wm_bf16_tile_max_m(void);
+/* Sets that limit (16..4096) for tests and benchmarks; 0 restores the CPU's
+ * choice. -1 for anything else. */
+int wm_set_bf16_tile_max_m(int m);
 
 /* Drops the oneDNN primitives this module keeps for bf16 products (per
  * shape, bounded; weights.c) that no product is running; model_free()

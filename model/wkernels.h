@@ -3,7 +3,7 @@
  *
  * All of them read W [N, K] (row stride K) exactly once, four rows at a time,
  * each row dotted with the M (<= 16; the bf16 dot-product kernel: up to
- * WM_BF16_TILE_MAX_M, weights.h) activation rows, which stay in cache;
+ * wm_bf16_tile_max_m(), weights.h) activation rows, which stay in cache;
  * their cost is W's memory traffic. Rows [0, N) are split over `threads`
  * OpenMP threads. The avx512/avx2 variants exist only on x86-64 and must be
  * called only when the CPU has the instructions (weights.c checks).

@@ -565,17 +565,21 @@ START_TEST(test_bf16_split) {
 }
 END_TEST
 
-/* Up to WM_BF16_TILE_MAX_M rows (the tile kernel) each row of X gets the
+/* Up to wm_bf16_tile_max_m() rows (the tile kernel) each row of X gets the
  * same bits from the bf16 product whatever M is and whichever rows share
- * its tile (M = 40: past the old limit of 16, where oneDNN's bits differed);
- * above, on oneDNN, whose summation order follows M, each row stays within
- * f32 rounding of its one-at-a-time result (batched == one at a time, 1e-5). */
+ * its tile; above, on oneDNN, whose summation order follows M, each row
+ * stays within f32 rounding of its one-at-a-time result (batched == one at
+ * a time, 1e-5). Both limits a CPU can choose, 16 and 64 (M = 40: the tile
+ * kernel under 64, oneDNN under 16), whatever this CPU is. */
 START_TEST(test_bf16_rows_independent) {
     const char *fam = "avx512";   /* the widened paths take BLIS above M = 16 */
     ck_assert_int_eq(wm_set_kernels(fam), 0);
+    const int limit = _i ? 64 : 16;
+    ck_assert_int_eq(wm_set_bf16_tile_max_m(limit), 0);
+    ck_assert_int_eq(wm_bf16_tile_max_m(), limit);
     int N = 37, K = 2083;
     Mat m = make(PREC_BF16, N, K);
-    const int Ms[] = {13, 40, WM_BF16_TILE_MAX_M + 7};
+    const int Ms[] = {13, 40, limit + 7};
     for (int t = 0; t < 3; t++) {
         int M = Ms[t];
         float *X = malloc(sizeof(float) * (size_t)M * K), *all = malloc(sizeof(float) * (size_t)M * N);
@@ -584,7 +588,7 @@ START_TEST(test_bf16_rows_independent) {
         wm_matmul(&m.w, M, X, K, all, N, 0, 2);
         for (int i = 0; i < M; i++) {
             wm_matmul(&m.w, 1, X + (size_t)i * K, K, one, N, 0, 1);
-            if (M <= WM_BF16_TILE_MAX_M) {
+            if (M <= limit && wk_have_avx512bf16()) {   /* widened: BLIS above 16 */
                 ck_assert_msg(memcmp(one, all + (size_t)i * N, sizeof(float) * N) == 0,
                               "%s (%s): row %d of %d differs alone", fam, wm_kernels(PREC_BF16), i, M);
                 continue;
@@ -601,6 +605,23 @@ START_TEST(test_bf16_rows_independent) {
         free(X); free(all); free(one);
     }
     drop(&m);
+    ck_assert_int_eq(wm_set_bf16_tile_max_m(0), 0);
+}
+END_TEST
+
+/* The limit: chosen by the CPU (16 or 64), settable within 16..4096 for
+ * tests and benchmarks, 0 restoring the CPU's choice. */
+START_TEST(test_bf16_tile_limit) {
+    int cpu = wm_bf16_tile_max_m();
+    ck_assert_msg(cpu == 16 || cpu == 64, "limit %d", cpu);
+    ck_assert_int_eq(wm_set_bf16_tile_max_m(15), -1);
+    ck_assert_int_eq(wm_set_bf16_tile_max_m(4097), -1);
+    ck_assert_int_eq(wm_set_bf16_tile_max_m(-1), -1);
+    ck_assert_int_eq(wm_bf16_tile_max_m(), cpu);
+    ck_assert_int_eq(wm_set_bf16_tile_max_m(200), 0);
+    ck_assert_int_eq(wm_bf16_tile_max_m(), 200);
+    ck_assert_int_eq(wm_set_bf16_tile_max_m(0), 0);
+    ck_assert_int_eq(wm_bf16_tile_max_m(), cpu);
 }
 END_TEST
 
@@ -611,7 +632,7 @@ END_TEST
  * rows (or none). */
 START_TEST(test_bf16_prim_cache) {
     ck_assert_int_eq(wm_set_kernels("avx512"), 0);
-    int N = 24, K = 96, M0 = WM_BF16_TILE_MAX_M + 1, Mmax = M0 + 70;
+    int N = 24, K = 96, M0 = wm_bf16_tile_max_m() + 1, Mmax = M0 + 70;
     Mat m = make(PREC_BF16, N, K);
     float *X = malloc(sizeof(float) * (size_t)Mmax * K), *rows = malloc(sizeof(float) * (size_t)Mmax * N);
     float *all = malloc(sizeof(float) * (size_t)Mmax * N);
@@ -689,7 +710,8 @@ int main(void) {
     tcase_add_test(tc, test_int8_quantize);
     tcase_add_test(tc, test_int8_quantize_exact);
     tcase_add_test(tc, test_bf16_split);
-    tcase_add_test(tc, test_bf16_rows_independent);
+    tcase_add_loop_test(tc, test_bf16_rows_independent, 0, 2);
+    tcase_add_test(tc, test_bf16_tile_limit);
     tcase_add_test(tc, test_bf16_prim_cache);
     tcase_add_test(tc, test_names);
     return check_run(s);
