@@ -607,14 +607,8 @@ static void unpack_avx512(const Job *j, int n0, int nb, int16_t *wb) {
     }
 }
 
-__attribute__((target(T512VNNI))) static inline int64_t sum64_avx512(__m512i v) {
-    __m512i a = _mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(v)),
-                                 _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(v, 1)));
-    return _mm512_reduce_add_epi64(a);
-}
-
 /* The sixteen sums of a[i][c] in one vector, lane 4i + c, added in int32 by
- * a transposing tree (45 instructions, against ~8 each for sum64_avx512).
+ * a transposing tree (45 instructions, against ~8 for each sum in 64 bits).
  * Only when every partial sum fits: see narrow_sums(). */
 __attribute__((target(T512VNNI), always_inline)) static inline __m512i
 reduce16_i32(__m512i a[4][4]) {
@@ -647,40 +641,6 @@ static inline int narrow_sums(int K, int B) {
  * accumulator tied, because GCC's intrinsic copies every accumulator once
  * per use in this loop (measured: 32 register moves per 16 products). */
 #define DPWSSD(acc, x, w) __asm__("vpdpwssd %2, %1, %0" : "+v"(acc) : "v"(x), "v"(w))
-
-/* Four rows of X against four unpacked W rows (rows repeated past M or N
- * are computed and not stored: one fully unrolled tile keeps all sixteen
- * accumulators in registers). */
-__attribute__((target(T512VNNI), always_inline))
-static inline void tile_avx512(const int16_t *const x[4], const int16_t *const w[4], int Kp, int narrow,
-                               int64_t out[4][4]) {
-    __m512i a[4][4];
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++)
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) a[i][c] = _mm512_setzero_si512();
-    for (int k = 0; k < Kp; k += 32) {
-        __m512i wv[4];
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) wv[c] = _mm512_loadu_si512(w[c] + k);
-#pragma GCC unroll 4
-        for (int i = 0; i < 4; i++) {
-            __m512i xv = _mm512_loadu_si512(x[i] + k);
-#pragma GCC unroll 4
-            for (int c = 0; c < 4; c++) DPWSSD(a[i][c], xv, wv[c]);
-        }
-    }
-    if (narrow) {
-        __m512i r = reduce16_i32(a);
-        _mm512_storeu_si512(&out[0][0], _mm512_cvtepi32_epi64(_mm512_castsi512_si256(r)));
-        _mm512_storeu_si512(&out[2][0], _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(r, 1)));
-        return;
-    }
-#pragma GCC unroll 4
-    for (int i = 0; i < 4; i++)
-#pragma GCC unroll 4
-        for (int c = 0; c < 4; c++) out[i][c] = sum64_avx512(a[i][c]);
-}
 
 /* ---- AVX-512, M <= 16 (decode steps): unpacking hidden under the products
  *
@@ -874,9 +834,74 @@ __attribute__((target(T512VNNI), noinline)) static void block_small_b2(const Job
     block_small(j, 2, n0, n1, wb);
 }
 
-/* Rows n0..n1 of W against every row of X. M <= 16: block_small. Larger
- * M: the whole block unpacked at once and re-read from L2 for every 4 rows
- * of X. */
+/* ---- AVX-512, M > 16 (prefill): 5 x 4 tiles over chunks of K
+ *
+ * The block (all its rows, every column) is unpacked once into L2; then
+ * for each strip of LM_MR = 5 rows of X, chunk by chunk of LM_KC columns,
+ * every four W rows of the block meet the strip in one 5 x 4 tile (20
+ * accumulators, 4 W and 1 X register): each W vector loaded from L2 feeds
+ * five vpdpwssd, not four as in the 4 x 4 tile this replaced, and the
+ * strip's chunk (5 x 4 KiB) stays in L1 while the block's rows pass (the
+ * 4 x 4 tile over all of K read, at K = 8192, its four X rows from L2
+ * too). Each chunk's sums are added in int32 (LM_KC = 2048: they fit,
+ * narrow_sums) and the chunks in int64 into the strip's sums, which the
+ * epilogue turns into floats a whole row of the block at a time (it was
+ * one call per four sums: 6 % of a 16 x 64 prefill's profile). 6 x 4 (24
+ * accumulators) left GCC spilling in the loop and was 8 % slower; chunks
+ * of 1024 columns (twice the reductions) ~5 % slower than 2048. Measured
+ * (Zen 5, one thread, M = 1024, the 1B's wqkv, wo, w13 and w2 in one
+ * process against the 4 x 4 code, best of 5, three runs, the machine
+ * shared): 0.90-0.91 of the time for the four together; w2 0.85, the
+ * K = 2048 matrices 0.92-0.96. */
+#define LM_KC 2048
+#define LM_MR 5
+
+/* Five rows of X against four rows of W over kc <= LM_KC columns (from
+ * where the pointers point). s[0]: the sums of rows 0-3 as reduce16_i32
+ * lays them out; s[1]: row 4's four sums in lanes 0-3. */
+__attribute__((target(T512VNNI), always_inline)) static inline void
+tile_kc(const int16_t *const x[LM_MR], const int16_t *const w[4], int kc, __m512i s[2]) {
+    __m512i a[LM_MR][4];
+#pragma GCC unroll 8
+    for (int i = 0; i < LM_MR; i++)
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) a[i][c] = _mm512_setzero_si512();
+    for (int k = 0; k < kc; k += 32) {
+        __m512i wv[4];
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) wv[c] = _mm512_loadu_si512(w[c] + k);
+#pragma GCC unroll 8
+        for (int i = 0; i < LM_MR; i++) {
+            __m512i xv = _mm512_loadu_si512(x[i] + k);
+#pragma GCC unroll 4
+            for (int c = 0; c < 4; c++) DPWSSD(a[i][c], xv, wv[c]);
+        }
+    }
+    s[0] = reduce16_i32(a);
+    int32_t r4[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) r4[c] = _mm512_reduce_add_epi32(a[4][c]);
+    s[1] = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(const void *)r4));
+}
+
+#define LM_MAX_N 64   /* rows of W per block for M > 16 (products()) */
+
+/* Adds (k0 > 0) or stores four rows' four sums, lanes 0-15 of s as
+ * reduce16_i32 lays them out, into rows of sums; only rows < nr. */
+__attribute__((target(T512VNNI), always_inline)) static inline void
+add_sums(int64_t (*sums)[LM_MAX_N], int n, __m512i s, int nr, int k0) {
+    __m512i s0 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(s));
+    __m512i s1 = _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(s, 1));
+    __m256i q[4] = {_mm512_castsi512_si256(s0), _mm512_extracti64x4_epi64(s0, 1),
+                    _mm512_castsi512_si256(s1), _mm512_extracti64x4_epi64(s1, 1)};
+    for (int i = 0; i < nr; i++) {
+        __m256i *r = (__m256i *)(void *)&sums[i][n];
+        if (k0) q[i] = _mm256_add_epi64(q[i], _mm256_loadu_si256(r));
+        _mm256_storeu_si256(r, q[i]);
+    }
+}
+
+/* Rows n0..n1 of W against every row of X. M <= 16: block_small. */
 __attribute__((target(T512VNNI)))
 static void block_avx512(const Job *j, int n0, int n1, int16_t *wb) {
     if (j->M <= 16 && (j->B == 1 || j->B == 2)) {
@@ -884,23 +909,29 @@ static void block_avx512(const Job *j, int n0, int n1, int16_t *wb) {
         else block_small_b2(j, n0, n1, wb);
         return;
     }
-    int narrow = narrow_sums(j->K, j->B);
-    unpack_avx512(j, n0, n1 - n0, wb);
-    for (int m = 0; m < j->M; m += 4) {
-        int mc = j->M - m < 4 ? j->M - m : 4;
-        const int16_t *x[4];
-        FOUR_ROWS(x, j->X, m, mc, j->ldx);
-        for (int n = n0; n < n1; n += 4) {
-            int nc = n1 - n < 4 ? n1 - n : 4;
-            const int16_t *w[4];
-            FOUR_ROWS(w, wb, n - n0, nc, j->Kp);
-            int64_t out[4][4];
-            if (narrow) tile_avx512(x, w, j->Kp, 1, out);
-            else tile_avx512(x, w, j->Kp, 0, out);
-            for (int i = 0; i < mc; i++)
-                store_sums_avx512(out[i], nc, j->sx[m + i], j->sw + n,
-                                  j->Y + (size_t)(m + i) * j->ldy + n, j->accumulate);
+    int nb = n1 - n0, ld = j->Kp;
+    unpack_avx512(j, n0, nb, wb);
+    int64_t sums[LM_MR][LM_MAX_N];
+    for (int m0 = 0; m0 < j->M; m0 += LM_MR) {
+        int mr = j->M - m0 < LM_MR ? j->M - m0 : LM_MR;
+        const int16_t *x[LM_MR];
+        for (int i = 0; i < LM_MR; i++) x[i] = j->X + (size_t)(m0 + (i < mr ? i : 0)) * j->ldx;
+        for (int k0 = 0; k0 < j->Kp; k0 += LM_KC) {
+            int kc = j->Kp - k0 < LM_KC ? j->Kp - k0 : LM_KC;
+            const int16_t *xk[LM_MR];
+            for (int i = 0; i < LM_MR; i++) xk[i] = x[i] + k0;
+            for (int n = 0; n < nb; n += 4) {
+                const int16_t *w[4];
+                FOUR_ROWS(w, wb + k0, n, nb - n < 4 ? nb - n : 4, ld);
+                __m512i s[2];
+                tile_kc(xk, w, kc, s);
+                add_sums(sums, n, s[0], mr < 4 ? mr : 4, k0);
+                if (mr > 4) add_sums(sums + 4, n, s[1], mr - 4, k0);
+            }
         }
+        for (int m = 0; m < mr; m++)
+            store_sums_avx512(sums[m], nb, j->sx[m0 + m], j->sw + n0, j->Y + (size_t)(m0 + m) * j->ldy + n0,
+                              j->accumulate);
     }
 }
 #endif

@@ -33,7 +33,7 @@
  * they cut K into chunks of 2048 so that it always fits.
  *
  * Each call unpacks ROWS of W into int16 once per block (per thread, in L2)
- * and runs every row of X past it in 4 x 4 (AVX-512) dot-product tiles or
+ * and runs every row of X past it in dot-product tiles (AVX-512: 4 x 4 for M <= 16, 5 x 4 above) or
  * 6 x 16 (AVX2) broadcast tiles: for M <= 16 its cost is W's memory
  * traffic and the unpacking (AVX-512: four rows at a time, unpacked inside
  * the previous four rows' tiles), for large M the products.
