@@ -75,18 +75,6 @@ static inline __attribute__((always_inline)) float dot(const float *a, const flo
     return acc;
 }
 
-/* scores[j] = q . k_j * scale for keys 0..n_keys-1 across the segments. */
-static inline __attribute__((always_inline)) void score_keys(const float *q, const KVSegment *segs, int n_segs, int layer, int kv_dim,
-                       int koff, int hd, float scale, int n_keys, float *scores) {
-    int j = 0;
-    for (int s = 0; s < n_segs && j < n_keys; s++) {
-        const float *k = segs[s].k + (size_t)layer * segs[s].capacity * kv_dim + koff;
-        int m = segs[s].len < n_keys - j ? segs[s].len : n_keys - j;
-        for (int t = 0; t < m; t++) scores[j + t] = dot(q, k + (size_t)t * kv_dim, hd) * scale;
-        j += m;
-    }
-}
-
 /* Keys are visited in increasing index across the segments (prefix first);
  * the cursor finds key j's row without rescanning the segment list. */
 typedef struct {
@@ -101,6 +89,141 @@ static inline const float *key_row(KeyCursor *c, int j) {
     const KVSegment *g = &c->segs[c->s];
     const float *m = c->values ? g->v : g->k;
     return m + ((size_t)c->layer * g->capacity + (size_t)(j - c->base)) * c->kv_dim + c->koff;
+}
+
+/* Decode rows (too few to pay for a transposed key tile) score 4 keys at a
+ * time: each key's 8-lane partial sums, then a shuffle tree that adds their
+ * lanes into 4 scores at once (4 half-adds, then 3 adds and 6 one-instruction
+ * shuffles on 4 lanes) instead of a full horizontal sum per key, and mix
+ * values in registers. GCC's vector extensions, 8 lanes: ymm in the AVX2 and
+ * AVX-512 clones. In the baseline clone (SSE2) 8-lane vectors live in
+ * memory (a scalar times one became 8 stores and 2 loads), twice the old
+ * code's time there, so that clone keeps the per-key dot products and
+ * mix_values (wide_vectors()). */
+static inline int wide_vectors(void) {
+#if OPS_HAVE_CLONES
+    return __builtin_cpu_supports("x86-64-v3");   /* the resolver's own test */
+#elif defined(__AVX2__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef int v4i __attribute__((vector_size(16)));
+/* 8 floats from any address (no alignment, may alias float) */
+typedef float v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
+#define load8(p) (*(const v8f_u *)(p))
+
+/* the low half of *a plus its high half */
+static inline __attribute__((always_inline)) void fold8(v4f *out, const v8f *a) {
+    v4f lo, hi;
+    memcpy(&lo, a, sizeof lo);
+    memcpy(&hi, (const char *)a + sizeof lo, sizeof hi);
+    *out = lo + hi;
+}
+
+/* lane t of *out = the sum of the lanes of b[t], t < 4: pairs (0, 1) and
+ * (2, 3) by 64-bit halves, then the two results by 32-bit lanes, which
+ * leaves b[t]'s sum in lane t. */
+static inline __attribute__((always_inline)) void sum_lanes4(v4f *out, const v4f *b) {
+    const v4i d0 = {0, 1, 4, 5}, d1 = {2, 3, 6, 7}, s0 = {0, 2, 4, 6}, s1 = {1, 3, 5, 7};
+    v4f c0 = __builtin_shuffle(b[0], b[1], d0) + __builtin_shuffle(b[0], b[1], d1);
+    v4f c1 = __builtin_shuffle(b[2], b[3], d0) + __builtin_shuffle(b[2], b[3], d1);
+    *out = __builtin_shuffle(c0, c1, s0) + __builtin_shuffle(c0, c1, s1);
+}
+
+/* scores[j] = q . k_j * scale for keys j < n_keys; hd % 16 == 0. Keys past
+ * n_keys in the last group repeat the group's first key: computed, never
+ * stored. Two accumulators per key (even and odd 8-element chunks) give 8
+ * independent FMA chains (8 keys with one accumulator each measured no
+ * faster: the loads of K bound both). */
+static inline __attribute__((always_inline)) void score_keys4(const float *q, KeyCursor *c, int hd, float scale,
+                                                            int n_keys, float *scores) {
+    c->s = 0;
+    c->base = 0;
+    for (int j0 = 0; j0 < n_keys; j0 += 4) {
+        int nk = n_keys - j0 < 4 ? n_keys - j0 : 4;
+        const float *k0 = key_row(c, j0);
+        const float *k1 = nk > 1 ? key_row(c, j0 + 1) : k0, *k2 = nk > 2 ? key_row(c, j0 + 2) : k0;
+        const float *k3 = nk > 3 ? key_row(c, j0 + 3) : k0;
+        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, e0 = {0}, e1 = {0}, e2 = {0}, e3 = {0};
+        for (int d = 0; d < hd; d += 16) {
+            v8f x = load8(q + d), y = load8(q + d + 8);
+            a0 += x * load8(k0 + d);
+            a1 += x * load8(k1 + d);
+            a2 += x * load8(k2 + d);
+            a3 += x * load8(k3 + d);
+            e0 += y * load8(k0 + d + 8);
+            e1 += y * load8(k1 + d + 8);
+            e2 += y * load8(k2 + d + 8);
+            e3 += y * load8(k3 + d + 8);
+        }
+        a0 += e0;
+        a1 += e1;
+        a2 += e2;
+        a3 += e3;
+        v4f b[4], s;
+        fold8(&b[0], &a0);
+        fold8(&b[1], &a1);
+        fold8(&b[2], &a2);
+        fold8(&b[3], &a3);
+        sum_lanes4(&s, b);
+        s *= scale;
+        if (nk == 4) memcpy(scores + j0, &s, sizeof s);
+        else for (int t = 0; t < nk; t++) scores[j0 + t] = s[t];
+    }
+}
+
+/* out = sum_j p[j] v_j for one row; hd % 32 == 0. 32 output elements at a
+ * time in registers, even and odd keys in separate accumulators (two FMA
+ * chains per element), instead of loading and storing out for every key. */
+static inline __attribute__((always_inline)) void mix_row32(float *out, const float *p, int n_keys, KeyCursor *c,
+                                                          int hd) {
+    for (int d0 = 0; d0 < hd; d0 += 32) {
+        v8f a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+        c->s = 0;
+        c->base = 0;
+        int j = 0;
+        for (; j + 1 < n_keys; j += 2) {
+            const float *v0 = key_row(c, j) + d0, *v1 = key_row(c, j + 1) + d0;
+            float w0 = p[j], w1 = p[j + 1];
+            a0 += w0 * load8(v0);
+            a1 += w0 * load8(v0 + 8);
+            a2 += w0 * load8(v0 + 16);
+            a3 += w0 * load8(v0 + 24);
+            b0 += w1 * load8(v1);
+            b1 += w1 * load8(v1 + 8);
+            b2 += w1 * load8(v1 + 16);
+            b3 += w1 * load8(v1 + 24);
+        }
+        if (j < n_keys) {
+            const float *v0 = key_row(c, j) + d0;
+            float w0 = p[j];
+            a0 += w0 * load8(v0);
+            a1 += w0 * load8(v0 + 8);
+            a2 += w0 * load8(v0 + 16);
+            a3 += w0 * load8(v0 + 24);
+        }
+        v8f s[4] = {a0 + b0, a1 + b1, a2 + b2, a3 + b3};
+        memcpy(out + d0, s, sizeof s);
+    }
+}
+
+/* scores[j] = q . k_j * scale for keys 0..n_keys-1 across the segments, one
+ * horizontal dot product per key (the baseline clone, or head_dim not a
+ * multiple of 16). */
+static inline __attribute__((always_inline)) void score_keys(const float *q, const KVSegment *segs, int n_segs, int layer, int kv_dim,
+                       int koff, int hd, float scale, int n_keys, float *scores) {
+    int j = 0;
+    for (int s = 0; s < n_segs && j < n_keys; s++) {
+        const float *k = segs[s].k + (size_t)layer * segs[s].capacity * kv_dim + koff;
+        int m = segs[s].len < n_keys - j ? segs[s].len : n_keys - j;
+        for (int t = 0; t < m; t++) scores[j + t] = dot(q, k + (size_t)t * kv_dim, hd) * scale;
+        j += m;
+    }
 }
 
 /* kt[d * ATT_KB + t] = key (j0 + t)[d] for t < nk, 0 for the rest of the tile:
@@ -231,6 +354,7 @@ OPS_CLONES void attend_head(const float *q, int ldq, float *out, int ldo, int n_
                    .koff = kvh * head_dim};
     KeyCursor v = c;
     v.values = 1;
+    int wide = wide_vectors();
     for (int i0 = 0; i0 < n_q; i0 += ATT_QB) {
         int nr = n_q - i0 < ATT_QB ? n_q - i0 : ATT_QB;
         /* causal: row r sees pos0 + i0 + r + 1 keys; the block scores up to
@@ -240,9 +364,14 @@ OPS_CLONES void attend_head(const float *q, int ldq, float *out, int ldo, int n_
         if (nr >= ATT_TILE_MIN_ROWS) {
             score_rows(q + (size_t)i0 * ldq, ldq, nr, &c, head_dim, scale, n_block, kt, scratch, ctx);
         } else {   /* too few rows to pay for transposing the keys (decode steps) */
-            for (int r = 0; r < nr; r++)
-                score_keys(q + (size_t)(i0 + r) * ldq, segs, n_segs, layer, kv_dim, kvh * head_dim,
-                           head_dim, scale, pos0 + i0 + r + 1, scratch + (size_t)r * ctx);
+            for (int r = 0; r < nr; r++) {
+                const float *qr = q + (size_t)(i0 + r) * ldq;
+                if (head_dim % 16 == 0 && wide)
+                    score_keys4(qr, &c, head_dim, scale, pos0 + i0 + r + 1, scratch + (size_t)r * ctx);
+                else
+                    score_keys(qr, segs, n_segs, layer, kv_dim, kvh * head_dim, head_dim, scale,
+                               pos0 + i0 + r + 1, scratch + (size_t)r * ctx);
+            }
         }
         for (int r = 0; r < nr; r++) {
             int n_keys = pos0 + i0 + r + 1;
@@ -256,6 +385,9 @@ OPS_CLONES void attend_head(const float *q, int ldq, float *out, int ldo, int n_
             const float *p = scratch + (size_t)r0 * ctx;
             if (head_dim % 16 == 0 && m > 1) {
                 mix_block(o, ldo, m, p, ctx, pos0 + i0 + r0 + m, &v, head_dim);
+            } else if (head_dim % 32 == 0 && wide) {
+                for (int r = 0; r < m; r++)
+                    mix_row32(o + (size_t)r * ldo, p + (size_t)r * ctx, pos0 + i0 + r0 + r + 1, &v, head_dim);
             } else {
                 for (int r = 0; r < m; r++)
                     mix_values(o + (size_t)r * ldo, segs, n_segs, layer, kv_dim, kvh * head_dim,

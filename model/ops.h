@@ -14,8 +14,10 @@
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && \
     !defined(__SANITIZE_THREAD__)
 #define OPS_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define OPS_HAVE_CLONES 1
 #else
 #define OPS_CLONES
+#define OPS_HAVE_CLONES 0
 #endif
 
 /* e^x to ~2e-7 relative for x in [-87, 88] (clamped outside), branch-free so
