@@ -39,10 +39,12 @@ struct Transformer {
     float *cos_t, *sin_t;      /* [rope_len][head_dim/2] */
     int rope_len;
     int cap_rows;              /* rows the buffers below hold */
-    float *x, *xn, *qkv, *att, *h;
+    float *x, *xn;
+    float *qkv, *att, *h;      /* all three in `shared`: see ensure_rows */
+    float *shared;
     size_t scores_cap;         /* floats in scores */
     float *scores;             /* per-thread attention scratch */
-    float *logit_buf;          /* [cap_logits][vocab] */
+    float *logit_buf;          /* [cap_logits][vocab], for callers' rows that are not one matrix */
     int cap_logits;
     void (*progress)(void *);  /* after each layer, see transformer_set_progress */
     void *progress_arg;
@@ -101,9 +103,7 @@ void transformer_free(Transformer *t) {
     free(t->sin_t);
     free(t->x);
     free(t->xn);
-    free(t->qkv);
-    free(t->att);
-    free(t->h);
+    free(t->shared);
     free(t->scores);
     free(t->logit_buf);
     free(t);
@@ -118,15 +118,24 @@ static int grow(float **p, size_t n) {
     return 0;
 }
 
+/* qkv and att (the attention's input and output) and h (the MLP's) are
+ * never live at once: a layer's MLP starts after wo has read att, and the
+ * next layer's wqkv after w2 has read h. So they share one buffer, the
+ * larger of h and qkv + att; at 1024 rows of the 1B that is h's 67 MB, and
+ * qkv + att's 21 MB are no longer held besides it. */
 static int ensure_rows(Transformer *t, int rows) {
     if (rows <= t->cap_rows) return 0;
     size_t r = (size_t)rows;
-    if (grow(&t->x, r * t->c.dim) || grow(&t->xn, r * t->c.dim) || grow(&t->qkv, r * t->qkv_dim) ||
-        grow(&t->att, r * t->q_dim) ||
-        grow(&t->h, (size_t)(rows < MLP_CHUNK ? rows : MLP_CHUNK) * 2 * t->c.hidden_dim)) {
+    size_t attn = r * (size_t)(t->qkv_dim + t->q_dim);
+    size_t mlp = (size_t)(rows < MLP_CHUNK ? rows : MLP_CHUNK) * 2 * t->c.hidden_dim;
+    if (grow(&t->x, r * t->c.dim) || grow(&t->xn, r * t->c.dim) ||
+        grow(&t->shared, attn > mlp ? attn : mlp)) {
         t->cap_rows = 0;   /* some buffers may be smaller now: force regrowth */
         return -1;
     }
+    t->qkv = t->shared;
+    t->att = t->shared + r * t->qkv_dim;
+    t->h = t->shared;
     t->cap_rows = rows;
     return 0;
 }
@@ -327,10 +336,27 @@ static void layer(Transformer *t, int l, const SeqInput *seqs, const SeqPlan *pl
     mlp(t, lw, rows);
 }
 
+/* The callers' logit buffers, when they follow each other as rows of one
+ * matrix (classifier.c's and the benchmarks' do): the first one, into which
+ * lm_head then writes directly; NULL otherwise (rows go through logit_buf). */
+static float *logits_in_place(const SeqInput *seqs, int n, int V) {
+    float *base = NULL;
+    size_t r = 0;
+    for (int i = 0; i < n; i++) {
+        if (seqs[i].n_logits <= 0) continue;
+        if (!base) base = seqs[i].logits;
+        else if (seqs[i].logits != base + r * V) return NULL;
+        r += (size_t)seqs[i].n_logits;
+    }
+    return base;
+}
+
 static void final_logits(Transformer *t, SeqInput *seqs, int n, int L) {
     int dim = t->c.dim, V = t->c.vocab_size;
     norm_rows(t, t->xn, t->x, t->m->w.final_norm, L);
-    wm_matmul(&t->m->w.lm_head, L, t->xn, dim, t->logit_buf, V, 0, t->threads);
+    float *direct = logits_in_place(seqs, n, V);
+    wm_matmul(&t->m->w.lm_head, L, t->xn, dim, direct ? direct : t->logit_buf, V, 0, t->threads);
+    if (direct) return;
     for (int i = 0, r = 0; i < n; i++) {
         size_t cnt = (size_t)seqs[i].n_logits * V;
         if (cnt) memcpy(seqs[i].logits, t->logit_buf + (size_t)r * V, cnt * sizeof(float));
@@ -360,7 +386,8 @@ int transformer_forward(Transformer *t, SeqInput *seqs, int n_seqs, char *err, s
     if (T < 0) goto out;
     if (T == 0) { rc = 0; goto out; }
     if (ensure_rows(t, T) || ensure_rope(t, max_ctx) ||
-        ensure_scratch(t, (size_t)t->threads * attend_scratch_floats(max_ctx, t->c.head_dim), L)) {
+        ensure_scratch(t, (size_t)t->threads * attend_scratch_floats(max_ctx, t->c.head_dim),
+                       logits_in_place(seqs, n_seqs, t->c.vocab_size) ? 0 : L)) {
         errmsg(err, errlen, "out of memory for a batch of %d tokens", T);
         goto out;
     }

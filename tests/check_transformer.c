@@ -504,6 +504,22 @@ START_TEST(test_batched_equals_alone) {
     float shorter[97];
     run_alone(t, &tm->m, tok[2], 28, 1, shorter);
     ck_assert_msg(rel_err(batch[2] + V, shorter, V) < 1e-5, "%s/%s shorter prefix", VARIANT(_i));
+    /* the same batch with its logits as rows of one matrix (lm_head writes
+     * them in place, not through the transformer's own buffer): the same bits */
+    float *one = calloc((size_t)V * 8, sizeof(float)), *at = one;
+    for (int i = 0; i < N; i++) {
+        kv_truncate(kv[i], 0);
+        s[i].logits = nl[i] ? at : NULL;
+        at += (size_t)nl[i] * V;
+    }
+    ck_assert_msg(transformer_forward(t, s, N, err, sizeof err) == 0, "%s", err);
+    at = one;
+    for (int i = 0; i < N; i++) {
+        ck_assert_msg(!memcmp(at, batch[i], sizeof(float) * V * nl[i]), "%s/%s seq %d: logits in one matrix differ",
+                      VARIANT(_i), i);
+        at += (size_t)nl[i] * V;
+    }
+    free(one);
     for (int i = 0; i < N; i++) { free(batch[i]); free(alone[i]); kv_free(kv[i]); }
     transformer_free(t);
     free_model(tm);
