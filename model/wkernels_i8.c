@@ -77,6 +77,26 @@ static void store_sums_avx2(const int64_t *s, int cnt, float sx, const float *sw
         y[j] = accumulate ? y[j] + v : v;
     }
 }
+
+/* The same from 32-bit sums (the AVX2 tiles when a row's whole sum fits:
+ * a2_narrow), eight at a time: vcvtdq2ps rounds the integer once, as
+ * (float)S does for the same value held in 64 bits. */
+__attribute__((target("avx2"), optimize("fp-contract=off"), noinline))
+static void store_sums32_avx2(const int32_t *s, int cnt, float sx, const float *sw, float *y,
+                              int accumulate) {
+    const __m256 vsx = _mm256_set1_ps(sx);
+    int j = 0;
+    for (; j + 8 <= cnt; j += 8) {
+        __m256 f = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(const void *)(s + j)));
+        __m256 v = _mm256_mul_ps(f, _mm256_mul_ps(vsx, _mm256_loadu_ps(sw + j)));
+        if (accumulate) v = _mm256_add_ps(_mm256_loadu_ps(y + j), v);
+        _mm256_storeu_ps(y + j, v);
+    }
+    for (; j < cnt; j++) {
+        float v = (float)s[j] * (sx * sw[j]);
+        y[j] = accumulate ? y[j] + v : v;
+    }
+}
 #endif
 
 /* ---- activation quantization ------------------------------------------
@@ -280,7 +300,8 @@ static void block_generic(const Job *j, int n0, int n1, int16_t *wb) {
  * product of its (row, channel), so K is cut into chunks a 32-bit lane holds
  * without overflow: at most 2047 · 511 · 2048 = 2,142,242,816 (B = 2) or
  * 2047 · 255 · 4096 = 2,138,030,080 (B = 1) < 2^31; chunks are summed in 64
- * bits. Only AVX2 instructions: this family must run on AVX2-only CPUs. */
+ * bits, except where a row's whole sum fits 32 bits (a2_narrow): one chunk,
+ * int32 sums. Only AVX2 instructions: this family must run on AVX2-only CPUs. */
 
 #define TAVX2 "avx2"
 #define A2_NR 16                       /* channels per panel (2 ymm) */
@@ -405,15 +426,33 @@ madd_acc(int vnni, __m256i acc, __m256i x, __m256i w) {
     return acc;
 }
 
-/* s[i][0..15] += Σ over pairs kp0..kp1-1 of X row i against one panel; MR
- * is a constant in every caller, so the accumulators stay in registers. */
-/* Adds a tile's 32-bit lane sums into its 64-bit sums s (row stride lds). */
+/* Whether a row's whole sum fits a 32-bit lane: K · 2047 · W_MAX(B) <
+ * 2^31, K <= 2053 (B = 2) or 4114 (B = 1), every matrix whose K is the
+ * model dimension (wqkv, wo, w13; not w2). Then a tile runs all of K in
+ * one chunk and its lanes are the sums themselves: stored as int32 and
+ * converted by store_sums32_avx2, with no 64-bit stage (measured: that
+ * stage, its zeroing and the 4-wide conversion were ~7 % of a prefill's
+ * products). */
+static inline int a2_narrow(int K, int B) {
+    return (int64_t)K * WK_I8_ACT_MAX * WK_I8_W_MAX(B) <= INT32_MAX;
+}
+
+/* A tile's 32-bit lane sums into s (row stride lds): narrow, stored as
+ * they are (int32_t *s, the whole sums); otherwise added into its 64-bit
+ * sums (int64_t *s, one chunk of K at a time). */
 __attribute__((target(TAVX2), always_inline)) static inline void
-flush_tile_avx2(int MR, __m256i a[A2_MR][2], int64_t *s, int lds) {
+flush_tile_avx2(int MR, int narrow, __m256i a[A2_MR][2], void *s, int lds) {
+    if (narrow) {
+#pragma GCC unroll 6
+        for (int i = 0; i < MR; i++)
+            for (int h = 0; h < 2; h++)
+                _mm256_storeu_si256((__m256i *)((int32_t *)s + (size_t)i * lds + h * 8), a[i][h]);
+        return;
+    }
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++)
         for (int h = 0; h < 2; h++) {
-            __m256i *d = (__m256i *)(s + (size_t)i * lds + h * 8);
+            __m256i *d = (__m256i *)((int64_t *)s + (size_t)i * lds + h * 8);
             _mm256_storeu_si256(d, _mm256_add_epi64(_mm256_loadu_si256(d),
                                                     _mm256_cvtepi32_epi64(_mm256_castsi256_si128(a[i][h]))));
             _mm256_storeu_si256(d + 1, _mm256_add_epi64(_mm256_loadu_si256(d + 1),
@@ -421,9 +460,11 @@ flush_tile_avx2(int MR, __m256i a[A2_MR][2], int64_t *s, int lds) {
         }
 }
 
+/* s[i][0..15] (+)= Σ over pairs kp0..kp1-1 of X row i against one panel;
+ * MR is a constant in every caller, so the accumulators stay in registers. */
 __attribute__((target(TAVX2), always_inline)) static inline void
-tile_avx2(int MR, int vnni, const int16_t *const x[A2_MR], const int16_t *w, int kp0, int kp1,
-          int64_t *s, int lds) {
+tile_avx2(int MR, int vnni, int narrow, const int16_t *const x[A2_MR], const int16_t *w, int kp0,
+          int kp1, void *s, int lds) {
     __m256i a[A2_MR][2];
 #pragma GCC unroll 6
     for (int i = 0; i < MR; i++) a[i][0] = a[i][1] = _mm256_setzero_si256();
@@ -439,7 +480,7 @@ tile_avx2(int MR, int vnni, const int16_t *const x[A2_MR], const int16_t *w, int
             a[i][1] = madd_acc(vnni, a[i][1], xb, w1);
         }
     }
-    flush_tile_avx2(MR, a, s, lds);
+    flush_tile_avx2(MR, narrow, a, s, lds);
 }
 
 /* tile_avx2 for MR = 6 with the loop body in asm: GCC hoists all six
@@ -449,8 +490,8 @@ tile_avx2(int MR, int vnni, const int16_t *const x[A2_MR], const int16_t *w, int
  * ymm registers. vnni (the avxvnni family): each vpmaddwd + vpaddd pair is
  * one VEX vpdpwssd (AVX-VNNI), same registers, same sums. */
 __attribute__((target(TAVX2), always_inline)) static inline void
-tile6_avx2(int vnni, const int16_t *x0, long ldx, const int16_t *w, int kp0, int kp1, int64_t *s,
-           int lds) {
+tile6_avx2(int vnni, int narrow, const int16_t *x0, long ldx, const int16_t *w, int kp0, int kp1,
+           void *s, int lds) {
     __m256i a00 = _mm256_setzero_si256(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00,
             a30 = a00, a31 = a00, a40 = a00, a41 = a00, a50 = a00, a51 = a00;
     const int16_t *wp = w + (size_t)kp0 * 2 * A2_NR;
@@ -485,27 +526,28 @@ tile6_avx2(int vnni, const int16_t *x0, long ldx, const int16_t *w, int kp0, int
 #undef A2_ROW
     }
     __m256i a[A2_MR][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
-    flush_tile_avx2(A2_MR, a, s, lds);
+    flush_tile_avx2(A2_MR, narrow, a, s, lds);
 }
 
-/* One tile of MR rows and one panel over all of K, chunk by chunk. */
+/* One tile of MR rows and one panel over all of K, chunk by chunk (narrow:
+ * in one). */
 __attribute__((target(TAVX2), always_inline)) static inline void
-panel_avx2(int MR, int vnni, const Job *j, const int16_t *const x[A2_MR], const int16_t *w, int64_t *s,
-           int lds) {
-    int kpn = j->Kp / 2, chunk = A2_LANE_K(j->B) / 2;
+panel_avx2(int MR, int vnni, int narrow, const Job *j, const int16_t *const x[A2_MR], const int16_t *w,
+           void *s, int lds) {
+    int kpn = j->Kp / 2, chunk = narrow ? kpn : A2_LANE_K(j->B) / 2;
     for (int kp = 0; kp < kpn; kp += chunk) {
         int kp1 = kp + chunk < kpn ? kp + chunk : kpn;
-        if (MR == A2_MR) tile6_avx2(vnni, x[0], j->ldx, w, kp, kp1, s, lds);
-        else tile_avx2(MR, vnni, x, w, kp, kp1, s, lds);
+        if (MR == A2_MR) tile6_avx2(vnni, narrow, x[0], j->ldx, w, kp, kp1, s, lds);
+        else tile_avx2(MR, vnni, narrow, x, w, kp, kp1, s, lds);
     }
 }
 
 /* Tiles of A2_MR X rows against up to A2_GROUP channels (a group of
  * panels), then one store_sums call per row for the group: per panel, the
- * calls cost as much again as the conversion itself. vnni: a constant, per
- * family (block_avx2, block_avxvnni). */
+ * calls cost as much again as the conversion itself. vnni and narrow:
+ * constants (block_avx2, block_avxvnni). */
 __attribute__((target(TAVX2), always_inline)) static inline void
-block_a2(int vnni, const Job *j, int n0, int n1, int16_t *wb) {
+block_a2(int vnni, int narrow, const Job *j, int n0, int n1, int16_t *wb) {
     unpack_avx2(j, n0, n1 - n0, wb);
     for (int g0 = n0; g0 < n1; g0 += A2_GROUP) {
         int g1 = n1 - g0 < A2_GROUP ? n1 : g0 + A2_GROUP;
@@ -513,30 +555,36 @@ block_a2(int vnni, const Job *j, int n0, int n1, int16_t *wb) {
             int mc = j->M - m < A2_MR ? j->M - m : A2_MR;
             const int16_t *x[A2_MR];
             for (int i = 0; i < A2_MR; i++) x[i] = j->X + (size_t)(m + (i < mc ? i : 0)) * j->ldx;
-            int64_t s[A2_MR][A2_GROUP] __attribute__((aligned(32)));
-            memset(s, 0, sizeof s);
+            union {
+                int64_t w[A2_MR][A2_GROUP];   /* chunk sums added up */
+                int32_t n[A2_MR][A2_GROUP];   /* narrow: each written once */
+            } s __attribute__((aligned(32)));
+            if (!narrow) memset(s.w, 0, sizeof s.w);
             for (int n = g0; n < g1; n += A2_NR) {
                 const int16_t *w = wb + (size_t)(n - n0) * j->Kp;
-                int64_t *sp = &s[0][n - g0];
+                void *sp = narrow ? (void *)&s.n[0][n - g0] : (void *)&s.w[0][n - g0];
                 switch (mc) {
-                case 6: panel_avx2(6, vnni, j, x, w, sp, A2_GROUP); break;
-                case 5: panel_avx2(5, vnni, j, x, w, sp, A2_GROUP); break;
-                case 4: panel_avx2(4, vnni, j, x, w, sp, A2_GROUP); break;
-                case 3: panel_avx2(3, vnni, j, x, w, sp, A2_GROUP); break;
-                case 2: panel_avx2(2, vnni, j, x, w, sp, A2_GROUP); break;
-                default: panel_avx2(1, vnni, j, x, w, sp, A2_GROUP); break;
+                case 6: panel_avx2(6, vnni, narrow, j, x, w, sp, A2_GROUP); break;
+                case 5: panel_avx2(5, vnni, narrow, j, x, w, sp, A2_GROUP); break;
+                case 4: panel_avx2(4, vnni, narrow, j, x, w, sp, A2_GROUP); break;
+                case 3: panel_avx2(3, vnni, narrow, j, x, w, sp, A2_GROUP); break;
+                case 2: panel_avx2(2, vnni, narrow, j, x, w, sp, A2_GROUP); break;
+                default: panel_avx2(1, vnni, narrow, j, x, w, sp, A2_GROUP); break;
                 }
             }
-            for (int i = 0; i < mc; i++)
-                store_sums_avx2(s[i], g1 - g0, j->sx[m + i], j->sw + g0,
-                                j->Y + (size_t)(m + i) * j->ldy + g0, j->accumulate);
+            for (int i = 0; i < mc; i++) {
+                float *y = j->Y + (size_t)(m + i) * j->ldy + g0;
+                if (narrow) store_sums32_avx2(s.n[i], g1 - g0, j->sx[m + i], j->sw + g0, y, j->accumulate);
+                else store_sums_avx2(s.w[i], g1 - g0, j->sx[m + i], j->sw + g0, y, j->accumulate);
+            }
         }
     }
 }
 
 /* The AVX2 family: vpmaddwd + vpaddd, AVX2 only. */
 __attribute__((target(TAVX2), noinline)) static void block_avx2(const Job *j, int n0, int n1, int16_t *wb) {
-    block_a2(0, j, n0, n1, wb);
+    if (a2_narrow(j->K, j->B)) block_a2(0, 1, j, n0, n1, wb);
+    else block_a2(0, 0, j, n0, n1, wb);
 }
 
 /* ---- AVX-VNNI: the AVX2 tiles on vpdpwssd ymm ----------------------------- */
@@ -548,7 +596,8 @@ __attribute__((target(TAVX2), noinline)) static void block_avx2(const Job *j, in
  * 2^31 anyway, so the sums are the AVX2 family's to the bit. */
 __attribute__((target(TAVX2 ",avxvnni"), noinline))
 static void block_avxvnni(const Job *j, int n0, int n1, int16_t *wb) {
-    block_a2(1, j, n0, n1, wb);
+    if (a2_narrow(j->K, j->B)) block_a2(1, 1, j, n0, n1, wb);
+    else block_a2(1, 0, j, n0, n1, wb);
 }
 
 /* ---- AVX-512: vpdpwssd (AVX512_VNNI) ------------------------------------ */
@@ -1121,6 +1170,15 @@ int wk_i8_epilogue(int variant, const int64_t *s, int cnt, float sx, const float
     if (variant == 2 && v512) { store_sums_512f(s, cnt, sx, sw, y, accumulate); return 1; }
     if (variant == 3 && v512 && __builtin_cpu_supports("avx512dq")) {
         store_sums_512dq(s, cnt, sx, sw, y, accumulate);
+        return 1;
+    }
+    if (variant == 4 && __builtin_cpu_supports("avx2") && cnt <= 4096) {
+        int32_t s32[4096];
+        for (int j = 0; j < cnt; j++) {
+            if (s[j] > INT32_MAX || s[j] < -INT32_MAX) return 0;
+            s32[j] = (int32_t)s[j];
+        }
+        store_sums32_avx2(s32, cnt, sx, sw, y, accumulate);
         return 1;
     }
 #endif

@@ -27,7 +27,8 @@
  * most 2047 · WK_I8_W_MAX(B), so K <= WK_I8_MAX_K(B) never overflows; the
  * AVX2 (and AVX-VNNI) tiles give each lane one (row, channel) and cut K into chunks of at
  * most 8192 >> B products (< 2^31 / (2047 · WK_I8_W_MAX(B))); lanes and
- * chunks are summed in 64 bits. The AVX-512 tiles add their sixteen lanes
+ * chunks are summed in 64 bits (where a row's whole sum fits int32, as
+ * below, all of K is one chunk and the lanes stay int32). The AVX-512 tiles add their sixteen lanes
  * in int32 where a row's whole sum fits (K · 2047 · WK_I8_W_MAX(B) < 2^31:
  * K <= 2053 for B = 2, 4114 for B = 1), otherwise in 64 bits; for M <= 16
  * they cut K into chunks of 2048 so that it always fits.
@@ -72,9 +73,11 @@ int wk_i8_quantize_variant(int variant, const float *x, int K, int16_t *out, int
 
 /* The float epilogue alone, for the tests: variant 0 the reference
  * (scalar, used by the generic family), 1 the AVX2 family's, 2 the AVX-512
- * family's without AVX512DQ, 3 with it; every variant must equal 0 bit for
- * bit for |s| < 2^51 (the vector families see |S| < 2^35). Returns 0 (and
- * writes nothing) if the CPU lacks the variant's instructions. */
+ * family's without AVX512DQ, 3 with it, 4 the AVX2 family's from 32-bit
+ * sums (when a row's whole sum fits); every variant must equal 0 bit for
+ * bit for |s| < 2^51 (the vector families see |S| < 2^35; variant 4 only
+ * |S| <= INT32_MAX, and returns 0 for any other s). Returns 0 (and writes
+ * nothing) if the CPU lacks the variant's instructions. */
 int wk_i8_epilogue(int variant, const int64_t *s, int cnt, float sx, const float *sw, float *y,
                    int accumulate);
 

@@ -202,13 +202,14 @@ START_TEST(test_int8_exact) {
 }
 END_TEST
 
-/* The epilogue alone: every vector variant (AVX2, AVX-512 with and
- * without AVX512DQ) against the formula t = sx·sw, v = (float)S·t,
+/* The epilogue alone: every vector variant (AVX2 from int64 and from
+ * int32, AVX-512 with and without AVX512DQ) against the formula t = sx·sw, v = (float)S·t,
  * y = y + v or v, each step rounded once (volatile, so this file cannot
  * contract it), bit for bit. Sums: random of every magnitude up to 2^35,
  * the largest ± K·2047·W_MAX(B) of both B, ±1, 0, odd values past 2^24 and
  * float rounding ties; scales of several exponents; accumulate on and off;
- * counts 1..41 and offsets (the 4- and 8-wide tails). A fused multiply-add
+ * counts 1..41 and offsets (the 4- and 8-wide tails; int32: sums up to
+ * ±INT32_MAX only). A fused multiply-add
  * or a conversion rounding twice differs on some of them. */
 static float epi_ref(int64_t S, float sx, float sw, float y, int accumulate) {
     volatile float t = sx * sw, f = (float)S;
@@ -242,23 +243,31 @@ START_TEST(test_int8_epilogue) {
         sw[i] = ldexpf(frand(), (i % 7) * 3 - 30);   /* 2^-30 .. 2^-12 */
         y0[i] = ldexpf(frand(), (i % 5) * 4 - 6);
     }
+    /* variant 4 (the AVX2 family's from int32) takes only |S| <= INT32_MAX,
+     * what a row whose whole sum fits gives: the others shifted down, and
+     * the int32 bound itself */
+    int64_t *S4 = malloc(sizeof(int64_t) * NS);
+    for (int i = 0; i < NS; i++) S4[i] = S[i] > INT32_MAX || S[i] < -INT32_MAX ? S[i] / 32 : S[i];
+    S4[0] = INT32_MAX, S4[1] = -INT32_MAX;
+    S4[2] = (int64_t)2048 * WK_I8_ACT_MAX * WK_I8_W_MAX(2), S4[3] = -S4[2];
     const float sxs[] = {1.0f / 2047, 0.37f / 2047, 3.1e-3f, 1.7f};
     int tried = 0;
-    for (int variant = 1; variant <= 3; variant++)
+    for (int variant = 1; variant <= 4; variant++)
         for (size_t a = 0; a < sizeof sxs / sizeof sxs[0]; a++)
             for (int acc = 0; acc <= 1; acc++) {
-                for (int i = 0; i < NS; i++) want[i] = epi_ref(S[i], sxs[a], sw[i], y0[i], acc);
+                const int64_t *Sv = variant == 4 ? S4 : S;
+                for (int i = 0; i < NS; i++) want[i] = epi_ref(Sv[i], sxs[a], sw[i], y0[i], acc);
                 /* the whole array, then short counts at odd offsets */
                 memcpy(got, y0, sizeof(float) * NS);
-                if (!wk_i8_epilogue(variant, S, NS, sxs[a], sw, got, acc)) continue;
+                if (!wk_i8_epilogue(variant, Sv, NS, sxs[a], sw, got, acc)) continue;
                 tried++;
                 for (int i = 0; i < NS; i++)
                     ck_assert_msg(memcmp(&got[i], &want[i], sizeof(float)) == 0,
                                   "variant %d acc %d S=%lld sx=%a sw=%a y=%a: %a, want %a", variant, acc,
-                                  (long long)S[i], sxs[a], sw[i], y0[i], got[i], want[i]);
+                                  (long long)Sv[i], sxs[a], sw[i], y0[i], got[i], want[i]);
                 for (int off = 0, cnt = 1; off + cnt <= NS && cnt <= 41; off += cnt + 3, cnt++) {
                     memcpy(got, y0, sizeof(float) * NS);
-                    wk_i8_epilogue(variant, S + off, cnt, sxs[a], sw + off, got + off, acc);
+                    wk_i8_epilogue(variant, Sv + off, cnt, sxs[a], sw + off, got + off, acc);
                     for (int i = 0; i < NS; i++) {
                         float w = i >= off && i < off + cnt ? want[i] : y0[i];   /* nothing past cnt */
                         ck_assert_msg(memcmp(&got[i], &w, sizeof(float)) == 0,
@@ -272,7 +281,7 @@ START_TEST(test_int8_epilogue) {
     ck_assert_int_eq(wk_i8_epilogue(0, S, NS, sxs[0], sw, got, 1), 1);
     for (int i = 0; i < NS; i++) ck_assert(got[i] == epi_ref(S[i], sxs[0], sw[i], y0[i], 1));
     if (!tried) fprintf(stderr, "check_weights: no vector epilogue on this CPU\n");
-    free(S); free(sw); free(y0); free(want); free(got);
+    free(S); free(S4); free(sw); free(y0); free(want); free(got);
 }
 END_TEST
 
